@@ -1,0 +1,3 @@
+//! pgsplit configuration (being written).
+mod types;
+pub use types::*;

@@ -1,0 +1,1 @@
+//! pgsplit composition root (being written).

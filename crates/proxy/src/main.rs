@@ -1,0 +1,2 @@
+//! The pgsplit binary.
+fn main() {}

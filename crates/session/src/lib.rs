@@ -1,0 +1,1 @@
+//! Per-client session (being written).

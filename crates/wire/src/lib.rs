@@ -1,0 +1,1 @@
+//! PostgreSQL v3 wire protocol, sans-IO (being written).
