@@ -1,1 +1,72 @@
-//! pgsplit composition root (being written).
+//! pgsplit's composition root: builds the shared [`pgsplit_session::Ctx`] from a validated
+//! config, binds the client listener, and runs the accept loop with a connection limit and a
+//! graceful drain.
+//!
+//! This is the only crate with process-wide wiring; the binary (`main.rs`) adds the CLI,
+//! logging and signal handling on top of [`start`].
+#![warn(missing_docs)]
+
+mod listener;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use pgsplit_config::Config;
+use pgsplit_session::{CancelRegistry, Ctx, SecretCache, Snapshot};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct ProxyHandle {
+    client_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl ProxyHandle {
+    /// The address clients connect to (useful when the config asked for port 0).
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
+    /// Starts a graceful drain: stop accepting, let in-flight transactions finish up to
+    /// `shutdown_timeout`, then close every connection.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Waits until the proxy has fully stopped.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("the accept loop panicked")
+    }
+}
+
+/// Binds `config.listen` and starts serving on the current tokio runtime.
+pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let client_addr = listener.local_addr()?;
+    let (tx, rx) = watch::channel(false);
+    let ctx = Ctx {
+        snapshot: Arc::new(ArcSwap::from_pointee(Snapshot {
+            generation: 1,
+            config: Arc::new(config),
+        })),
+        cancels: Arc::new(CancelRegistry::default()),
+        secrets: Arc::new(SecretCache::default()),
+        shutdown: rx,
+        next_id: Arc::new(AtomicU32::new(1)),
+    };
+    let task = tokio::spawn(listener::accept_loop(listener, ctx));
+    Ok(ProxyHandle {
+        client_addr,
+        shutdown: tx,
+        task,
+    })
+}

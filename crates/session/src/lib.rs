@@ -1,1 +1,29 @@
-//! Per-client session (being written).
+//! The per-client state machine of pgsplit: startup, client authentication, then the relay
+//! loop that moves protocol messages between the client and its server connection.
+//!
+//! What it does not do: it binds no sockets and installs no signal handlers (that is the
+//! `pgsplit` binary crate), and it opens server connections only through `pgsplit-backend`.
+//! Classification, routing and pooling plug into [`flow`] as their issues land; today every
+//! client gets a dedicated connection to the primary.
+//!
+//! # Cancel safety
+//! [`run`] owns the client socket and is meant to be spawned as a task; dropping it closes the
+//! client and its server connection abruptly (used only at the end of a shutdown timeout).
+//! Inside, the relay loop only awaits cancel-safe operations in `select!`: `read_buf` into
+//! buffers the session owns and single `write_vectored` calls, so no byte is lost or duplicated
+//! when another branch wins.
+#![warn(missing_docs)]
+
+mod cancel;
+mod client_io;
+mod ctx;
+mod error;
+mod flow;
+mod outbox;
+mod relay;
+mod startup;
+
+pub use cancel::{CancelRegistry, CancelTarget};
+pub use ctx::{Ctx, SecretCache, Snapshot};
+pub use error::SessionError;
+pub use flow::{reject, run};

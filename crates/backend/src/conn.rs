@@ -1,0 +1,116 @@
+//! An authenticated server connection: its socket halves, read buffer and startup state.
+
+use bytes::BytesMut;
+use pgsplit_wire::{Frame, next_frame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::BackendError;
+
+/// Initial read buffer capacity; the buffer grows only as bytes arrive.
+pub(crate) const READ_BUF: usize = 8 * 1024;
+
+/// One authenticated connection to a PostgreSQL server, idle after startup.
+#[derive(Debug)]
+pub struct ServerConn {
+    /// `host:port` of the server, for errors and logs.
+    pub(crate) addr: String,
+    /// Read half of the socket.
+    pub(crate) rd: OwnedReadHalf,
+    /// Write half of the socket.
+    pub(crate) wr: OwnedWriteHalf,
+    /// Bytes read from the server and not yet consumed; reused for the connection's life.
+    pub(crate) rbuf: BytesMut,
+    /// Largest message accepted from the server.
+    pub(crate) max_message: usize,
+    /// ParameterStatus values the server reported at startup, in order.
+    pub(crate) params: Vec<(String, String)>,
+    /// The server's cancel key (process id, secret).
+    pub(crate) key: (u32, u32),
+    /// Transaction status from the last ReadyForQuery (`I`, `T` or `E`).
+    pub(crate) txn_status: u8,
+}
+
+impl ServerConn {
+    /// `host:port` of the server.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The ParameterStatus values the server reported during startup, in order.
+    pub fn params(&self) -> &[(String, String)] {
+        &self.params
+    }
+
+    /// The server's backend process id and cancel secret.
+    pub fn cancel_key(&self) -> (u32, u32) {
+        self.key
+    }
+
+    /// Transaction status from the last ReadyForQuery seen by [`ServerConn::note_ready`].
+    pub fn txn_status(&self) -> u8 {
+        self.txn_status
+    }
+
+    /// Records the status of a ReadyForQuery the relay saw.
+    pub fn note_ready(&mut self, status: u8) {
+        self.txn_status = status;
+    }
+
+    /// Largest message accepted from this server.
+    pub fn max_message(&self) -> usize {
+        self.max_message
+    }
+
+    /// The socket halves and the read buffer, for a relay that drives both directions at once.
+    pub fn io(&mut self) -> (&mut OwnedReadHalf, &mut BytesMut, &mut OwnedWriteHalf) {
+        (&mut self.rd, &mut self.rbuf, &mut self.wr)
+    }
+
+    /// Reads one whole message. Cancel safe: partial input stays in the buffer.
+    pub async fn read_frame(&mut self) -> Result<Frame, BackendError> {
+        loop {
+            match next_frame(&mut self.rbuf, self.max_message) {
+                Ok(Some(frame)) => return Ok(frame),
+                Ok(None) => {}
+                Err(source) => {
+                    return Err(BackendError::Protocol {
+                        addr: self.addr.clone(),
+                        source,
+                    });
+                }
+            }
+            let n = self
+                .rd
+                .read_buf(&mut self.rbuf)
+                .await
+                .map_err(|e| self.io_err(e))?;
+            if n == 0 {
+                return Err(BackendError::Closed {
+                    addr: self.addr.clone(),
+                });
+            }
+        }
+    }
+
+    /// Writes all of `bytes` to the server.
+    pub async fn write_all(&mut self, bytes: &[u8]) -> Result<(), BackendError> {
+        let res = self.wr.write_all(bytes).await;
+        res.map_err(|e| self.io_err(e))
+    }
+
+    /// Sends Terminate and closes the socket, ignoring errors (the connection is being dropped).
+    pub async fn close(mut self) {
+        let mut buf = BytesMut::with_capacity(5);
+        pgsplit_wire::encode::terminate(&mut buf);
+        let _ = self.wr.write_all(&buf).await;
+        let _ = self.wr.shutdown().await;
+    }
+
+    pub(crate) fn io_err(&self, source: std::io::Error) -> BackendError {
+        BackendError::Io {
+            addr: self.addr.clone(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The client socket: one reused read buffer, an outbox, and framed reads.
+
+use bytes::BytesMut;
+use pgsplit_wire::{ErrorFields, Frame, StartupPacket, encode, next_frame, next_startup};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::SessionError;
+use crate::outbox::Outbox;
+
+/// Initial read buffer capacity; it grows only as bytes arrive.
+const READ_BUF: usize = 8 * 1024;
+
+/// A connected client.
+#[derive(Debug)]
+pub(crate) struct ClientConn {
+    /// Read half of the socket.
+    pub(crate) rd: OwnedReadHalf,
+    /// Write half of the socket.
+    pub(crate) wr: OwnedWriteHalf,
+    /// Bytes received and not yet consumed.
+    pub(crate) rbuf: BytesMut,
+    /// Bytes waiting to be written to the client.
+    pub(crate) out: Outbox,
+    /// Scratch buffer for messages pgsplit composes itself.
+    pub(crate) scratch: BytesMut,
+    /// Largest message accepted from the client.
+    pub(crate) max_message: usize,
+}
+
+impl ClientConn {
+    /// Wraps an accepted socket.
+    pub(crate) fn new(stream: TcpStream, max_message: usize) -> Self {
+        let _ = stream.set_nodelay(true);
+        let (rd, wr) = stream.into_split();
+        ClientConn {
+            rd,
+            wr,
+            rbuf: BytesMut::with_capacity(READ_BUF),
+            out: Outbox::default(),
+            scratch: BytesMut::with_capacity(256),
+            max_message,
+        }
+    }
+
+    /// Reads the untagged startup packet (or SSLRequest / GSSENCRequest / CancelRequest).
+    pub(crate) async fn read_startup(&mut self) -> Result<StartupPacket, SessionError> {
+        loop {
+            if let Some(p) = next_startup(&mut self.rbuf, self.max_message)? {
+                return Ok(p);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Reads one whole tagged message. Cancel safe.
+    pub(crate) async fn read_frame(&mut self) -> Result<Frame, SessionError> {
+        loop {
+            if let Some(f) = next_frame(&mut self.rbuf, self.max_message)? {
+                return Ok(f);
+            }
+            self.fill().await?;
+        }
+    }
+
+    async fn fill(&mut self) -> Result<(), SessionError> {
+        let n = self
+            .rd
+            .read_buf(&mut self.rbuf)
+            .await
+            .map_err(SessionError::ClientIo)?;
+        if n == 0 {
+            return Err(SessionError::ClientGone);
+        }
+        Ok(())
+    }
+
+    /// Queues a message composed with `encode` and returns nothing; call [`Self::flush`] at a
+    /// protocol boundary.
+    pub(crate) fn queue(&mut self, compose: impl FnOnce(&mut BytesMut)) {
+        compose(&mut self.scratch);
+        let chunk = self.scratch.split().freeze();
+        self.out.push(chunk);
+    }
+
+    /// Queues an ErrorResponse.
+    pub(crate) fn queue_error(&mut self, fields: &ErrorFields) {
+        self.queue(|b| encode::error_response(b, fields));
+    }
+
+    /// Writes everything queued.
+    pub(crate) async fn flush(&mut self) -> Result<(), SessionError> {
+        self.out
+            .flush(&mut self.wr)
+            .await
+            .map_err(SessionError::ClientIo)
+    }
+
+    /// Sends an error and closes the connection (used for FATAL errors).
+    pub(crate) async fn fail(mut self, fields: &ErrorFields) {
+        self.queue_error(fields);
+        let _ = self.flush().await;
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut self.wr).await;
+    }
+}

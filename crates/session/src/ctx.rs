@@ -1,0 +1,85 @@
+//! What every session receives from the composition root: the config snapshot and shared
+//! registries. No globals: the `pgsplit` binary builds one [`Ctx`] and clones it per client.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use pgsplit_config::Config;
+use pgsplit_wire::scram::ScramSecret;
+use tokio::sync::watch;
+
+use crate::CancelRegistry;
+
+/// One consistent view of the configuration; swapped atomically as a whole.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases by one on every successful reload.
+    pub generation: u64,
+    /// The validated configuration.
+    pub config: Arc<Config>,
+}
+
+/// Shared handles a session needs. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    /// The current snapshot; sessions load it at transaction boundaries.
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Maps the cancel keys pgsplit hands to clients to the server running their query.
+    pub cancels: Arc<CancelRegistry>,
+    /// SCRAM secrets derived from plain-text passwords, so the 4096 PBKDF2 rounds run once.
+    pub secrets: Arc<SecretCache>,
+    /// Becomes `true` when the proxy starts draining.
+    pub shutdown: watch::Receiver<bool>,
+    /// Source of connection ids (also used as the process id in client cancel keys).
+    pub next_id: Arc<AtomicU32>,
+}
+
+impl Ctx {
+    /// A fresh id for a new client connection.
+    pub fn new_conn_id(&self) -> u32 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Salt and iterations for SCRAM secrets derived from plain-text passwords.
+const DERIVED_ITERATIONS: u32 = 4096;
+
+/// Cache of SCRAM secrets per user, keyed by the password they were derived from so a reload
+/// that changes a password takes effect at once.
+#[derive(Debug)]
+pub struct SecretCache {
+    salt: [u8; 16],
+    by_user: Mutex<HashMap<String, (String, Arc<ScramSecret>)>>,
+}
+
+impl Default for SecretCache {
+    fn default() -> Self {
+        SecretCache {
+            salt: rand::random(),
+            by_user: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl SecretCache {
+    /// The SCRAM secret for `user` whose configured password is `password` (a verifier or plain
+    /// text).
+    pub fn scram_secret(&self, user: &str, password: &str) -> Arc<ScramSecret> {
+        if let Some((pw, secret)) = self.by_user.lock().get(user)
+            && pw == password
+        {
+            return secret.clone();
+        }
+        let secret = Arc::new(match ScramSecret::parse(password) {
+            Some(s) => s,
+            None => ScramSecret::from_password(password, &self.salt, DERIVED_ITERATIONS),
+        });
+        self.by_user
+            .lock()
+            .insert(user.to_owned(), (password.to_owned(), secret.clone()));
+        secret
+    }
+}
