@@ -106,7 +106,10 @@ impl fmt::Debug for User {
             .field("password", &"<redacted>")
             .field("auth", &self.auth)
             .field("server_user", &self.server_user)
-            .field("server_password", &self.server_password.as_ref().map(|_| "<redacted>"))
+            .field(
+                "server_password",
+                &self.server_password.as_ref().map(|_| "<redacted>"),
+            )
             .field("admin", &self.admin)
             .finish()
     }
