@@ -1,0 +1,109 @@
+//! `cargo xtask install`: apt-get what the tests, the demo and the benchmarks need and the machine lacks
+//! (the PostgreSQL server programs, and libclang for pg_query's bindgen build).
+
+use anyhow::{Result, bail};
+use std::path::Path;
+use std::process::Command;
+
+use crate::{cmd, pg};
+
+const PACKAGES: [&str; 4] = ["postgresql", "postgresql-contrib", "libclang-dev", "clang"];
+
+/// PostgreSQL programs that must sit in the server's bin directory.
+const PG_TOOLS: [&str; 5] = ["initdb", "pg_ctl", "pg_basebackup", "psql", "pgbench"];
+
+/// Installs the missing pieces, or does nothing when all are present.
+pub(crate) fn ensure() -> Result<()> {
+    let missing = find_missing();
+    if missing.is_empty() {
+        println!("==> install: nothing to do (PostgreSQL programs and libclang are present)");
+        return Ok(());
+    }
+    let apt = format!(
+        "apt-get install -y --no-install-recommends {}",
+        PACKAGES.join(" ")
+    );
+    println!("==> install: missing {}", missing.join(", "));
+    if !pg::is_root()? {
+        bail!(
+            "missing {} and not running as root; run `sudo cargo xtask install` or `sudo apt-get update && sudo {apt}`",
+            missing.join(", ")
+        );
+    }
+    if !Path::new("/usr/bin/apt-get").is_file() {
+        bail!(
+            "missing {} and there is no apt-get; install PostgreSQL and libclang by hand",
+            missing.join(", ")
+        );
+    }
+    println!("==> install: {apt}");
+    cmd::run(
+        Command::new("apt-get")
+            .arg("update")
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    cmd::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(PACKAGES)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    let still = find_missing();
+    if !still.is_empty() {
+        bail!("still missing after apt-get install: {}", still.join(", "));
+    }
+    Ok(())
+}
+
+/// What is absent, by name.
+fn find_missing() -> Vec<&'static str> {
+    let bindir = pg::find_bindir();
+    let mut missing: Vec<&'static str> = PG_TOOLS
+        .into_iter()
+        .filter(|tool| !bindir.as_ref().is_some_and(|dir| dir.join(tool).is_file()))
+        .collect();
+    if !has_libclang() {
+        missing.push("libclang");
+    }
+    missing
+}
+
+/// Whether the unversioned `libclang.so` that libclang-dev installs (and bindgen loads) exists.
+fn has_libclang() -> bool {
+    let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("LIBCLANG_PATH")
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    let llvm = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path());
+    dirs.extend(
+        llvm.filter(|p| p.to_string_lossy().contains("/llvm-"))
+            .map(|p| p.join("lib")),
+    );
+    for multiarch in [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib64",
+        "/usr/lib",
+        "/usr/local/lib",
+    ] {
+        dirs.push(multiarch.into());
+    }
+    dirs.iter().any(|dir| {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|entry| {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                name == "libclang.so"
+                    || (name.starts_with("libclang-")
+                        && name.ends_with(".so")
+                        && !name.starts_with("libclang-cpp"))
+            })
+    })
+}
