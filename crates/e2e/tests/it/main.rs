@@ -13,6 +13,7 @@
 mod auth;
 mod basic;
 mod cancel;
+mod cluster;
 mod copy;
 mod errors;
 mod harness;
