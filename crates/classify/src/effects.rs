@@ -1,0 +1,120 @@
+//! Which units of SQL may change session state that pooling must preserve or guard.
+
+/// What a unit of SQL may do to its server connection's session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// May change settings (SET, RESET, DISCARD, `set_config`, or code pgsplit cannot see
+    /// into: DO, CALL).
+    pub settings: bool,
+    /// May create or drop state that cannot be replayed on another connection: temporary
+    /// tables, LISTEN, SQL-level PREPARE, WITH HOLD cursors, session advisory locks.
+    pub state: bool,
+}
+
+impl Effects {
+    /// Whether anything may have changed.
+    pub fn any(self) -> bool {
+        self.settings || self.state
+    }
+}
+
+/// Scans `sql` (one or more statements) for anything that may change session state.
+///
+/// Conservative by design: it answers `true` on any hint (a false positive costs one check of
+/// the server's real state). It cannot see into user-defined functions that call
+/// `set_config(..., false)` from a plain SELECT; that limitation is documented.
+pub fn session_effects(sql: &str) -> Effects {
+    use crate::lexer::{Token, Tokens};
+    let mut fx = Effects::default();
+    let mut first = true;
+    for tok in Tokens::new(sql) {
+        match tok {
+            Token::Semicolon => {
+                first = true;
+                continue;
+            }
+            Token::Word(w) => {
+                let w = w.to_ascii_lowercase();
+                if first {
+                    match w.as_str() {
+                        "set" | "reset" => fx.settings = true,
+                        "discard" | "do" | "call" => {
+                            fx.settings = true;
+                            fx.state = true;
+                        }
+                        "listen" | "unlisten" | "prepare" | "deallocate" | "close" => {
+                            fx.state = true;
+                        }
+                        _ => {}
+                    }
+                }
+                match w.as_str() {
+                    "set_config" => fx.settings = true,
+                    "temp" | "temporary" | "pg_temp" | "hold" => fx.state = true,
+                    _ if w.contains("advisory") => fx.state = true,
+                    _ => {}
+                }
+            }
+            Token::DollarBody(_) | Token::Other => {}
+        }
+        first = false;
+    }
+    fx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(sql: &str, settings: bool, state: bool) {
+        assert_eq!(session_effects(sql), Effects { settings, state }, "{sql:?}");
+    }
+
+    #[test]
+    fn settings() {
+        check("SET search_path TO a, b", true, false);
+        check("set local statement_timeout = 5", true, false);
+        check("  /* c */ Reset ALL", true, false);
+        check("select 1; SET x = 1", true, false);
+        check("SELECT pg_catalog.set_config('a', 'b', false)", true, false);
+        check("DISCARD ALL", true, true);
+        check(
+            "DO $$ BEGIN PERFORM set_config('a','b',false); END $$",
+            true,
+            true,
+        );
+        check("CALL proc()", true, true);
+    }
+
+    #[test]
+    fn state() {
+        check("CREATE TEMP TABLE t (a int)", false, true);
+        check("create temporary table t as select 1", false, true);
+        check("SELECT * INTO pg_temp.t FROM x", false, true);
+        check("LISTEN ch", false, true);
+        check("UNLISTEN *", false, true);
+        check("PREPARE p AS SELECT 1", false, true);
+        check("DEALLOCATE ALL", false, true);
+        check("DECLARE c CURSOR WITH HOLD FOR SELECT 1", false, true);
+        check("CLOSE c", false, true);
+        check("SELECT pg_advisory_lock(1)", false, true);
+        check("select pg_try_advisory_lock(1)", false, true);
+    }
+
+    #[test]
+    fn plain_statements_have_no_effects() {
+        for sql in [
+            "SELECT 1",
+            "UPDATE t SET a = 1",
+            "INSERT INTO t (settings) VALUES ('set x')",
+            "select 'SET search_path' -- reset\n",
+            "SELECT \"set\" FROM t",
+            "BEGIN",
+            "COMMIT",
+            "SELECT $1::text",
+            "",
+        ] {
+            check(sql, false, false);
+        }
+    }
+}
