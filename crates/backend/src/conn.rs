@@ -4,6 +4,7 @@ use bytes::BytesMut;
 use pgsplit_wire::{Frame, next_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::time::Instant;
 
 use crate::BackendError;
 
@@ -29,6 +30,10 @@ pub struct ServerConn {
     pub(crate) key: (u32, u32),
     /// Transaction status from the last ReadyForQuery (`I`, `T` or `E`).
     pub(crate) txn_status: u8,
+    /// When the connection was opened (before the TCP connect), for `server_lifetime`.
+    pub(crate) created_at: Instant,
+    /// Opaque marker owned by sessions (which client state was last applied); 0 when new.
+    pub(crate) state_tag: u64,
 }
 
 impl ServerConn {
@@ -55,6 +60,44 @@ impl ServerConn {
     /// Records the status of a ReadyForQuery the relay saw.
     pub fn note_ready(&mut self, status: u8) {
         self.txn_status = status;
+    }
+
+    /// When the connection was opened; the pool closes it once `server_lifetime` has passed.
+    pub fn created_at(&self) -> Instant {
+        self.created_at
+    }
+
+    /// The opaque session-state marker last set with [`ServerConn::set_state_tag`]; 0 on a new
+    /// connection.
+    ///
+    /// The backend gives it no meaning: sessions use it to remember which client settings were
+    /// last replayed on this connection, so they can skip replaying them again.
+    pub fn state_tag(&self) -> u64 {
+        self.state_tag
+    }
+
+    /// Sets the opaque session-state marker (see [`ServerConn::state_tag`]).
+    pub fn set_state_tag(&mut self, tag: u64) {
+        self.state_tag = tag;
+    }
+
+    /// Whether an idle connection still looks usable, without waiting.
+    ///
+    /// An idle server sends nothing, so a read attempt must find no data (`WouldBlock`).
+    /// End of file, an error, or any byte at all (such as the FATAL `57P01` that
+    /// `pg_terminate_backend` leaves behind, or leftovers in the read buffer) means the
+    /// connection is out of step or gone, and it must be closed.
+    /// The check relies on the runtime having seen the socket's readiness, so data that arrived
+    /// microseconds ago may still be missed; the next read then fails as it would anyway.
+    pub fn is_alive(&mut self) -> bool {
+        if !self.rbuf.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 64];
+        match self.rd.try_read(&mut probe) {
+            Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+            Ok(_) => false,
+        }
     }
 
     /// Largest message accepted from this server.
@@ -105,6 +148,16 @@ impl ServerConn {
         pgsplit_wire::encode::terminate(&mut buf);
         let _ = self.wr.write_all(&buf).await;
         let _ = self.wr.shutdown().await;
+    }
+
+    /// Closes without waiting: queues Terminate if the socket takes it at once, then drops the
+    /// socket. Used where no `.await` is possible (drop paths, under the pool's bookkeeping).
+    pub(crate) fn close_now(self) {
+        let mut buf = BytesMut::with_capacity(5);
+        pgsplit_wire::encode::terminate(&mut buf);
+        // A 5-byte write to an idle socket is accepted whole or not at all in practice; either
+        // way, dropping the halves closes the socket and the server ends the backend.
+        let _ = self.wr.try_write(&buf);
     }
 
     pub(crate) fn io_err(&self, source: std::io::Error) -> BackendError {

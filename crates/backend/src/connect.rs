@@ -5,7 +5,7 @@ use pgsplit_wire::backend::{self, BackendMessage};
 use pgsplit_wire::encode;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::time::{Duration, timeout};
+use tokio::time::{Duration, Instant, timeout};
 
 use crate::BackendError;
 use crate::auth::authenticate;
@@ -45,6 +45,7 @@ async fn connect_inner(p: &ConnectParams<'_>) -> Result<ServerConn, BackendError
         addr: p.addr.to_owned(),
         source,
     };
+    let created_at = Instant::now();
     let stream = TcpStream::connect(p.addr).await.map_err(io_err)?;
     stream.set_nodelay(true).map_err(io_err)?;
     let (rd, wr) = stream.into_split();
@@ -57,6 +58,8 @@ async fn connect_inner(p: &ConnectParams<'_>) -> Result<ServerConn, BackendError
         params: Vec::new(),
         key: (0, 0),
         txn_status: b'I',
+        created_at,
+        state_tag: 0,
     };
     let mut startup: Vec<(&str, &str)> = Vec::with_capacity(p.params.len() + 2);
     startup.push(("user", p.user));

@@ -1,0 +1,306 @@
+//! Server-connection pools: one per (server, user, database), with limits per pool and per server.
+//!
+//! The bookkeeping (who holds which slot, who waits in which order) is synchronous and lives in
+//! [`state`]; the waiting, opening and handing back of connections is in [`lease`]; what a
+//! session holds is a [`PooledConn`] ([`conn`]). The bookkeeping is generic over the connection
+//! type so that the queue can be tested without sockets (see `tests.rs`).
+//!
+//! **Invariant:** for every pool, `open` (idle + busy + being opened) never exceeds `size`, and
+//! for every server the sum of `open` over its pools never exceeds `server_max_connections`.
+//! A slot is counted before the TCP connect starts and is freed only after the socket is closed
+//! (or, for a failed connect, after the attempt has ended).
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use pgsplit_config::{PoolConfig, Server};
+use tokio::time::{Duration, Instant};
+
+use crate::{BackendError, ConnectParams, ServerConn, connect};
+
+mod conn;
+mod error;
+mod lease;
+mod state;
+#[cfg(test)]
+mod tests;
+
+pub use conn::PooledConn;
+pub use error::PoolError;
+
+/// Identity of a pool: one per (server name, server user, database).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    /// The server's configured name (not its address, so that a moved server keeps its pool).
+    pub server: Arc<str>,
+    /// The role pgsplit logs in as on the server.
+    pub user: Arc<str>,
+    /// The database on the server.
+    pub database: Arc<str>,
+}
+
+impl PoolKey {
+    /// A key from its three parts.
+    pub fn new(server: &str, user: &str, database: &str) -> PoolKey {
+        PoolKey {
+            server: server.into(),
+            user: user.into(),
+            database: database.into(),
+        }
+    }
+}
+
+impl fmt::Display for PoolKey {
+    /// `server primary, user app, database app`, the pool's name in errors and logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "server {}, user {}, database {}",
+            self.server, self.user, self.database
+        )
+    }
+}
+
+/// Everything a pool needs to open and manage connections (built by the caller from `Config`).
+///
+/// The latest settings passed to [`Pools::checkout`] win: a reload takes effect at the next
+/// checkout of each pool. When `addr` or `password` change, idle connections are closed and busy
+/// ones are closed when released.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// `host:port` of the server.
+    pub addr: String,
+    /// Password of the pool's user on the server, if the server asks for one.
+    pub password: Option<String>,
+    /// Most connections of this pool: idle, busy and being opened.
+    pub size: usize,
+    /// Idle connections [`Pools::maintain`] keeps open.
+    pub min_idle: usize,
+    /// How long a checkout waits in the queue before [`PoolError::Timeout`].
+    pub checkout_timeout: Duration,
+    /// Connections older than this are closed instead of reused.
+    pub server_lifetime: Duration,
+    /// Idle connections older than this are closed by [`Pools::maintain`] (down to `min_idle`).
+    pub server_idle_timeout: Duration,
+    /// Limit for connect + authentication + startup, and for a reset query on release.
+    pub connect_timeout: Duration,
+    /// Largest message accepted from the server.
+    pub max_message: usize,
+    /// Most connections to this server across all of its pools.
+    pub server_max_connections: usize,
+}
+
+impl PoolSettings {
+    /// Settings for a pool of `server` from the validated config; `password` is the user's
+    /// `server_password`.
+    pub fn new(
+        server: &Server,
+        pool: &PoolConfig,
+        password: Option<String>,
+        max_message: usize,
+    ) -> PoolSettings {
+        PoolSettings {
+            addr: server.addr(),
+            password,
+            size: pool.size,
+            min_idle: pool.min_idle,
+            checkout_timeout: pool.checkout_timeout,
+            server_lifetime: pool.server_lifetime,
+            server_idle_timeout: pool.server_idle_timeout,
+            connect_timeout: pool.connect_timeout,
+            max_message,
+            server_max_connections: server.max_connections,
+        }
+    }
+}
+
+impl fmt::Debug for PoolSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolSettings")
+            .field("addr", &self.addr)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("size", &self.size)
+            .field("min_idle", &self.min_idle)
+            .field("checkout_timeout", &self.checkout_timeout)
+            .field("server_lifetime", &self.server_lifetime)
+            .field("server_idle_timeout", &self.server_idle_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_message", &self.max_message)
+            .field("server_max_connections", &self.server_max_connections)
+            .finish()
+    }
+}
+
+/// A snapshot of one pool, for `SHOW POOLS`, `/status` and metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Which pool.
+    pub key: PoolKey,
+    /// Connections counted against the limits: `idle + busy + connecting`.
+    pub open: usize,
+    /// Connections waiting in the pool.
+    pub idle: usize,
+    /// Connections checked out.
+    pub busy: usize,
+    /// Connections being opened (TCP connect, authentication, startup).
+    pub connecting: usize,
+    /// Checkouts waiting in the queue.
+    pub waiting: usize,
+    /// The pool's current `size` limit.
+    pub size: usize,
+    /// Connections open to the pool's server across all of its pools.
+    pub server_open: usize,
+    /// The server's current `server_max_connections` limit.
+    pub server_max: usize,
+}
+
+/// What the pool needs from a connection; implemented by [`ServerConn`] and by test doubles.
+pub(crate) trait Conn: Send + 'static {
+    /// When it was opened.
+    fn created_at(&self) -> Instant;
+    /// The address it is connected to, to notice a server that moved.
+    fn addr(&self) -> &str;
+    /// Non-blocking health check of an idle connection.
+    fn is_alive(&mut self) -> bool;
+    /// Closes it without waiting.
+    fn close(self);
+}
+
+/// Opens connections for the pools.
+pub(crate) trait Connector: Send + Sync + 'static {
+    /// The connection type.
+    type Conn: Conn;
+    /// Opens one connection for pool `key`.
+    fn open(
+        &self,
+        key: &PoolKey,
+        settings: &PoolSettings,
+    ) -> impl Future<Output = Result<Self::Conn, BackendError>> + Send;
+}
+
+impl Conn for ServerConn {
+    fn created_at(&self) -> Instant {
+        ServerConn::created_at(self)
+    }
+
+    fn addr(&self) -> &str {
+        ServerConn::addr(self)
+    }
+
+    fn is_alive(&mut self) -> bool {
+        ServerConn::is_alive(self)
+    }
+
+    fn close(self) {
+        self.close_now();
+    }
+}
+
+/// Opens real server connections with [`connect`], as the pool's user and database only:
+/// sessions replay client settings themselves.
+#[derive(Debug, Default)]
+pub(crate) struct TcpConnector;
+
+impl Connector for TcpConnector {
+    type Conn = ServerConn;
+
+    async fn open(
+        &self,
+        key: &PoolKey,
+        settings: &PoolSettings,
+    ) -> Result<ServerConn, BackendError> {
+        let params = ConnectParams {
+            addr: &settings.addr,
+            user: &key.user,
+            password: settings.password.as_deref(),
+            database: &key.database,
+            params: &[],
+            connect_timeout: settings.connect_timeout,
+            max_message: settings.max_message,
+        };
+        connect(&params).await
+    }
+}
+
+/// All pools of the process; cheap to clone and share (an `Arc` inside).
+///
+/// Enforces each pool's `size` and each server's `server_max_connections` across all pools of
+/// that server: connections open, idle, busy or being opened never exceed either.
+/// When a server is full, the oldest idle connection of another pool of that server is closed to
+/// make room for a waiting checkout, so idle connections never starve a busy pool.
+#[derive(Clone)]
+pub struct Pools {
+    shared: Arc<lease::Shared<TcpConnector>>,
+}
+
+impl Default for Pools {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Pools {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pools")
+            .field("pools", &self.stats().len())
+            .finish()
+    }
+}
+
+impl Pools {
+    /// An empty set of pools; each pool is created at its first checkout.
+    pub fn new() -> Self {
+        Pools {
+            shared: Arc::new(lease::Shared::new(TcpConnector)),
+        }
+    }
+
+    /// Checks out a connection of pool `key`.
+    ///
+    /// In order: an idle, healthy connection (newest first; dead or expired ones are closed on
+    /// the way), else a new connection if both the pool's and the server's limits allow, else a
+    /// place in the pool's FIFO queue for up to `checkout_timeout`, after which it fails with
+    /// [`PoolError::Timeout`] (SQLSTATE 53300). A failed connect fails this checkout with
+    /// [`PoolError::Connect`] and frees the slot for the next waiter.
+    ///
+    /// The timeout bounds the wait in the queue; opening a connection is bounded by
+    /// `connect_timeout` on top.
+    ///
+    /// Cancel safe: dropping the future at any point leaks no slot and loses no connection
+    /// (one handed to a dropped waiter goes to the next waiter or back to idle).
+    pub async fn checkout(
+        &self,
+        key: &PoolKey,
+        settings: &PoolSettings,
+    ) -> Result<PooledConn, PoolError> {
+        let lease = lease::checkout(&self.shared, key, settings).await?;
+        Ok(PooledConn::new(lease, settings.connect_timeout))
+    }
+
+    /// Closes idle connections past `server_idle_timeout` (keeping `min_idle`) or past
+    /// `server_lifetime`, closes dead idle connections, and opens connections to bring every pool
+    /// up to `min_idle` idle connections, within the limits. Called periodically by the proxy.
+    ///
+    /// Connect failures are logged, not returned: health checks report broken servers.
+    /// Cancel safe: a dropped `maintain` aborts its connects and frees their slots.
+    pub async fn maintain(&self) {
+        lease::maintain(&self.shared).await;
+    }
+
+    /// A snapshot of every pool, sorted by key.
+    pub fn stats(&self) -> Vec<PoolStats> {
+        self.shared.stats()
+    }
+}
+
+/// `5s`, `300ms` or `1.5s`: a duration as an operator writes it in the config.
+pub(crate) fn human_duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d.subsec_nanos().is_multiple_of(1_000_000) && d.as_secs() == 0 {
+        format!("{}ms", d.subsec_millis())
+    } else {
+        format!("{d:?}")
+    }
+}

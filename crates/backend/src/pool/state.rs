@@ -1,0 +1,498 @@
+//! The pools' bookkeeping: slots, idle lists and FIFO wait queues, changed only under one lock.
+//!
+//! Everything here is synchronous and runs inside short critical sections of the registry's
+//! mutex. Connections that must be closed are pushed to a `closing` list that the caller closes
+//! after releasing the lock. Waiters receive a [`Grant`] through a oneshot channel; a grant is
+//! sent only while the waiter is still in its queue, under the lock, so it either reaches a live
+//! receiver or comes back to us (`send` returns it) and goes to the next waiter.
+//!
+//! One lock for all pools keeps the per-server limit (which spans pools) simple and exact.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::{Conn, PoolKey, PoolSettings, PoolStats};
+
+/// What a waiting checkout is given.
+#[derive(Debug)]
+pub(crate) enum Grant<C> {
+    /// A connection released by another holder, already counted as busy.
+    Conn(C),
+    /// A slot already counted against both limits: the waiter opens the connection.
+    Slot,
+}
+
+/// What [`State::acquire`] decided for a checkout.
+#[derive(Debug)]
+pub(crate) enum Acquired<C> {
+    /// An idle, healthy connection, now busy.
+    Conn(C),
+    /// A slot reserved for a new connection (counted as connecting).
+    Open,
+    /// No capacity: wait for a grant. The ticket identifies the waiter in its queue.
+    Wait(u64, oneshot::Receiver<Grant<C>>),
+}
+
+/// All pools and servers.
+#[derive(Debug)]
+pub(crate) struct State<C> {
+    /// Pools by key; created at first checkout and kept (with their stats) afterwards.
+    pools: HashMap<PoolKey, Pool<C>>,
+    /// Per-server totals, keyed by server name.
+    servers: HashMap<Arc<str>, ServerSlots>,
+    /// Next waiter ticket; tickets grow monotonically, so they order waiters across pools.
+    next_ticket: u64,
+}
+
+/// The connections counted against one server's limit.
+#[derive(Debug)]
+struct ServerSlots {
+    /// Open connections to this server across its pools (idle, busy and connecting).
+    open: usize,
+    /// The latest `server_max_connections` seen for this server.
+    max: usize,
+}
+
+/// One pool.
+#[derive(Debug)]
+struct Pool<C> {
+    /// The latest settings passed to a checkout.
+    settings: PoolSettings,
+    /// Idle connections, oldest first; checkouts take the newest (back) so that the oldest age out.
+    idle: VecDeque<Idle<C>>,
+    /// Connections counted against `size`: idle, busy and connecting.
+    open: usize,
+    /// Of `open`, how many are being opened.
+    connecting: usize,
+    /// Checkouts waiting for a connection, in arrival order.
+    waiters: VecDeque<Waiter<C>>,
+}
+
+/// An idle connection and since when it is idle.
+#[derive(Debug)]
+struct Idle<C> {
+    conn: C,
+    since: Instant,
+}
+
+/// A waiting checkout.
+#[derive(Debug)]
+struct Waiter<C> {
+    ticket: u64,
+    tx: oneshot::Sender<Grant<C>>,
+}
+
+impl<C> Pool<C> {
+    fn new(settings: PoolSettings) -> Self {
+        Pool {
+            settings,
+            idle: VecDeque::new(),
+            open: 0,
+            connecting: 0,
+            waiters: VecDeque::new(),
+        }
+    }
+}
+
+/// Whether `conn` has outlived `lifetime` at `now`.
+fn expired<C: Conn>(conn: &C, lifetime: std::time::Duration, now: Instant) -> bool {
+    now.saturating_duration_since(conn.created_at()) >= lifetime
+}
+
+impl<C: Conn> State<C> {
+    pub(crate) fn new() -> Self {
+        State {
+            pools: HashMap::new(),
+            servers: HashMap::new(),
+            next_ticket: 0,
+        }
+    }
+
+    /// Decides a checkout of `key`: an idle connection, a new slot, or a place in the queue.
+    pub(crate) fn acquire(
+        &mut self,
+        key: &PoolKey,
+        settings: &PoolSettings,
+        now: Instant,
+        closing: &mut Vec<C>,
+    ) -> Acquired<C> {
+        self.apply_settings(key, settings, closing);
+        let Some(pool) = self.pools.get_mut(key) else {
+            unreachable!("apply_settings creates the pool");
+        };
+        // Someone queued first: FIFO says they are served first, so do not take idle or free
+        // capacity ahead of them.
+        if pool.waiters.is_empty() {
+            let lifetime = pool.settings.server_lifetime;
+            let mut found = None;
+            let mut freed = 0;
+            while let Some(Idle { mut conn, .. }) = pool.idle.pop_back() {
+                if !expired(&conn, lifetime, now) && conn.is_alive() {
+                    found = Some(conn);
+                    break;
+                }
+                closing.push(conn);
+                freed += 1;
+            }
+            self.release_slots(key, freed);
+            if let Some(conn) = found {
+                if freed > 0 {
+                    self.dispatch(&key.server, closing);
+                }
+                return Acquired::Conn(conn);
+            }
+            // Older waiters of other pools of this server get freed capacity first.
+            self.dispatch(&key.server, closing);
+            if self.pools[key].waiters.is_empty() && self.reserve(key, true, closing) {
+                return Acquired::Open;
+            }
+        }
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let (tx, rx) = oneshot::channel();
+        if let Some(pool) = self.pools.get_mut(key) {
+            pool.waiters.push_back(Waiter { ticket, tx });
+        }
+        Acquired::Wait(ticket, rx)
+    }
+
+    /// Creates the pool if new and records the latest settings; a new address or password
+    /// retires the idle connections.
+    fn apply_settings(&mut self, key: &PoolKey, settings: &PoolSettings, closing: &mut Vec<C>) {
+        let server = self
+            .servers
+            .entry(key.server.clone())
+            .or_insert(ServerSlots {
+                open: 0,
+                max: settings.server_max_connections,
+            });
+        let mut changed = server.max != settings.server_max_connections;
+        server.max = settings.server_max_connections;
+        let mut retired = 0;
+        match self.pools.get_mut(key) {
+            None => {
+                self.pools.insert(key.clone(), Pool::new(settings.clone()));
+            }
+            Some(pool) if pool.settings != *settings => {
+                let moved = pool.settings.addr != settings.addr
+                    || pool.settings.password != settings.password;
+                pool.settings = settings.clone();
+                changed = true;
+                if moved {
+                    retired = pool.idle.len();
+                    closing.extend(pool.idle.drain(..).map(|i| i.conn));
+                }
+            }
+            Some(_) => {}
+        }
+        self.release_slots(key, retired);
+        if changed {
+            self.trim_idle(&key.server, closing);
+            self.dispatch(&key.server, closing);
+        }
+    }
+
+    /// Takes up `n` slots off the counts of `key`'s pool and server (connections closed).
+    fn release_slots(&mut self, key: &PoolKey, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if let Some(pool) = self.pools.get_mut(key) {
+            pool.open -= n;
+        }
+        if let Some(server) = self.servers.get_mut(&key.server) {
+            server.open -= n;
+        }
+    }
+
+    /// Reserves a slot for a new connection of `key`'s pool if both limits allow; with `evict`,
+    /// a full server makes room by closing the oldest idle connection of another of its pools.
+    fn reserve(&mut self, key: &PoolKey, evict: bool, closing: &mut Vec<C>) -> bool {
+        let Some(pool) = self.pools.get(key) else {
+            return false;
+        };
+        if pool.open >= pool.settings.size {
+            return false;
+        }
+        while self.server_full(&key.server) {
+            if !evict || !self.evict_idle(&key.server, closing) {
+                return false;
+            }
+        }
+        if let Some(pool) = self.pools.get_mut(key) {
+            pool.open += 1;
+            pool.connecting += 1;
+        }
+        if let Some(server) = self.servers.get_mut(&key.server) {
+            server.open += 1;
+        }
+        true
+    }
+
+    fn server_full(&self, server: &str) -> bool {
+        self.servers.get(server).is_none_or(|s| s.open >= s.max)
+    }
+
+    /// Closes the oldest idle connection among the pools of `server`; false if there is none.
+    fn evict_idle(&mut self, server: &str, closing: &mut Vec<C>) -> bool {
+        let victim = self
+            .pools
+            .iter()
+            .filter(|(k, _)| &*k.server == server)
+            .filter_map(|(k, p)| p.idle.front().map(|i| (i.since, k)))
+            .min_by_key(|(since, _)| *since)
+            .map(|(_, k)| k.clone());
+        let Some(key) = victim else {
+            return false;
+        };
+        if let Some(idle) = self.pools.get_mut(&key).and_then(|p| p.idle.pop_front()) {
+            closing.push(idle.conn);
+            self.release_slots(&key, 1);
+        }
+        true
+    }
+
+    /// Closes idle connections while a pool or its server is over its limit (after a reload
+    /// lowered it), so that the limits hold again as soon as possible.
+    fn trim_idle(&mut self, server: &str, closing: &mut Vec<C>) {
+        let keys: Vec<PoolKey> = self
+            .pools
+            .keys()
+            .filter(|k| &*k.server == server)
+            .cloned()
+            .collect();
+        for key in &keys {
+            while let Some(pool) = self.pools.get_mut(key) {
+                if pool.open <= pool.settings.size {
+                    break;
+                }
+                let Some(idle) = pool.idle.pop_front() else {
+                    break;
+                };
+                closing.push(idle.conn);
+                self.release_slots(key, 1);
+            }
+        }
+        while self.servers.get(server).is_some_and(|s| s.open > s.max) {
+            if !self.evict_idle(server, closing) {
+                break;
+            }
+        }
+    }
+
+    /// Hands free capacity of `server` to its waiters, oldest ticket first across its pools.
+    ///
+    /// A waiter is eligible when its pool is under `size`; a full server makes room by evicting
+    /// the oldest idle connection of its pools.
+    pub(crate) fn dispatch(&mut self, server: &str, closing: &mut Vec<C>) {
+        loop {
+            let Some((_, key)) = self.oldest_eligible(server) else {
+                return;
+            };
+            if !self.reserve(&key, true, closing) {
+                return;
+            }
+            let Some(waiter) = self.pools.get_mut(&key).and_then(|p| p.waiters.pop_front()) else {
+                return;
+            };
+            if waiter.tx.send(Grant::Slot).is_err() {
+                // The waiter is gone (it cannot be, as waiters leave their queue under the lock
+                // before dropping the receiver, but a lost slot would be permanent).
+                self.abandon_open(&key, closing);
+                return;
+            }
+        }
+    }
+
+    /// The oldest waiter among the pools of `server` that are under their `size`, i.e. that
+    /// wait for server capacity rather than for their own connections.
+    fn oldest_eligible(&self, server: &str) -> Option<(u64, PoolKey)> {
+        self.pools
+            .iter()
+            .filter(|(k, p)| &*k.server == server && p.open < p.settings.size)
+            .filter_map(|(k, p)| p.waiters.front().map(|w| (w.ticket, k)))
+            .min_by_key(|(ticket, _)| *ticket)
+            .map(|(ticket, k)| (ticket, k.clone()))
+    }
+
+    /// Whether a waiter of another pool of `key`'s full server arrived before `ticket`: then a
+    /// released connection of `key` must make room for it rather than serve `key`'s own queue,
+    /// or a busy pool could starve the other pools of its server.
+    fn older_waiter_elsewhere(&self, key: &PoolKey, ticket: u64) -> bool {
+        self.server_full(&key.server)
+            && self
+                .oldest_eligible(&key.server)
+                .is_some_and(|(t, k)| t < ticket && k != *key)
+    }
+
+    /// A connection of `key` comes back healthy: give it to the pool's first waiter, else keep
+    /// it idle. Closed instead when it expired, the server moved, a limit was lowered, or an
+    /// older waiter of another pool needs the server slot.
+    pub(crate) fn put_back(&mut self, key: &PoolKey, conn: C, now: Instant, closing: &mut Vec<C>) {
+        let over_server = self.servers.get(&key.server).is_none_or(|s| s.open > s.max);
+        let own_front = self
+            .pools
+            .get(key)
+            .and_then(|p| p.waiters.front().map(|w| w.ticket));
+        let yield_slot = own_front.is_some_and(|t| self.older_waiter_elsewhere(key, t));
+        let Some(pool) = self.pools.get_mut(key) else {
+            closing.push(conn);
+            return;
+        };
+        if yield_slot
+            || over_server
+            || pool.open > pool.settings.size
+            || conn.addr() != pool.settings.addr
+            || expired(&conn, pool.settings.server_lifetime, now)
+        {
+            closing.push(conn);
+            self.free(key, closing);
+            return;
+        }
+        let mut conn = conn;
+        while let Some(waiter) = pool.waiters.pop_front() {
+            match waiter.tx.send(Grant::Conn(conn)) {
+                Ok(()) => return,
+                Err(Grant::Conn(back)) => conn = back,
+                Err(Grant::Slot) => unreachable!("send returns what it was given"),
+            }
+        }
+        pool.idle.push_back(Idle { conn, since: now });
+        // Waiters of other pools of a full server may need this slot: dispatch evicts for them.
+        self.dispatch(&key.server, closing);
+    }
+
+    /// A busy slot of `key` is gone (its connection closed): free it and serve the waiters.
+    pub(crate) fn free(&mut self, key: &PoolKey, closing: &mut Vec<C>) {
+        self.release_slots(key, 1);
+        self.dispatch(&key.server, closing);
+    }
+
+    /// A connect for `key` succeeded: the slot is now busy.
+    pub(crate) fn opened(&mut self, key: &PoolKey) {
+        if let Some(pool) = self.pools.get_mut(key) {
+            pool.connecting -= 1;
+        }
+    }
+
+    /// A connect for `key` failed or was cancelled: free its slot and serve the waiters.
+    pub(crate) fn abandon_open(&mut self, key: &PoolKey, closing: &mut Vec<C>) {
+        if let Some(pool) = self.pools.get_mut(key) {
+            pool.connecting -= 1;
+        }
+        self.free(key, closing);
+    }
+
+    /// A busy slot whose connection was found dead is reused to open a new one.
+    pub(crate) fn reopen(&mut self, key: &PoolKey) {
+        if let Some(pool) = self.pools.get_mut(key) {
+            pool.connecting += 1;
+        }
+    }
+
+    /// Removes waiter `ticket` from `key`'s queue; false if it is no longer there (it was
+    /// granted something, which is then in its channel).
+    pub(crate) fn cancel_wait(&mut self, key: &PoolKey, ticket: u64) -> bool {
+        let Some(pool) = self.pools.get_mut(key) else {
+            return false;
+        };
+        match pool.waiters.iter().position(|w| w.ticket == ticket) {
+            Some(i) => {
+                pool.waiters.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Periodic upkeep: closes expired, timed-out (above `min_idle`) and dead idle connections,
+    /// then reserves slots to top every pool up to `min_idle`. Returns the reservations, which
+    /// the caller must open (and then [`State::put_back`] or [`State::abandon_open`]).
+    pub(crate) fn sweep(
+        &mut self,
+        now: Instant,
+        closing: &mut Vec<C>,
+    ) -> Vec<(PoolKey, PoolSettings)> {
+        let keys: Vec<PoolKey> = self.pools.keys().cloned().collect();
+        let mut servers: Vec<Arc<str>> = Vec::new();
+        for key in &keys {
+            let Some(pool) = self.pools.get_mut(key) else {
+                continue;
+            };
+            let s = &pool.settings;
+            let (lifetime, idle_timeout, min_idle) =
+                (s.server_lifetime, s.server_idle_timeout, s.min_idle);
+            let before = pool.idle.len();
+            let mut kept = VecDeque::with_capacity(before);
+            // Newest first, so that the connections kept for `min_idle` are the youngest.
+            while let Some(mut idle) = pool.idle.pop_back() {
+                let timed_out = now.saturating_duration_since(idle.since) >= idle_timeout
+                    && kept.len() >= min_idle;
+                if timed_out || expired(&idle.conn, lifetime, now) || !idle.conn.is_alive() {
+                    closing.push(idle.conn);
+                } else {
+                    kept.push_front(idle);
+                }
+            }
+            let closed = before - kept.len();
+            pool.idle = kept;
+            self.release_slots(key, closed);
+            if !servers.contains(&key.server) {
+                servers.push(key.server.clone());
+            }
+        }
+        for server in &servers {
+            self.trim_idle(server, closing);
+            self.dispatch(server, closing);
+        }
+        let mut top_ups = Vec::new();
+        for key in &keys {
+            while let Some(pool) = self.pools.get(key) {
+                let wanted = pool.settings.min_idle;
+                if !pool.waiters.is_empty() || pool.idle.len() + pool.connecting >= wanted {
+                    break;
+                }
+                let settings = pool.settings.clone();
+                // Top-ups never evict: an idle connection of another pool is as useful.
+                if !self.reserve(key, false, closing) {
+                    break;
+                }
+                top_ups.push((key.clone(), settings));
+            }
+        }
+        top_ups
+    }
+
+    /// A snapshot of every pool, sorted by key.
+    pub(crate) fn stats(&self) -> Vec<PoolStats> {
+        let mut out: Vec<PoolStats> = self
+            .pools
+            .iter()
+            .map(|(key, p)| {
+                let server = self.servers.get(&key.server);
+                PoolStats {
+                    key: key.clone(),
+                    open: p.open,
+                    idle: p.idle.len(),
+                    busy: p.open.saturating_sub(p.idle.len() + p.connecting),
+                    connecting: p.connecting,
+                    waiting: p.waiters.len(),
+                    size: p.settings.size,
+                    server_open: server.map_or(0, |s| s.open),
+                    server_max: server.map_or(0, |s| s.max),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (&a.key.server, &a.key.user, &a.key.database).cmp(&(
+                &b.key.server,
+                &b.key.user,
+                &b.key.database,
+            ))
+        });
+        out
+    }
+}
