@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::Instant;
 
-use crate::BackendError;
+use crate::{BackendError, StatementCache};
 
 /// Initial read buffer capacity; the buffer grows only as bytes arrive.
 pub(crate) const READ_BUF: usize = 8 * 1024;
@@ -34,6 +34,8 @@ pub struct ServerConn {
     pub(crate) created_at: Instant,
     /// Opaque marker owned by sessions (which client state was last applied); 0 when new.
     pub(crate) state_tag: u64,
+    /// Statements prepared on this connection under pgsplit's names; empty when new.
+    pub(crate) statements: StatementCache,
 }
 
 impl ServerConn {
@@ -79,6 +81,18 @@ impl ServerConn {
     /// Sets the opaque session-state marker (see [`ServerConn::state_tag`]).
     pub fn set_state_tag(&mut self, tag: u64) {
         self.state_tag = tag;
+    }
+
+    /// The statements this connection holds under pgsplit's names (empty on a new connection).
+    pub fn statements(&self) -> &StatementCache {
+        &self.statements
+    }
+
+    /// The statement cache, for the session that prepares and closes statements on this
+    /// connection. Whoever makes the server drop its statements (`DISCARD ALL`,
+    /// `DEALLOCATE ALL`) must clear it.
+    pub fn statements_mut(&mut self) -> &mut StatementCache {
+        &mut self.statements
     }
 
     /// Whether an idle connection still looks usable, without waiting.

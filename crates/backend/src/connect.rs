@@ -7,7 +7,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{Duration, Instant, timeout};
 
-use crate::BackendError;
+use crate::{BackendError, StatementCache};
 use crate::auth::authenticate;
 use crate::conn::{READ_BUF, ServerConn};
 
@@ -60,6 +60,7 @@ async fn connect_inner(p: &ConnectParams<'_>) -> Result<ServerConn, BackendError
         txn_status: b'I',
         created_at,
         state_tag: 0,
+        statements: StatementCache::default(),
     };
     let mut startup: Vec<(&str, &str)> = Vec::with_capacity(p.params.len() + 2);
     startup.push(("user", p.user));

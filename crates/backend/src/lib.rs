@@ -35,8 +35,10 @@ mod conn;
 mod connect;
 mod error;
 mod pool;
+mod statements;
 
 pub use conn::ServerConn;
 pub use connect::{ConnectParams, cancel, connect};
 pub use error::BackendError;
 pub use pool::{PoolError, PoolKey, PoolSettings, PoolStats, PooledConn, Pools};
+pub use statements::{DEFAULT_STATEMENT_CAPACITY, StatementCache};
