@@ -114,6 +114,19 @@ impl ServerConn {
         }
     }
 
+    /// Records a ParameterStatus the server sent after startup, so [`ServerConn::params`] stays
+    /// the connection's current reported values (what a client given this connection must see).
+    pub fn note_param(&mut self, name: &str, value: &str) {
+        match self.params.iter_mut().find(|(n, _)| n == name) {
+            Some((_, v)) => {
+                if v != value {
+                    value.clone_into(v);
+                }
+            }
+            None => self.params.push((name.to_owned(), value.to_owned())),
+        }
+    }
+
     /// Largest message accepted from this server.
     pub fn max_message(&self) -> usize {
         self.max_message

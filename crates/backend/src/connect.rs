@@ -7,9 +7,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{Duration, Instant, timeout};
 
-use crate::{BackendError, StatementCache};
 use crate::auth::authenticate;
 use crate::conn::{READ_BUF, ServerConn};
+use crate::{BackendError, StatementCache};
 
 /// What to connect to and as whom.
 #[derive(Clone, Debug)]

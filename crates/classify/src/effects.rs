@@ -9,12 +9,23 @@ pub struct Effects {
     /// May create or drop state that cannot be replayed on another connection: temporary
     /// tables, LISTEN, SQL-level PREPARE, WITH HOLD cursors, session advisory locks.
     pub state: bool,
+    /// May drop protocol-level prepared statements (DISCARD, DEALLOCATE).
+    pub statements: bool,
 }
 
 impl Effects {
     /// Whether anything may have changed.
     pub fn any(self) -> bool {
-        self.settings || self.state
+        self.settings || self.state || self.statements
+    }
+
+    /// Both sets of effects.
+    pub fn union(self, other: Effects) -> Effects {
+        Effects {
+            settings: self.settings || other.settings,
+            state: self.state || other.state,
+            statements: self.statements || other.statements,
+        }
     }
 }
 
@@ -38,13 +49,20 @@ pub fn session_effects(sql: &str) -> Effects {
                 if first {
                     match w.as_str() {
                         "set" | "reset" => fx.settings = true,
-                        "discard" | "do" | "call" => {
+                        "discard" => {
+                            fx.settings = true;
+                            fx.state = true;
+                            fx.statements = true;
+                        }
+                        "do" | "call" => {
                             fx.settings = true;
                             fx.state = true;
                         }
-                        "listen" | "unlisten" | "prepare" | "deallocate" | "close" => {
+                        "deallocate" => {
                             fx.state = true;
+                            fx.statements = true;
                         }
+                        "listen" | "unlisten" | "prepare" | "close" => fx.state = true,
                         _ => {}
                     }
                 }
@@ -67,7 +85,16 @@ mod tests {
     use super::*;
 
     fn check(sql: &str, settings: bool, state: bool) {
-        assert_eq!(session_effects(sql), Effects { settings, state }, "{sql:?}");
+        let fx = session_effects(sql);
+        assert_eq!((fx.settings, fx.state), (settings, state), "{sql:?}");
+    }
+
+    #[test]
+    fn statement_droppers() {
+        assert!(session_effects("DISCARD ALL").statements);
+        assert!(session_effects("deallocate prepare all").statements);
+        assert!(!session_effects("PREPARE p AS SELECT 1").statements);
+        assert!(!session_effects("SELECT 1").statements);
     }
 
     #[test]

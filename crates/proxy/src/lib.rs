@@ -14,6 +14,7 @@ use std::sync::atomic::AtomicU32;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
+use pgsplit_backend::Pools;
 use pgsplit_config::Config;
 use pgsplit_session::{CancelRegistry, Ctx, SecretCache, Snapshot};
 use tokio::net::TcpListener;
@@ -46,6 +47,25 @@ impl ProxyHandle {
     }
 }
 
+/// How often idle server connections are reaped and pools topped up to `min_idle`.
+const MAINTAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs pool maintenance until shutdown.
+async fn maintain_pools(pools: Pools, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(MAINTAIN_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => pools.maintain().await,
+            res = shutdown.changed() => {
+                if res.is_err() || *shutdown.borrow() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// Binds `config.listen` and starts serving on the current tokio runtime.
 pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     let listener = TcpListener::bind(&config.listen)
@@ -58,11 +78,14 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
             generation: 1,
             config: Arc::new(config),
         })),
+        pools: Pools::new(),
         cancels: Arc::new(CancelRegistry::default()),
         secrets: Arc::new(SecretCache::default()),
+        statement_ids: std::hash::RandomState::new(),
         shutdown: rx,
         next_id: Arc::new(AtomicU32::new(1)),
     };
+    tokio::spawn(maintain_pools(ctx.pools.clone(), ctx.shutdown.clone()));
     let task = tokio::spawn(listener::accept_loop(listener, ctx));
     Ok(ProxyHandle {
         client_addr,

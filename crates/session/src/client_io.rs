@@ -64,6 +64,26 @@ impl ClientConn {
         }
     }
 
+    /// The tag of the whole message at the front of the buffer, if one has fully arrived.
+    pub(crate) fn peek_frame(&self) -> Result<Option<u8>, SessionError> {
+        match pgsplit_wire::frame::frame_len(&self.rbuf) {
+            None if self.rbuf.len() >= pgsplit_wire::frame::HEADER_LEN => {
+                // A length below 4: let the framer name the error.
+                let mut copy = self.rbuf.clone();
+                next_frame(&mut copy, self.max_message)?;
+                Err(SessionError::ClientGone)
+            }
+            Some(len) if len > self.max_message => {
+                let mut copy = self.rbuf.clone();
+                next_frame(&mut copy, self.max_message)?;
+                Err(SessionError::ClientGone)
+            }
+            Some(len) if self.rbuf.len() >= len => Ok(Some(self.rbuf[0])),
+            _ => Ok(None),
+        }
+    }
+
+    /// Reads more bytes from the client into the buffer. Cancel safe.
     async fn fill(&mut self) -> Result<(), SessionError> {
         let n = self
             .rd

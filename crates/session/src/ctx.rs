@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
+use pgsplit_backend::Pools;
 use pgsplit_config::Config;
 use pgsplit_wire::scram::ScramSecret;
 use tokio::sync::watch;
@@ -27,10 +28,15 @@ pub struct Snapshot {
 pub struct Ctx {
     /// The current snapshot; sessions load it at transaction boundaries.
     pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Server connection pools, shared by every session.
+    pub pools: Pools,
     /// Maps the cancel keys pgsplit hands to clients to the server running their query.
     pub cancels: Arc<CancelRegistry>,
     /// SCRAM secrets derived from plain-text passwords, so the 4096 PBKDF2 rounds run once.
     pub secrets: Arc<SecretCache>,
+    /// Keys the hash that names server-side prepared statements, so clients cannot craft SQL
+    /// whose statement id collides with another client's.
+    pub statement_ids: std::hash::RandomState,
     /// Becomes `true` when the proxy starts draining.
     pub shutdown: watch::Receiver<bool>,
     /// Source of connection ids (also used as the process id in client cancel keys).

@@ -3,16 +3,21 @@
 
 use std::net::SocketAddr;
 
-use pgsplit_backend::{ConnectParams, ServerConn, connect};
-use pgsplit_config::Config;
-use pgsplit_wire::{ErrorFields, encode, sqlstate};
+use pgsplit_backend::{PoolKey, PoolSettings, PooledConn, ServerConn};
+use pgsplit_config::{Config, PoolMode};
+use pgsplit_wire::{ErrorFields, encode, frontend, sqlstate};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::time::{Duration, timeout};
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::client_io::ClientConn;
+use crate::extended::ClientStatements;
 use crate::relay::{RelayEnd, RelayState, relay};
+use crate::replay;
 use crate::startup::{ClientStartup, Hello, authenticate, read_hello};
+use crate::state::ClientState;
 use crate::{CancelTarget, Ctx, SessionError};
 
 /// Databases that name the admin console rather than a server database.
@@ -63,69 +68,382 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
         let msg = "the admin console is not available in this version of pgsplit";
         return end(client, refused(sqlstate::FEATURE_NOT_SUPPORTED, msg)).await;
     }
-    let mut server = match attach(config, &startup).await {
-        Ok(server) => server,
+    let target = match Target::primary(config, &startup) {
+        Ok(t) => t,
         Err(e) => return end(client, e).await,
     };
-    let _key = greet(&mut client, &server, id, &ctx);
-    if let Err(e) = client.flush().await {
-        server.close().await;
+    let mut session = Session {
+        id,
+        ctx: ctx.clone(),
+        state: ClientState::from_startup(&startup.params),
+        view: Vec::new(),
+        target,
+        conn: None,
+        relay: RelayState::new(ClientStatements::new(ctx.statement_ids.clone())),
+        mode: config.pool.mode,
+        reset_query: config.pool.reset_query.clone(),
+    };
+    // The first checkout also validates the startup settings, as PostgreSQL does at startup.
+    if let Err(e) = session.attach(&mut client, true).await {
         return end(client, e).await;
     }
-    let mut state = RelayState::new(server.txn_status());
-    let mut shutdown = ctx.shutdown.clone();
-    let res = relay(&mut client, &mut server, &mut state, &mut shutdown).await;
-    match res {
-        Ok(RelayEnd::Terminated) => debug!("client terminated"),
-        Ok(RelayEnd::Drained) => debug!("closed idle client while draining"),
-        Err(e) => {
-            if !matches!(e, SessionError::Server(_) | SessionError::ServerGone(_)) {
-                server.close().await;
-            }
-            return end(client, e).await;
-        }
+    let _key = greet(&mut client, &mut session, id, &ctx);
+    if session.releases_at_boundary() {
+        // An idle client holds no server connection in transaction pooling.
+        session.detach(None).await;
     }
-    server.close().await;
+    let res = match client.flush().await {
+        Ok(()) => session.serve(&mut client).await,
+        Err(e) => Err(e),
+    };
+    session.finish(res.is_ok()).await;
+    match res {
+        Ok(RelayEnd::Drained) => debug!("closed idle client while draining"),
+        Ok(_) => debug!("client terminated"),
+        Err(e) => end(client, e).await,
+    }
 }
 
-/// Opens the client's server connection on the primary, as the configured server user.
-async fn attach(config: &Config, startup: &ClientStartup) -> Result<ServerConn, SessionError> {
-    let Some(primary) = config.primary() else {
-        return Err(refused(
-            sqlstate::CANNOT_CONNECT_NOW,
-            "no primary server is configured",
-        ));
-    };
-    let user = config.user(&startup.user);
-    let addr = primary.addr();
-    let params = ConnectParams {
-        addr: &addr,
-        user: user.map_or(startup.user.as_str(), |u| u.server_user.as_str()),
-        password: user.and_then(|u| u.server_password.as_deref()),
-        database: &startup.database,
-        params: &startup.params,
-        connect_timeout: config.pool.connect_timeout,
-        max_message: config.limits.max_message_size,
-    };
-    Ok(connect(&params).await?)
+/// Which pool a client's units go to. Routing arrives with its own issue; today it is always
+/// the primary.
+#[derive(Debug)]
+struct Target {
+    key: PoolKey,
+    settings: PoolSettings,
+    login_user: String,
+}
+
+impl Target {
+    fn primary(config: &Config, startup: &ClientStartup) -> Result<Target, SessionError> {
+        let Some(primary) = config.primary() else {
+            return Err(refused(
+                sqlstate::CANNOT_CONNECT_NOW,
+                "no primary server is configured",
+            ));
+        };
+        let user = config.user(&startup.user);
+        let login_user = user.map_or(startup.user.as_str(), |u| u.server_user.as_str());
+        let password = user.and_then(|u| u.server_password.clone());
+        Ok(Target {
+            key: PoolKey::new(&primary.name, login_user, &startup.database),
+            settings: PoolSettings::new(
+                primary,
+                &config.pool,
+                password,
+                config.limits.max_message_size,
+            ),
+            login_user: login_user.to_owned(),
+        })
+    }
+}
+
+/// One client's session: its state, its pool, and the server connection it holds (if any).
+struct Session {
+    id: u32,
+    ctx: Ctx,
+    /// Settings and pins that follow the client across server connections.
+    state: ClientState,
+    /// ParameterStatus values the client has been shown (name, value).
+    view: Vec<(String, String)>,
+    target: Target,
+    /// The server connection, held for a transaction (transaction mode), for the session
+    /// (session mode), or while pinned.
+    conn: Option<PooledConn>,
+    /// Relay bookkeeping that outlives one unit: prepared statements, response plan.
+    relay: RelayState,
+    mode: PoolMode,
+    reset_query: String,
+}
+
+impl Session {
+    /// Serves units until the client leaves or the proxy drains.
+    async fn serve(&mut self, client: &mut ClientConn) -> Result<RelayEnd, SessionError> {
+        let mut shutdown = self.ctx.shutdown.clone();
+        loop {
+            if self.conn.is_none() {
+                match wait_for_work(client, &mut shutdown).await? {
+                    Work::Unit => match self.attach(client, false).await {
+                        Ok(()) => {}
+                        Err(SessionError::Refused(fields)) if fields.severity == "ERROR" => {
+                            // No connection for this unit (pool timeout, server down): fail the
+                            // unit, keep the session.
+                            fail_unit(client, &fields).await?;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    },
+                    Work::Terminate => return Ok(RelayEnd::Terminated),
+                    Work::Drain => {
+                        tell_draining(client).await?;
+                        return Ok(RelayEnd::Drained);
+                    }
+                }
+            }
+            self.relay.stop_at_boundary = self.releases_at_boundary();
+            let conn = self.conn.as_mut().expect("attached above");
+            let res = relay(client, conn, &mut self.relay, &mut shutdown).await;
+            for (name, value) in self.relay.param_updates.drain(..) {
+                conn.note_param(&name, &value);
+                set_view(&mut self.view, &name, &value);
+            }
+            match res {
+                Ok(RelayEnd::Boundary) => {
+                    let effects = std::mem::take(&mut self.relay.effects);
+                    if effects.statements {
+                        // DISCARD / DEALLOCATE dropped statements on the server, the client's
+                        // protocol-level ones included.
+                        self.relay.statements.clear();
+                        conn.statements_mut().clear();
+                    }
+                    if effects.settings || effects.state {
+                        self.read_back(client).await?;
+                    }
+                    if self.releases_at_boundary() {
+                        self.detach(None).await;
+                    }
+                }
+                Ok(end) => return Ok(end),
+                Err(e) => {
+                    conn.mark_broken();
+                    self.relay.plan.abandon(&mut self.relay.statements);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn releases_at_boundary(&self) -> bool {
+        self.mode == PoolMode::Transaction && !self.state.is_pinned()
+    }
+
+    /// Checks out a server connection and makes it carry the client's settings. At startup
+    /// (`first`), a refused setting is FATAL, as in PostgreSQL.
+    async fn attach(&mut self, client: &mut ClientConn, first: bool) -> Result<(), SessionError> {
+        let pools = &self.ctx.pools;
+        let mut conn = pools
+            .checkout(&self.target.key, &self.target.settings)
+            .await
+            .map_err(|e| {
+                SessionError::Refused(Box::new(fatal_or_error(e.to_client_error(), first)))
+            })?;
+        match replay::apply(&mut conn, &self.state).await {
+            Ok(None) => {}
+            Ok(Some(fields)) => {
+                conn.release(None).await;
+                return Err(SessionError::Refused(Box::new(fatal_or_error(
+                    fields, true,
+                ))));
+            }
+            Err(e) => {
+                conn.mark_broken();
+                return Err(e.into());
+            }
+        }
+        if !first {
+            show_changed_params(client, &mut self.view, &conn);
+        }
+        self.view = conn.params().to_vec();
+        let target = CancelTarget {
+            addr: conn.addr().to_owned(),
+            key: conn.cancel_key(),
+        };
+        self.ctx.cancels.set_target(self.id, Some(target));
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    /// Reads back the session state the client may have changed, keeps the connection if
+    /// state that cannot be replayed exists, and re-applies startup settings a RESET removed.
+    async fn read_back(&mut self, client: &mut ClientConn) -> Result<(), SessionError> {
+        let conn = self.conn.as_mut().expect("read_back with a connection");
+        let found = match replay::read_back(conn, &self.target.login_user).await? {
+            Ok(found) => found,
+            Err(fields) => {
+                // The read-back should never fail; if it does, keep the client on this
+                // connection rather than risk replaying a wrong state elsewhere.
+                warn!(error = %fields.message, "reading back session state failed; pinning");
+                self.state.pinned = true;
+                return Ok(());
+            }
+        };
+        let was_pinned = self.state.pinned;
+        self.state.pinned = found.pins > 0;
+        if self.state.pinned != was_pinned {
+            debug!(
+                pinned = self.state.pinned,
+                pins = found.pins,
+                "pin state changed"
+            );
+        }
+        self.state.set_captured(found.settings);
+        // The connection carries what was read back; startup settings a RESET dropped are
+        // missing from it, so re-apply when they differ.
+        conn.set_state_tag(u64::MAX);
+        if let Some(fields) = replay::apply(conn, &self.state).await? {
+            warn!(error = %fields.message, "re-applying session settings failed");
+        }
+        show_changed_params(client, &mut self.view, conn);
+        Ok(())
+    }
+
+    /// Gives the server connection back to its pool.
+    async fn detach(&mut self, reset_query: Option<&str>) {
+        if let Some(mut conn) = self.conn.take() {
+            self.ctx.cancels.set_target(self.id, None);
+            if self.relay.out_of_step {
+                conn.mark_broken();
+                self.relay.out_of_step = false;
+            }
+            if reset_query.is_some() {
+                // The reset (DISCARD ALL) drops settings and every prepared statement.
+                conn.set_state_tag(0);
+                conn.statements_mut().clear();
+            }
+            conn.release(reset_query).await;
+        }
+    }
+
+    /// Ends the session: a connection still held is reset (session mode or pinned) or simply
+    /// returned; after an error it was marked broken and is closed.
+    async fn finish(&mut self, clean: bool) {
+        let needs_reset = self.mode == PoolMode::Session || self.state.is_pinned();
+        if !clean && let Some(conn) = self.conn.as_mut() {
+            conn.mark_broken();
+        }
+        let reset = self.reset_query.clone();
+        self.detach(needs_reset.then_some(reset.as_str())).await;
+    }
+}
+
+/// What the client wants while it holds no server connection.
+enum Work {
+    /// A message that starts a unit has arrived.
+    Unit,
+    /// The client sent Terminate.
+    Terminate,
+    /// The proxy is draining.
+    Drain,
+}
+
+/// Waits, holding no server connection, until the client sends a whole message (or leaves,
+/// or the proxy drains), writing out anything still queued for the client meanwhile.
+async fn wait_for_work(
+    client: &mut ClientConn,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Work, SessionError> {
+    loop {
+        if let Some(tag) = client.peek_frame()? {
+            return Ok(if tag == frontend::tags::TERMINATE {
+                Work::Terminate
+            } else {
+                Work::Unit
+            });
+        }
+        if *shutdown.borrow() && client.out.is_empty() {
+            return Ok(Work::Drain);
+        }
+        let ClientConn {
+            rd, wr, rbuf, out, ..
+        } = client;
+        tokio::select! {
+            res = out.write_some(wr), if !out.is_empty() => {
+                res.map_err(SessionError::ClientIo)?;
+            }
+            res = rd.read_buf(rbuf) => {
+                if res.map_err(SessionError::ClientIo)? == 0 {
+                    return Err(SessionError::ClientGone);
+                }
+            }
+            res = shutdown.changed() => {
+                if res.is_err() {
+                    return Ok(Work::Drain);
+                }
+            }
+        }
+    }
+}
+
+/// Answers the client's next unit with `fields` without a server: consumes its messages up to
+/// and including the Query or Sync that ends it, then sends the error and ReadyForQuery.
+async fn fail_unit(client: &mut ClientConn, fields: &ErrorFields) -> Result<(), SessionError> {
+    loop {
+        let frame = client.read_frame().await?;
+        match frame.tag() {
+            frontend::tags::QUERY | frontend::tags::SYNC | frontend::tags::FUNCTION_CALL => break,
+            frontend::tags::TERMINATE => return Err(SessionError::ClientGone),
+            _ => {}
+        }
+    }
+    client.queue_error(fields);
+    client.queue(|b| encode::ready_for_query(b, b'I'));
+    client.flush().await
+}
+
+async fn tell_draining(client: &mut ClientConn) -> Result<(), SessionError> {
+    client.queue_error(&ErrorFields::fatal(
+        sqlstate::ADMIN_SHUTDOWN,
+        "terminating connection because pgsplit is shutting down",
+    ));
+    client.flush().await
+}
+
+/// Queues a ParameterStatus for every reported parameter whose value on `conn` differs from
+/// what the client was last shown, and records the new values.
+fn show_changed_params(
+    client: &mut ClientConn,
+    view: &mut Vec<(String, String)>,
+    conn: &ServerConn,
+) {
+    for (name, value) in conn.params() {
+        let shown = view
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str());
+        if shown != Some(value.as_str()) {
+            client.queue(|b| encode::parameter_status(b, name, value));
+            set_view(view, name, value);
+        }
+    }
+}
+
+fn set_view(view: &mut Vec<(String, String)>, name: &str, value: &str) {
+    match view.iter_mut().find(|(n, _)| n == name) {
+        Some((_, v)) => value.clone_into(v),
+        None => view.push((name.to_owned(), value.to_owned())),
+    }
+}
+
+/// At startup every error is FATAL (the client has no session yet); later, a failed checkout
+/// fails only the unit that needed it.
+fn fatal_or_error(mut fields: ErrorFields, first: bool) -> ErrorFields {
+    let severity = if first { "FATAL" } else { "ERROR" };
+    fields.severity = severity.into();
+    for (tag, value) in &mut fields.other {
+        if *tag == b'V' {
+            *value = severity.into();
+        }
+    }
+    fields
 }
 
 /// Queues AuthenticationOk, the server's parameters, pgsplit's cancel key and ReadyForQuery.
 /// Returns a guard that unregisters the cancel key when the session ends.
-fn greet(client: &mut ClientConn, server: &ServerConn, id: u32, ctx: &Ctx) -> KeyGuard {
+fn greet(client: &mut ClientConn, session: &mut Session, id: u32, ctx: &Ctx) -> KeyGuard {
     client.queue(encode::auth_ok);
-    for (name, value) in server.params() {
+    for (name, value) in &session.view {
         client.queue(|b| encode::parameter_status(b, name, value));
     }
     let secret: u32 = rand::random();
     ctx.cancels.register(id, secret);
-    let target = CancelTarget {
-        addr: server.addr().to_owned(),
-        key: server.cancel_key(),
-    };
-    ctx.cancels.set_target(id, Some(target));
+    if let Some(conn) = session.conn.as_ref() {
+        let target = CancelTarget {
+            addr: conn.addr().to_owned(),
+            key: conn.cancel_key(),
+        };
+        ctx.cancels.set_target(id, Some(target));
+    }
     client.queue(|b| encode::backend_key_data(b, id, secret));
-    client.queue(|b| encode::ready_for_query(b, server.txn_status()));
+    client.queue(|b| encode::ready_for_query(b, b'I'));
     KeyGuard {
         ctx: ctx.clone(),
         id,

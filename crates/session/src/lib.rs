@@ -21,9 +21,12 @@ mod error;
 #[allow(dead_code)] // Wired into the relay by the lead; until then only its tests use it.
 mod extended;
 mod flow;
+mod internal;
 mod outbox;
 mod relay;
+mod replay;
 mod startup;
+mod state;
 
 pub use cancel::{CancelRegistry, CancelTarget};
 pub use ctx::{Ctx, SecretCache, Snapshot};

@@ -1,20 +1,30 @@
 //! The relay loop: client messages go to the server, server messages to the client, both
-//! directions at once, forwarding the original bytes and scanning only message headers.
+//! directions at once, forwarding the original bytes unless statement names must be mapped.
 //!
 //! One task drives both directions with `select!` over four cancel-safe operations (read from
 //! each side into its buffer, vectored write of each side's outbox). Reading stops on a side
 //! whose peer has more than [`HIGH_WATER`] bytes queued, which gives back-pressure without the
 //! deadlock a "write then read" loop has when both peers write at once (large pipelines, COPY).
+//!
+//! Every client message passes through [`rewrite_client`] and every server message through
+//! [`filter_server`] (see `extended.rs`), which map protocol-level statement names so that a
+//! client's prepared statements work on whichever pooled connection it is given. The response
+//! plan they keep also tells when the connection is free: no response due, no batch open.
 
 use bytes::{Bytes, BytesMut};
-use pgsplit_backend::ServerConn;
-use pgsplit_wire::frame::HEADER_LEN;
-use pgsplit_wire::{ErrorFields, WireError, backend::tags as be, frontend::tags as fe, sqlstate};
+use pgsplit_backend::{BackendError, ServerConn, StatementCache};
+use pgsplit_classify::{Effects, session_effects};
+
+use pgsplit_wire::{
+    ErrorFields, Frame, backend::tags as be, frontend::tags as fe, next_frame, sqlstate,
+};
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
+use tracing::warn;
 
 use crate::SessionError;
 use crate::client_io::ClientConn;
+use crate::extended::{ClientStatements, ResponsePlan, filter_server, rewrite_client};
 use crate::outbox::Outbox;
 
 /// Stop reading from one side while the other side has this many bytes waiting.
@@ -23,52 +33,95 @@ const HIGH_WATER: usize = 1024 * 1024;
 /// How a relay ended without error.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum RelayEnd {
+    /// A unit of work finished (nothing in flight, no transaction open) and the session asked
+    /// to stop there, to release the connection or check session state.
+    Boundary,
     /// The client sent Terminate.
     Terminated,
     /// The proxy is draining and the client was idle; it was told so.
     Drained,
 }
 
-/// Where the conversation stands, from the headers seen so far.
+/// Where the conversation stands; lives as long as the client's session.
 #[derive(Debug)]
 pub(crate) struct RelayState {
-    /// Query / Sync / FunctionCall messages sent whose ReadyForQuery has not come back yet.
-    pub(crate) pending: usize,
     /// Transaction status from the last ReadyForQuery.
     pub(crate) txn_status: u8,
     /// Whether the server sent a FATAL error (then its closing the socket is expected).
     pub(crate) server_fatal: bool,
+    /// What the SQL sent since the last check may have done to session state.
+    pub(crate) effects: Effects,
+    /// Stop at every unit boundary (transaction pooling), not only when `effects` says so.
+    pub(crate) stop_at_boundary: bool,
+    /// ParameterStatus values the server reported (and the client was shown) during the relay.
+    pub(crate) param_updates: Vec<(String, String)>,
+    /// A server message did not fit the response plan: the connection must not be reused.
+    pub(crate) out_of_step: bool,
+    /// The client's protocol-level prepared statements.
+    pub(crate) statements: ClientStatements,
+    /// Responses due from the server, in request order.
+    pub(crate) plan: ResponsePlan,
 }
 
 impl RelayState {
-    pub(crate) fn new(txn_status: u8) -> Self {
+    pub(crate) fn new(statements: ClientStatements) -> Self {
         RelayState {
-            pending: 0,
-            txn_status,
+            txn_status: b'I',
             server_fatal: false,
+            effects: Effects::default(),
+            stop_at_boundary: false,
+            param_updates: Vec::new(),
+            out_of_step: false,
+            statements,
+            plan: ResponsePlan::default(),
         }
     }
 
-    /// Idle: nothing in flight and no transaction open.
+    /// Idle: no response due, no extended-protocol batch open, no transaction open.
     pub(crate) fn idle(&self) -> bool {
-        self.pending == 0 && self.txn_status == b'I'
+        self.plan.is_empty() && !self.plan.awaiting_sync() && self.txn_status == b'I'
+    }
+
+    /// Whether the relay should hand the connection back to the session now.
+    fn at_boundary(&self) -> bool {
+        self.idle() && (self.stop_at_boundary || self.effects.any())
     }
 }
 
-/// Relays until the client terminates, the proxy drains an idle session, or a side fails.
+/// Relays until a unit boundary the session asked for, the client terminates, the proxy
+/// drains an idle session, or a side fails.
 pub(crate) async fn relay(
     client: &mut ClientConn,
     server: &mut ServerConn,
     state: &mut RelayState,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<RelayEnd, SessionError> {
+    state.txn_status = server.txn_status();
+    state.server_fatal = false;
+    // The statement cache travels with the connection; it is taken out for the relay because
+    // the socket halves stay borrowed for the whole loop.
+    let mut cache = std::mem::take(server.statements_mut());
+    let res = relay_inner(client, server, state, &mut cache, shutdown).await;
+    *server.statements_mut() = cache;
+    server.note_ready(state.txn_status);
+    res
+}
+
+async fn relay_inner(
+    client: &mut ClientConn,
+    server: &mut ServerConn,
+    state: &mut RelayState,
+    cache: &mut StatementCache,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<RelayEnd, SessionError> {
     let max_server = server.max_message();
-    let max_client = client.max_message;
     let addr = server.addr().to_owned();
     let (srd, sbuf, swr) = server.io();
     let mut to_server = Outbox::default();
     let mut draining = *shutdown.borrow();
-    let mut terminated = false;
+    // Messages may already be buffered (read while no server was attached, or pipelined
+    // behind the startup packet): forward them before waiting for more.
+    let mut terminated = from_client(client, state, cache, &mut to_server)?;
     loop {
         if terminated && to_server.is_empty() {
             client.flush().await?;
@@ -93,10 +146,11 @@ pub(crate) async fn relay(
                 if res.map_err(|source| server_io(&addr, source))? == 0 {
                     return Err(server_closed(client, &addr, state).await);
                 }
-                if let Some(chunk) = scan_server(sbuf, max_server, state)
-                    .map_err(|source| pgsplit_backend::BackendError::Protocol { addr: addr.clone(), source })?
-                {
-                    client.out.push(chunk);
+                from_server(sbuf, max_server, state, cache, &mut client.out)
+                    .map_err(|source| BackendError::Protocol { addr: addr.clone(), source })?;
+                if state.at_boundary() && to_server.is_empty() {
+                    client.flush().await?;
+                    return Ok(RelayEnd::Boundary);
                 }
             }
             res = client.rd.read_buf(&mut client.rbuf),
@@ -105,11 +159,7 @@ pub(crate) async fn relay(
                 if res.map_err(SessionError::ClientIo)? == 0 {
                     return Err(SessionError::ClientGone);
                 }
-                let scan = scan_client(&mut client.rbuf, max_client, state)?;
-                if let Some(chunk) = scan.chunk {
-                    to_server.push(chunk);
-                }
-                terminated = scan.terminate;
+                terminated = from_client(client, state, cache, &mut to_server)?;
             }
             res = shutdown.changed(), if !draining => {
                 // A dropped sender also means "stop".
@@ -119,8 +169,112 @@ pub(crate) async fn relay(
     }
 }
 
+/// Takes every complete client message from the buffer, notes what its SQL may do to the
+/// session, maps statement names, and queues the result for the server. Returns whether the
+/// client sent Terminate (which is not forwarded: pgsplit owns the server connection).
+fn from_client(
+    client: &mut ClientConn,
+    state: &mut RelayState,
+    cache: &mut StatementCache,
+    to_server: &mut Outbox,
+) -> Result<bool, SessionError> {
+    let mut out = Vec::new();
+    let mut synthetic = Vec::new();
+    while let Some(frame) = next_frame(&mut client.rbuf, client.max_message)? {
+        match frame.tag() {
+            fe::TERMINATE => {
+                client.rbuf.clear();
+                flush_parts(out, to_server);
+                return Ok(true);
+            }
+            fe::QUERY => note_sql(state, cstr(frame.body()).map(|(sql, _)| sql)),
+            fe::PARSE => {
+                let sql = cstr(frame.body())
+                    .and_then(|(_, rest)| cstr(rest))
+                    .map(|(s, _)| s);
+                note_sql(state, sql);
+            }
+            _ => {}
+        }
+        rewrite_client(
+            frame,
+            &mut state.statements,
+            cache,
+            &mut state.plan,
+            &mut out,
+        )?;
+        state
+            .plan
+            .emit_synthetic(&mut state.statements, &mut synthetic);
+    }
+    flush_parts(out, to_server);
+    for part in synthetic {
+        client.out.push(part);
+    }
+    Ok(false)
+}
+
+fn note_sql(state: &mut RelayState, sql: Option<&str>) {
+    if let Some(sql) = sql {
+        state.effects = state.effects.union(session_effects(sql));
+    }
+}
+
+fn flush_parts(parts: Vec<Bytes>, to: &mut Outbox) {
+    for part in parts {
+        to.push(part);
+    }
+}
+
+/// Takes every complete server message from the buffer, notes ReadyForQuery, FATAL errors and
+/// ParameterStatus, and queues what the client must see.
+fn from_server(
+    buf: &mut BytesMut,
+    max: usize,
+    state: &mut RelayState,
+    cache: &mut StatementCache,
+    to_client: &mut Outbox,
+) -> Result<(), pgsplit_wire::WireError> {
+    let mut out = Vec::new();
+    while let Some(frame) = next_frame(buf, max)? {
+        note_server(&frame, state);
+        if let Err(e) = filter_server(
+            frame,
+            &mut state.statements,
+            cache,
+            &mut state.plan,
+            &mut out,
+        ) {
+            if !state.out_of_step {
+                warn!(error = %e, "server response out of step with the request plan");
+            }
+            state.out_of_step = true;
+        }
+    }
+    flush_parts(out, to_client);
+    Ok(())
+}
+
+fn note_server(frame: &Frame, state: &mut RelayState) {
+    let body = frame.body();
+    match frame.tag() {
+        be::READY_FOR_QUERY => state.txn_status = body.first().copied().unwrap_or(b'I'),
+        be::ERROR if is_fatal(body) => state.server_fatal = true,
+        be::PARAMETER_STATUS => {
+            if let Some((name, rest)) = cstr(body)
+                && let Some((value, _)) = cstr(rest)
+            {
+                state
+                    .param_updates
+                    .push((name.to_owned(), value.to_owned()));
+            }
+        }
+        _ => {}
+    }
+}
+
 fn server_io(addr: &str, source: std::io::Error) -> SessionError {
-    SessionError::Server(pgsplit_backend::BackendError::Io {
+    SessionError::Server(BackendError::Io {
         addr: addr.to_owned(),
         source,
     })
@@ -138,83 +292,11 @@ async fn server_closed(client: &mut ClientConn, addr: &str, state: &RelayState) 
     SessionError::ServerGone(addr.to_owned())
 }
 
-/// Walks the complete messages at the front of `buf`, updating `state` from their headers,
-/// and splits them off as one chunk to forward unchanged.
-fn scan_server(
-    buf: &mut BytesMut,
-    max: usize,
-    state: &mut RelayState,
-) -> Result<Option<Bytes>, WireError> {
-    let mut off = 0;
-    while let Some(len) = whole_frame(&buf[off..], max)? {
-        let tag = buf[off];
-        match tag {
-            be::READY_FOR_QUERY => {
-                state.pending = state.pending.saturating_sub(1);
-                state.txn_status = buf.get(off + HEADER_LEN).copied().unwrap_or(b'I');
-            }
-            be::ERROR if is_fatal(&buf[off + HEADER_LEN..off + len]) => state.server_fatal = true,
-            _ => {}
-        }
-        off += len;
-    }
-    Ok((off > 0).then(|| buf.split_to(off).freeze()))
-}
-
-/// Result of scanning client input.
-struct ClientScan {
-    /// Messages to forward.
-    chunk: Option<Bytes>,
-    /// The client sent Terminate (not forwarded: pgsplit owns the server connection).
-    terminate: bool,
-}
-
-fn scan_client(
-    buf: &mut BytesMut,
-    max: usize,
-    state: &mut RelayState,
-) -> Result<ClientScan, WireError> {
-    let mut off = 0;
-    let mut terminate = false;
-    while let Some(len) = whole_frame(&buf[off..], max)? {
-        match buf[off] {
-            fe::QUERY | fe::SYNC | fe::FUNCTION_CALL => state.pending += 1,
-            fe::TERMINATE => {
-                terminate = true;
-                break;
-            }
-            _ => {}
-        }
-        off += len;
-    }
-    let chunk = (off > 0).then(|| buf.split_to(off).freeze());
-    if terminate {
-        buf.clear();
-    }
-    Ok(ClientScan { chunk, terminate })
-}
-
-/// Length of the whole message at the front of `buf`, if it has fully arrived.
-fn whole_frame(buf: &[u8], max: usize) -> Result<Option<usize>, WireError> {
-    if buf.len() < HEADER_LEN {
-        return Ok(None);
-    }
-    let declared = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
-    if declared < 4 {
-        return Err(WireError::BadLength {
-            tag: buf[0],
-            len: declared,
-        });
-    }
-    let len = declared as usize + 1;
-    if len > max {
-        return Err(WireError::MessageTooLarge {
-            tag: buf[0],
-            len,
-            max,
-        });
-    }
-    Ok((buf.len() >= len).then_some(len))
+/// A NUL-terminated UTF-8 string at the front of `buf`, and what follows it.
+fn cstr(buf: &[u8]) -> Option<(&str, &[u8])> {
+    let end = buf.iter().position(|&b| b == 0)?;
+    let text = std::str::from_utf8(&buf[..end]).ok()?;
+    Some((text, &buf[end + 1..]))
 }
 
 /// Whether an ErrorResponse body has severity FATAL or PANIC.
@@ -238,54 +320,7 @@ fn is_fatal(body: &[u8]) -> bool {
 mod tests {
     use super::*;
     use pgsplit_wire::encode;
-
-    #[test]
-    fn server_scan_forwards_whole_messages_and_tracks_status() {
-        let mut buf = BytesMut::new();
-        encode::command_complete(&mut buf, "SELECT 1");
-        encode::ready_for_query(&mut buf, b'T');
-        let whole = buf.len();
-        encode::command_complete(&mut buf, "SELECT 2");
-        buf.truncate(buf.len() - 2); // the last message is incomplete
-        let mut st = RelayState::new(b'I');
-        st.pending = 1;
-        let chunk = scan_server(&mut buf, 1 << 20, &mut st).unwrap().unwrap();
-        assert_eq!(chunk.len(), whole);
-        assert_eq!((st.pending, st.txn_status), (0, b'T'));
-        assert!(scan_server(&mut buf, 1 << 20, &mut st).unwrap().is_none());
-    }
-
-    #[test]
-    fn client_scan_counts_syncs_and_stops_at_terminate() {
-        let mut buf = BytesMut::new();
-        encode::parse(&mut buf, "", "select 1", &[]);
-        encode::sync(&mut buf);
-        encode::query(&mut buf, "select 2");
-        let before_terminate = buf.len();
-        encode::terminate(&mut buf);
-        encode::query(&mut buf, "never sent");
-        let mut st = RelayState::new(b'I');
-        let scan = scan_client(&mut buf, 1 << 20, &mut st).unwrap();
-        assert!(scan.terminate);
-        assert_eq!(scan.chunk.unwrap().len(), before_terminate);
-        assert_eq!(st.pending, 2);
-        assert!(buf.is_empty());
-    }
-
-    #[test]
-    fn oversized_and_undersized_lengths_are_errors() {
-        let mut st = RelayState::new(b'I');
-        let mut huge = BytesMut::from(&[b'D', 0x7f, 0xff, 0xff, 0xff][..]);
-        assert!(matches!(
-            scan_server(&mut huge, 1 << 20, &mut st),
-            Err(WireError::MessageTooLarge { .. })
-        ));
-        let mut tiny = BytesMut::from(&[b'Q', 0, 0, 0, 3][..]);
-        assert!(matches!(
-            scan_client(&mut tiny, 1 << 20, &mut st),
-            Err(WireError::BadLength { .. })
-        ));
-    }
+    use pgsplit_wire::frame::HEADER_LEN;
 
     #[test]
     fn fatal_detection() {
@@ -301,5 +336,43 @@ mod tests {
             &ErrorFields::error(sqlstate::SYNTAX_ERROR, "oops"),
         );
         assert!(!is_fatal(&buf[HEADER_LEN..]));
+    }
+
+    #[test]
+    fn server_messages_update_state_and_reach_the_client() {
+        let mut st = RelayState::new(ClientStatements::new(Default::default()));
+        let mut buf = BytesMut::new();
+        let mut req = Vec::new();
+        let mut frame_buf = BytesMut::new();
+        encode::query(&mut frame_buf, "select 1");
+        let q = next_frame(&mut frame_buf, 1 << 20).unwrap().unwrap();
+        let mut cache = StatementCache::default();
+        rewrite_client(q, &mut st.statements, &mut cache, &mut st.plan, &mut req).unwrap();
+        encode::parameter_status(&mut buf, "application_name", "x");
+        encode::command_complete(&mut buf, "SELECT 1");
+        encode::ready_for_query(&mut buf, b'T');
+        let whole = buf.len();
+        encode::command_complete(&mut buf, "SELECT 2");
+        buf.truncate(buf.len() - 2); // the last message is incomplete
+        let mut out = Outbox::default();
+        from_server(&mut buf, 1 << 20, &mut st, &mut cache, &mut out).unwrap();
+        assert_eq!(out.len(), whole);
+        assert_eq!(st.txn_status, b'T');
+        assert_eq!(
+            st.param_updates,
+            vec![("application_name".into(), "x".into())]
+        );
+        assert!(st.plan.is_empty());
+    }
+
+    #[test]
+    fn oversized_and_undersized_lengths_are_errors() {
+        let mut st = RelayState::new(ClientStatements::new(Default::default()));
+        let mut cache = StatementCache::default();
+        let mut out = Outbox::default();
+        let mut huge = BytesMut::from(&[b'D', 0x7f, 0xff, 0xff, 0xff][..]);
+        assert!(from_server(&mut huge, 1 << 20, &mut st, &mut cache, &mut out).is_err());
+        let mut tiny = BytesMut::from(&[b'Z', 0, 0, 0, 3][..]);
+        assert!(from_server(&mut tiny, 1 << 20, &mut st, &mut cache, &mut out).is_err());
     }
 }

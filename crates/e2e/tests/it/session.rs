@@ -185,7 +185,6 @@ async fn server_connections_are_pooled() {
 
 /// Ten connected clients share a pool of three server connections: transaction pooling, the
 /// default mode, gives a server connection to a client only for the length of a transaction.
-#[ignore = "issue 3: server-connection pooling is not implemented yet"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn clients_share_a_small_pool() {
     Case::new("shared_pool")
