@@ -14,7 +14,7 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use crate::client_io::ClientConn;
 use crate::extended::ClientStatements;
-use crate::relay::{RelayEnd, RelayState, relay};
+use crate::relay::{RelayEnd, RelayState, idle_sleep, relay, tell_idle_timeout};
 use crate::replay;
 use crate::startup::{ClientStartup, Hello, authenticate, read_hello};
 use crate::state::ClientState;
@@ -72,6 +72,8 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
         Ok(t) => t,
         Err(e) => return end(client, e).await,
     };
+    let mut relay_state = RelayState::new(ClientStatements::new(ctx.statement_ids.clone()));
+    relay_state.idle_timeout = config.pool.client_idle_timeout;
     let mut session = Session {
         id,
         ctx: ctx.clone(),
@@ -79,7 +81,7 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
         view: Vec::new(),
         target,
         conn: None,
-        relay: RelayState::new(ClientStatements::new(ctx.statement_ids.clone())),
+        relay: relay_state,
         mode: config.pool.mode,
         reset_query: config.pool.reset_query.clone(),
     };
@@ -99,6 +101,7 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
     session.finish(res.is_ok()).await;
     match res {
         Ok(RelayEnd::Drained) => debug!("closed idle client while draining"),
+        Ok(RelayEnd::IdleTimeout) => debug!("closed a client idle past client_idle_timeout"),
         Ok(_) => debug!("client terminated"),
         Err(e) => end(client, e).await,
     }
@@ -161,7 +164,7 @@ impl Session {
         let mut shutdown = self.ctx.shutdown.clone();
         loop {
             if self.conn.is_none() {
-                match wait_for_work(client, &mut shutdown).await? {
+                match wait_for_work(client, &mut shutdown, self.relay.idle_timeout).await? {
                     Work::Unit => match self.attach(client, false).await {
                         Ok(()) => {}
                         Err(SessionError::Refused(fields)) if fields.severity == "ERROR" => {
@@ -176,6 +179,10 @@ impl Session {
                     Work::Drain => {
                         tell_draining(client).await?;
                         return Ok(RelayEnd::Drained);
+                    }
+                    Work::IdleTimeout => {
+                        tell_idle_timeout(client).await?;
+                        return Ok(RelayEnd::IdleTimeout);
                     }
                 }
             }
@@ -323,6 +330,8 @@ enum Work {
     Terminate,
     /// The proxy is draining.
     Drain,
+    /// The client stayed idle longer than `pool.client_idle_timeout`.
+    IdleTimeout,
 }
 
 /// Waits, holding no server connection, until the client sends a whole message (or leaves,
@@ -330,6 +339,7 @@ enum Work {
 async fn wait_for_work(
     client: &mut ClientConn,
     shutdown: &mut watch::Receiver<bool>,
+    idle_timeout: Option<Duration>,
 ) -> Result<Work, SessionError> {
     loop {
         if let Some(tag) = client.peek_frame()? {
@@ -342,6 +352,7 @@ async fn wait_for_work(
         if *shutdown.borrow() && client.out.is_empty() {
             return Ok(Work::Drain);
         }
+        let nothing_pending = client.rbuf.is_empty() && client.out.is_empty();
         let ClientConn {
             rd, wr, rbuf, out, ..
         } = client;
@@ -358,6 +369,9 @@ async fn wait_for_work(
                 if res.is_err() {
                     return Ok(Work::Drain);
                 }
+            }
+            _ = idle_sleep(idle_timeout), if nothing_pending => {
+                return Ok(Work::IdleTimeout);
             }
         }
     }

@@ -20,6 +20,7 @@ use pgsplit_wire::{
 };
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
+use tokio::time::Duration;
 use tracing::warn;
 
 use crate::SessionError;
@@ -40,6 +41,8 @@ pub(crate) enum RelayEnd {
     Terminated,
     /// The proxy is draining and the client was idle; it was told so.
     Drained,
+    /// The client stayed idle longer than `pool.client_idle_timeout`; it was told so.
+    IdleTimeout,
 }
 
 /// Where the conversation stands; lives as long as the client's session.
@@ -61,6 +64,8 @@ pub(crate) struct RelayState {
     pub(crate) statements: ClientStatements,
     /// Responses due from the server, in request order.
     pub(crate) plan: ResponsePlan,
+    /// Disconnect a client idle (outside a transaction) this long; `None` = never.
+    pub(crate) idle_timeout: Option<Duration>,
 }
 
 impl RelayState {
@@ -74,6 +79,7 @@ impl RelayState {
             out_of_step: false,
             statements,
             plan: ResponsePlan::default(),
+            idle_timeout: None,
         }
     }
 
@@ -165,8 +171,31 @@ async fn relay_inner(
                 // A dropped sender also means "stop".
                 draining = res.is_err() || *shutdown.borrow();
             }
+            _ = idle_sleep(state.idle_timeout),
+                if state.idle() && to_server.is_empty() && client.out.is_empty() =>
+            {
+                tell_idle_timeout(client).await?;
+                return Ok(RelayEnd::IdleTimeout);
+            }
         }
     }
+}
+
+/// Sleeps for the idle timeout, or forever when there is none.
+pub(crate) async fn idle_sleep(limit: Option<Duration>) {
+    match limit {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Tells an idle client it is being disconnected, as PostgreSQL's idle_session_timeout does.
+pub(crate) async fn tell_idle_timeout(client: &mut ClientConn) -> Result<(), SessionError> {
+    client.queue_error(&ErrorFields::fatal(
+        sqlstate::IDLE_SESSION_TIMEOUT,
+        "terminating connection due to idle-session timeout (pool.client_idle_timeout)",
+    ));
+    client.flush().await
 }
 
 /// Takes every complete client message from the buffer, notes what its SQL may do to the

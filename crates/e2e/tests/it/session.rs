@@ -221,3 +221,37 @@ async fn clients_share_a_small_pool() {
         })
         .await;
 }
+
+/// `pool.client_idle_timeout` disconnects an idle client with 57P05, in both pool modes, and
+/// leaves a busy client alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_clients_are_disconnected() {
+    for mode in ["transaction", "session"] {
+        Case::new("idle_timeout")
+            .yaml(move |y| y.pool("client_idle_timeout", "1s").pool("mode", mode))
+            .run(async |px| {
+                if px.skip_without_proxy() {
+                    return;
+                }
+                let conn = px.connect().await;
+                // Busy for longer than the timeout: not idle, not disconnected.
+                conn.client
+                    .simple_query("SELECT pg_sleep(1.5)")
+                    .await
+                    .unwrap();
+                let start = tokio::time::Instant::now();
+                let ended = bounded(Duration::from_secs(5), "the idle timeout", conn.driver).await;
+                let waited = start.elapsed();
+                assert!(
+                    waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
+                    "{mode}: disconnected after {waited:?}"
+                );
+                let err = ended
+                    .unwrap()
+                    .expect_err("the connection should end with an error");
+                let code = err.as_db_error().map(|e| e.code().code().to_owned());
+                assert_eq!(code.as_deref(), Some("57P05"), "{mode}: {err}");
+            })
+            .await;
+    }
+}
