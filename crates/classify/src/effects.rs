@@ -11,6 +11,10 @@ pub struct Effects {
     pub state: bool,
     /// May drop protocol-level prepared statements (DISCARD, DEALLOCATE).
     pub statements: bool,
+    /// May end state that pins a client (DROP, transaction end for ON COMMIT DROP tables,
+    /// UNLISTEN, CLOSE, DEALLOCATE, DISCARD, advisory unlocks). Only worth a check when the
+    /// client is pinned, so [`Effects::any`] ignores it.
+    pub unpins: bool,
 }
 
 impl Effects {
@@ -25,6 +29,7 @@ impl Effects {
             settings: self.settings || other.settings,
             state: self.state || other.state,
             statements: self.statements || other.statements,
+            unpins: self.unpins || other.unpins,
         }
     }
 }
@@ -46,6 +51,25 @@ pub fn session_effects(sql: &str) -> Effects {
             }
             Token::Word(w) => {
                 let w = w.to_ascii_lowercase();
+                if first
+                    && matches!(
+                        w.as_str(),
+                        "drop"
+                            | "commit"
+                            | "end"
+                            | "rollback"
+                            | "abort"
+                            | "discard"
+                            | "unlisten"
+                            | "close"
+                            | "deallocate"
+                    )
+                {
+                    fx.unpins = true;
+                }
+                if w.contains("advisory") {
+                    fx.unpins = true;
+                }
                 if first {
                     match w.as_str() {
                         "set" | "reset" => fx.settings = true,
@@ -87,6 +111,21 @@ mod tests {
     fn check(sql: &str, settings: bool, state: bool) {
         let fx = session_effects(sql);
         assert_eq!((fx.settings, fx.state), (settings, state), "{sql:?}");
+    }
+
+    #[test]
+    fn unpin_hints() {
+        for sql in [
+            "DROP TABLE t",
+            "commit",
+            "END",
+            "select pg_advisory_unlock_all()",
+            "UNLISTEN *",
+        ] {
+            assert!(session_effects(sql).unpins, "{sql}");
+        }
+        assert!(!session_effects("SELECT 1").unpins);
+        assert!(!session_effects("DROP TABLE t").any());
     }
 
     #[test]

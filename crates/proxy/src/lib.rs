@@ -17,6 +17,7 @@ use arc_swap::ArcSwap;
 use pgsplit_backend::Pools;
 use pgsplit_config::Config;
 use pgsplit_session::{CancelRegistry, Ctx, SecretCache, Snapshot};
+use pgsplit_telemetry::Metrics;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -27,12 +28,18 @@ pub struct ProxyHandle {
     client_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
+    metrics: Arc<Metrics>,
 }
 
 impl ProxyHandle {
     /// The address clients connect to (useful when the config asked for port 0).
     pub fn client_addr(&self) -> SocketAddr {
         self.client_addr
+    }
+
+    /// The proxy's metric families (rendered by `/metrics` once the HTTP admin lands).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Starts a graceful drain: stop accepting, let in-flight transactions finish up to
@@ -73,11 +80,13 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let client_addr = listener.local_addr()?;
     let (tx, rx) = watch::channel(false);
+    let metrics = Arc::new(Metrics::new());
     let ctx = Ctx {
         snapshot: Arc::new(ArcSwap::from_pointee(Snapshot {
             generation: 1,
             config: Arc::new(config),
         })),
+        metrics: metrics.clone(),
         pools: Pools::new(),
         cancels: Arc::new(CancelRegistry::default()),
         secrets: Arc::new(SecretCache::default()),
@@ -91,5 +100,6 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         client_addr,
         shutdown: tx,
         task,
+        metrics,
     })
 }

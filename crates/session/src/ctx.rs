@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use pgsplit_backend::Pools;
 use pgsplit_config::Config;
+use pgsplit_telemetry::Metrics;
 use pgsplit_wire::scram::ScramSecret;
 use tokio::sync::watch;
 
@@ -28,6 +29,8 @@ pub struct Snapshot {
 pub struct Ctx {
     /// The current snapshot; sessions load it at transaction boundaries.
     pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Metric families; sessions record into them.
+    pub metrics: Arc<Metrics>,
     /// Server connection pools, shared by every session.
     pub pools: Pools,
     /// Maps the cancel keys pgsplit hands to clients to the server running their query.

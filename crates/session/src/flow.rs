@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use pgsplit_backend::{PoolKey, PoolSettings, PooledConn, ServerConn};
+use pgsplit_backend::{PoolError, PoolKey, PoolSettings, PooledConn, ServerConn};
 use pgsplit_config::{Config, PoolMode};
 use pgsplit_wire::{ErrorFields, encode, frontend, sqlstate};
 use tokio::io::AsyncReadExt;
@@ -41,6 +41,9 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, ctx: Ctx) {
 }
 
 async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
+    ctx.metrics.client_connections_total.inc();
+    ctx.metrics.client_connections.inc();
+    let _open = GaugeGuard(ctx.metrics.client_connections.clone());
     let snapshot = ctx.snapshot.load_full();
     let config = &snapshot.config;
     let mut client = ClientConn::new(stream, config.limits.max_message_size);
@@ -186,7 +189,8 @@ impl Session {
                     }
                 }
             }
-            self.relay.stop_at_boundary = self.releases_at_boundary();
+            // A pinned client stops at boundaries too, so pgsplit notices when its pin ends.
+            self.relay.stop_at_boundary = self.releases_at_boundary() || self.state.pinned;
             let conn = self.conn.as_mut().expect("attached above");
             let res = relay(client, conn, &mut self.relay, &mut shutdown).await;
             for (name, value) in self.relay.param_updates.drain(..) {
@@ -202,7 +206,7 @@ impl Session {
                         self.relay.statements.clear();
                         conn.statements_mut().clear();
                     }
-                    if effects.settings || effects.state {
+                    if effects.settings || effects.state || (effects.unpins && self.state.pinned) {
                         self.read_back(client).await?;
                     }
                     if self.releases_at_boundary() {
@@ -227,12 +231,20 @@ impl Session {
     /// (`first`), a refused setting is FATAL, as in PostgreSQL.
     async fn attach(&mut self, client: &mut ClientConn, first: bool) -> Result<(), SessionError> {
         let pools = &self.ctx.pools;
-        let mut conn = pools
+        let started = tokio::time::Instant::now();
+        let checkout = pools
             .checkout(&self.target.key, &self.target.settings)
-            .await
-            .map_err(|e| {
-                SessionError::Refused(Box::new(fatal_or_error(e.to_client_error(), first)))
-            })?;
+            .await;
+        let metrics = &self.ctx.metrics;
+        metrics
+            .checkout_wait_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let mut conn = checkout.map_err(|e| {
+            if matches!(e, PoolError::Timeout { .. }) {
+                metrics.checkout_timeouts_total.inc();
+            }
+            SessionError::Refused(Box::new(fatal_or_error(e.to_client_error(), first)))
+        })?;
         match replay::apply(&mut conn, &self.state).await {
             Ok(None) => {}
             Ok(Some(fields)) => {
@@ -269,19 +281,12 @@ impl Session {
                 // The read-back should never fail; if it does, keep the client on this
                 // connection rather than risk replaying a wrong state elsewhere.
                 warn!(error = %fields.message, "reading back session state failed; pinning");
-                self.state.pinned = true;
+                self.set_pinned(true);
                 return Ok(());
             }
         };
-        let was_pinned = self.state.pinned;
-        self.state.pinned = found.pins > 0;
-        if self.state.pinned != was_pinned {
-            debug!(
-                pinned = self.state.pinned,
-                pins = found.pins,
-                "pin state changed"
-            );
-        }
+        self.set_pinned(found.pins > 0);
+        let conn = self.conn.as_mut().expect("read_back with a connection");
         self.state.set_captured(found.settings);
         // The connection carries what was read back; startup settings a RESET dropped are
         // missing from it, so re-apply when they differ.
@@ -291,6 +296,21 @@ impl Session {
         }
         show_changed_params(client, &mut self.view, conn);
         Ok(())
+    }
+
+    /// Records whether the client is pinned, keeping the pin metrics true.
+    fn set_pinned(&mut self, pinned: bool) {
+        if pinned == self.state.pinned {
+            return;
+        }
+        debug!(pinned, "pin state changed");
+        self.state.pinned = pinned;
+        if pinned {
+            self.ctx.metrics.pins_total.inc();
+            self.ctx.metrics.pinned_clients.inc();
+        } else {
+            self.ctx.metrics.pinned_clients.dec();
+        }
     }
 
     /// Gives the server connection back to its pool.
@@ -319,6 +339,7 @@ impl Session {
         }
         let reset = self.reset_query.clone();
         self.detach(needs_reset.then_some(reset.as_str())).await;
+        self.set_pinned(false);
     }
 }
 
@@ -461,6 +482,15 @@ fn greet(client: &mut ClientConn, session: &mut Session, id: u32, ctx: &Ctx) -> 
     KeyGuard {
         ctx: ctx.clone(),
         id,
+    }
+}
+
+/// Decrements a gauge when dropped, so every exit path counts.
+struct GaugeGuard(pgsplit_telemetry::IntGauge);
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -2,10 +2,15 @@
 //!
 //! This crate owns the process-wide `tracing` subscriber initialisation (called once, from the
 //! `pgsplit` binary) and the span/field name constants shared by the data path.
-//! It does not hold any configuration or pool state; metrics families arrive with the
-//! operations issue and will be a typed struct created once by the composition root.
+//! It also defines [`Metrics`], the one typed struct holding every Prometheus family, created
+//! once by the composition root and handed to whoever records. It holds no configuration or
+//! pool state and no global: the registry lives inside the struct.
 #![warn(missing_docs)]
 
+mod metrics;
+
+pub use metrics::Metrics;
+pub use prometheus::{Histogram, IntCounter, IntGauge};
 use tracing_subscriber::EnvFilter;
 
 /// Span and field names used across crates, so logs stay greppable.

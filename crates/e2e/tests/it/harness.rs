@@ -183,6 +183,11 @@ impl Proxy {
     }
 
     /// Begins a graceful shutdown, like SIGTERM; the proxy keeps running until drained.
+    /// The proxy's metric families (`None` when the test bypasses the proxy).
+    pub(crate) fn metrics(&self) -> Option<std::sync::Arc<pgsplit_telemetry::Metrics>> {
+        self.handle.lock().as_ref().map(|h| h.metrics().clone())
+    }
+
     pub(crate) fn shutdown(&self) {
         if let Some(handle) = self.handle.lock().as_ref() {
             handle.shutdown();

@@ -255,3 +255,79 @@ async fn idle_clients_are_disconnected() {
             .await;
     }
 }
+
+/// A temporary table pins its client to one server connection: the pin metric shows it while
+/// the client is connected and drops when it leaves; the table follows the client across
+/// transactions even on a pool shared with others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temp_table_pins_and_the_metric_follows() {
+    Case::new("pin_metric")
+        .yaml(|y| y.pool("size", "2"))
+        .run(async |px| {
+            let Some(metrics) = px.metrics() else { return };
+            let holder = px.client().await;
+            holder
+                .batch_execute("CREATE TEMP TABLE mine (a int); INSERT INTO mine VALUES (1)")
+                .await
+                .unwrap();
+            // The client hears ReadyForQuery before pgsplit checks the session's state.
+            eventually(
+                || metrics.pinned_clients.get() == 1,
+                "pinned after CREATE TEMP",
+            )
+            .await;
+            assert_eq!(metrics.pins_total.get(), 1);
+            let other = px.client().await;
+            for _ in 0..5 {
+                other.simple_query("SELECT 1").await.unwrap();
+                let n: i64 = holder
+                    .query_one("SELECT count(*) FROM mine", &[])
+                    .await
+                    .unwrap()
+                    .get(0);
+                assert_eq!(n, 1);
+            }
+            holder.batch_execute("DROP TABLE mine").await.unwrap();
+            eventually(
+                || metrics.pinned_clients.get() == 0,
+                "dropping the table unpins",
+            )
+            .await;
+            holder
+                .batch_execute("CREATE TEMP TABLE again (a int)")
+                .await
+                .unwrap();
+            eventually(|| metrics.pinned_clients.get() == 1, "pinned again").await;
+            drop(holder);
+            eventually(
+                || metrics.pinned_clients.get() == 0,
+                "the pin ends with the client",
+            )
+            .await;
+            let leftover: i64 = other
+                .query_one(
+                    "SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(
+                leftover, 0,
+                "another client sees no leftover temporary table"
+            );
+        })
+        .await;
+}
+
+/// Waits up to 5 s for `cond`, failing with `what`.
+async fn eventually(cond: impl Fn() -> bool, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

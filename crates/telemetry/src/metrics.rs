@@ -1,0 +1,123 @@
+//! The Prometheus metric families pgsplit exports, registered once in one registry.
+//!
+//! Families grow with the features that feed them; the HTTP `/metrics` endpoint renders
+//! [`Metrics::render`]. Names follow Prometheus conventions: `pgsplit_` prefix, `_total`
+//! counters, `_seconds` histograms.
+
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry};
+
+/// Every metric family, registered in its own registry (no process-wide default registry).
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Client connections currently open (authenticated or not).
+    pub client_connections: IntGauge,
+    /// Client connections accepted since start.
+    pub client_connections_total: IntCounter,
+    /// Clients pinned to one server connection by state that cannot be replayed (temporary
+    /// tables, LISTEN, SQL-level PREPARE, WITH HOLD cursors, session advisory locks).
+    pub pinned_clients: IntGauge,
+    /// Times a client became pinned.
+    pub pins_total: IntCounter,
+    /// Time spent waiting for a server connection from a pool.
+    pub checkout_wait_seconds: Histogram,
+    /// Checkouts that gave up after `pool.checkout_timeout` (53300).
+    pub checkout_timeouts_total: IntCounter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every family.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::with_opts(Opts::new(name, help)).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("metric registered once");
+            g
+        };
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::with_opts(Opts::new(name, help)).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric registered once");
+            c
+        };
+        let client_connections = gauge("pgsplit_client_connections", "Client connections open.");
+        let client_connections_total = counter(
+            "pgsplit_client_connections_total",
+            "Client connections accepted.",
+        );
+        let pinned_clients = gauge(
+            "pgsplit_pinned_clients",
+            "Clients pinned to one server connection by session state that cannot be replayed.",
+        );
+        let pins_total = counter("pgsplit_pins_total", "Times a client became pinned.");
+        let checkout_timeouts_total = counter(
+            "pgsplit_checkout_timeouts_total",
+            "Server connection checkouts that timed out (SQLSTATE 53300).",
+        );
+        let checkout_wait_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "pgsplit_checkout_wait_seconds",
+                "Time waiting for a server connection from a pool.",
+            )
+            .buckets(vec![
+                0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
+            ]),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(checkout_wait_seconds.clone()))
+            .expect("metric registered once");
+        Metrics {
+            registry,
+            client_connections,
+            client_connections_total,
+            pinned_clients,
+            pins_total,
+            checkout_wait_seconds,
+            checkout_timeouts_total,
+        }
+    }
+
+    /// Every family in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let families = self.registry.gather();
+        // Encoding into a Vec cannot fail for well-formed families.
+        let _ = prometheus::TextEncoder::new().encode(&families, &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_help_and_type() {
+        let m = Metrics::new();
+        m.pinned_clients.inc();
+        m.checkout_wait_seconds.observe(0.002);
+        let text = m.render();
+        assert!(text.contains("# TYPE pgsplit_pinned_clients gauge"));
+        assert!(text.contains("pgsplit_pinned_clients 1"));
+        assert!(text.contains("# TYPE pgsplit_checkout_wait_seconds histogram"));
+        assert!(text.contains("pgsplit_checkout_wait_seconds_count 1"));
+        assert!(text.contains("# HELP pgsplit_client_connections_total"));
+    }
+
+    #[test]
+    fn two_instances_do_not_share_values() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        a.pins_total.inc();
+        assert_eq!(b.pins_total.get(), 0);
+    }
+}
