@@ -81,6 +81,7 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use pgsplit_backend::StatementCache;
+use pgsplit_classify::{Effects, session_effects};
 use pgsplit_wire::backend::tags as be;
 use pgsplit_wire::frame::HEADER_LEN;
 use pgsplit_wire::frontend::tags as fe;
@@ -154,6 +155,9 @@ pub(crate) struct Statement {
     /// A complete Parse message preparing the definition as `server_name`, built once and
     /// re-sent (zero copy) to every connection that lacks it.
     parse: Bytes,
+    /// What executing the statement may do to session state, from its SQL: noted at every
+    /// Bind, since a statement prepared in one unit may run in another.
+    pub(crate) effects: Effects,
 }
 
 impl Statement {
@@ -161,10 +165,24 @@ impl Statement {
     fn new(id: u64, definition: &[u8]) -> Self {
         let server_name = server_name(id);
         let parse = message(fe::PARSE, &[server_name.as_bytes(), b"\0", definition]);
+        let sql_end = definition
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(definition.len());
+        let effects = std::str::from_utf8(&definition[..sql_end])
+            .map(session_effects)
+            // Text pgsplit cannot read may do anything: check after it runs.
+            .unwrap_or(Effects {
+                settings: true,
+                state: true,
+                statements: true,
+                unpins: true,
+            });
         Statement {
             id,
             server_name,
             parse,
+            effects,
         }
     }
 
@@ -336,6 +354,38 @@ fn rewrite_parse(
         plan.prepare(&statement, server, to_server, true, effect);
     }
     Ok(())
+}
+
+/// Records a named Parse as prepared without sending it anywhere: the statement is prepared
+/// on a server connection when first bound or described (as for any connection that lacks it).
+///
+/// Used for a unit made only of named Parses and a Sync outside a transaction (what
+/// `PQprepare` sends), which pgsplit answers itself. That unit then needs no server
+/// connection, so a client preparing while others hold every pooled connection cannot
+/// deadlock a client program that drives several connections from one thread (pgbench
+/// `-M prepared`). The price: an error in such a Parse (a syntax error, an unknown table) is
+/// reported at the statement's first Bind or Describe instead.
+///
+/// Returns `Ok(false)` for anything but a named Parse.
+pub(crate) fn prepare_locally(
+    frame: &Frame,
+    client: &mut ClientStatements,
+) -> Result<bool, WireError> {
+    if frame.tag() != fe::PARSE {
+        return Ok(false);
+    }
+    let (name, definition) = split_parse(frame.body())?;
+    if name.is_empty() {
+        return Ok(false);
+    }
+    let id = client.ids.hash_one(definition);
+    let statement = match client.get(name) {
+        Some(same) if same.id == id => Arc::clone(same),
+        _ => Arc::new(Statement::new(id, definition)),
+    };
+    let ticket = client.stage(name, Some(statement));
+    client.settle(name, ticket, true);
+    Ok(true)
 }
 
 /// Bind: a mapped statement name is replaced by the server's, after making sure the

@@ -13,7 +13,7 @@ use tokio::time::{Duration, timeout};
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::client_io::ClientConn;
-use crate::extended::ClientStatements;
+use crate::extended::{self, ClientStatements};
 use crate::relay::{RelayEnd, RelayState, idle_sleep, relay, tell_idle_timeout};
 use crate::replay;
 use crate::startup::{ClientStartup, Hello, authenticate, read_hello};
@@ -168,6 +168,7 @@ impl Session {
         loop {
             if self.conn.is_none() {
                 match wait_for_work(client, &mut shutdown, self.relay.idle_timeout).await? {
+                    Work::Unit if answer_prepare_locally(client, &mut self.relay)? => continue,
                     Work::Unit => match self.attach(client, false).await {
                         Ok(()) => {}
                         Err(SessionError::Refused(fields)) if fields.severity == "ERROR" => {
@@ -267,6 +268,7 @@ impl Session {
             key: conn.cancel_key(),
         };
         self.ctx.cancels.set_target(self.id, Some(target));
+        debug!(first, "checked out a server connection");
         self.conn = Some(conn);
         Ok(())
     }
@@ -326,6 +328,7 @@ impl Session {
                 conn.set_state_tag(0);
                 conn.statements_mut().clear();
             }
+            debug!(reset = reset_query.is_some(), txn = %(conn.txn_status() as char), "releasing the server connection");
             conn.release(reset_query).await;
         }
     }
@@ -396,6 +399,45 @@ async fn wait_for_work(
             }
         }
     }
+}
+
+/// If the buffered unit is only named Parses and a Sync (what `PQprepare` sends), registers
+/// the statements and answers ParseComplete per Parse and ReadyForQuery, with no server
+/// connection; see `extended::prepare_locally` for why and what it costs. Returns whether it
+/// did. A unit that is not complete yet is left for the normal path.
+fn answer_prepare_locally(
+    client: &mut ClientConn,
+    relay: &mut RelayState,
+) -> Result<bool, SessionError> {
+    if !relay.plan.is_empty() || relay.plan.awaiting_sync() {
+        return Ok(false);
+    }
+    // Look ahead without consuming: whole frames only, named Parses then a Sync.
+    let mut probe = client.rbuf.clone();
+    let mut parses = Vec::new();
+    loop {
+        let Some(frame) = pgsplit_wire::next_frame(&mut probe, client.max_message)? else {
+            return Ok(false);
+        };
+        match frame.tag() {
+            frontend::tags::SYNC if !parses.is_empty() => break,
+            frontend::tags::PARSE => parses.push(frame),
+            _ => return Ok(false),
+        }
+    }
+    if parses
+        .iter()
+        .any(|f| f.body().first().is_none_or(|&b| b == 0))
+    {
+        return Ok(false); // an unnamed Parse must reach the server with its Bind
+    }
+    for frame in &parses {
+        extended::prepare_locally(frame, &mut relay.statements)?;
+        client.queue(encode::parse_complete);
+    }
+    client.queue(|b| encode::ready_for_query(b, b'I'));
+    client.rbuf = probe;
+    Ok(true)
 }
 
 /// Answers the client's next unit with `fields` without a server: consumes its messages up to

@@ -158,6 +158,13 @@ async fn relay_inner(
                     client.flush().await?;
                     return Ok(RelayEnd::Boundary);
                 }
+                tracing::trace!(
+                    txn = %(state.txn_status as char),
+                    plan_empty = state.plan.is_empty(),
+                    awaiting_sync = state.plan.awaiting_sync(),
+                    queued = to_server.len(),
+                    "not at a boundary"
+                );
             }
             res = client.rd.read_buf(&mut client.rbuf),
                 if !terminated && to_server.len() < HIGH_WATER =>
@@ -222,6 +229,18 @@ fn from_client(
                     .and_then(|(_, rest)| cstr(rest))
                     .map(|(s, _)| s);
                 note_sql(state, sql);
+            }
+            fe::BIND => {
+                // A named statement may have been prepared in an earlier unit.
+                let name = frame.body().iter().position(|&b| b == 0).and_then(|end| {
+                    let rest = &frame.body()[end + 1..];
+                    rest.iter().position(|&b| b == 0).map(|n| &rest[..n])
+                });
+                if let Some(name) = name.filter(|n| !n.is_empty())
+                    && let Some(statement) = state.statements.get(name)
+                {
+                    state.effects = state.effects.union(statement.effects);
+                }
             }
             _ => {}
         }
