@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use pgsplit_backend::Pools;
 use pgsplit_config::Config;
-use pgsplit_session::{CancelRegistry, Ctx, SecretCache, Snapshot};
+use pgsplit_session::{CancelRegistry, Ctx, GreetingCache, SecretCache, Snapshot};
 use pgsplit_telemetry::Metrics;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -91,6 +91,7 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         cancels: Arc::new(CancelRegistry::default()),
         secrets: Arc::new(SecretCache::default()),
         statement_ids: std::hash::RandomState::new(),
+        greetings: Arc::new(GreetingCache::default()),
         shutdown: rx,
         next_id: Arc::new(AtomicU32::new(1)),
     };

@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
-use pgsplit_backend::Pools;
+use pgsplit_backend::{PoolKey, Pools};
 use pgsplit_config::Config;
 use pgsplit_telemetry::Metrics;
 use pgsplit_wire::scram::ScramSecret;
 use tokio::sync::watch;
+use tokio::time::{Duration, Instant};
 
 use crate::CancelRegistry;
 
@@ -37,6 +38,8 @@ pub struct Ctx {
     pub cancels: Arc<CancelRegistry>,
     /// SCRAM secrets derived from plain-text passwords, so the 4096 PBKDF2 rounds run once.
     pub secrets: Arc<SecretCache>,
+    /// Parameters reported to recently greeted clients, per pool and settings.
+    pub greetings: Arc<GreetingCache>,
     /// Keys the hash that names server-side prepared statements, so clients cannot craft SQL
     /// whose statement id collides with another client's.
     pub statement_ids: std::hash::RandomState,
@@ -90,5 +93,38 @@ impl SecretCache {
             .lock()
             .insert(user.to_owned(), (password.to_owned(), secret.clone()));
         secret
+    }
+}
+
+/// How long a remembered greeting stays valid: long enough to absorb connection storms, short
+/// enough that a server upgrade or failover is reflected soon.
+const GREETING_TTL: Duration = Duration::from_secs(60);
+
+/// Most remembered greetings; the cache is emptied when it fills (distinct settings are few).
+const GREETING_MAX: usize = 4096;
+
+/// The ParameterStatus values a server connection reported after a client's settings were
+/// applied, per (pool, settings tag). A client whose settings were validated and greeted
+/// before can be greeted again without a server connection.
+#[derive(Debug, Default)]
+pub struct GreetingCache {
+    entries: Mutex<HashMap<(PoolKey, u64), (Instant, Arc<[(String, String)]>)>>,
+}
+
+impl GreetingCache {
+    /// The parameters for `tag` on `pool`, if remembered and fresh.
+    pub fn get(&self, pool: &PoolKey, tag: u64) -> Option<Arc<[(String, String)]>> {
+        let entries = self.entries.lock();
+        let (at, params) = entries.get(&(pool.clone(), tag))?;
+        (at.elapsed() < GREETING_TTL).then(|| params.clone())
+    }
+
+    /// Remembers the parameters reported for `tag` on `pool`.
+    pub fn put(&self, pool: &PoolKey, tag: u64, params: &[(String, String)]) {
+        let mut entries = self.entries.lock();
+        if entries.len() >= GREETING_MAX {
+            entries.clear();
+        }
+        entries.insert((pool.clone(), tag), (Instant::now(), params.into()));
     }
 }

@@ -88,9 +88,21 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
         mode: config.pool.mode,
         reset_query: config.pool.reset_query.clone(),
     };
-    // The first checkout also validates the startup settings, as PostgreSQL does at startup.
-    if let Err(e) = session.attach(&mut client, true).await {
-        return end(client, e).await;
+    let cached = ctx.greetings.get(&session.target.key, session.state.tag());
+    match cached {
+        // Transaction pooling, and a client with these very settings was greeted recently:
+        // its parameters are known, so no server connection is needed until the first query
+        // (connection storms cost no server round trip, and a client connecting while every
+        // pooled connection is busy is not held at startup).
+        Some(params) if session.mode == PoolMode::Transaction => session.view = params.to_vec(),
+        _ => {
+            // The first checkout also validates the startup settings, as PostgreSQL does.
+            if let Err(e) = session.attach(&mut client, true).await {
+                return end(client, e).await;
+            }
+            ctx.greetings
+                .put(&session.target.key, session.state.tag(), &session.view);
+        }
     }
     let _key = greet(&mut client, &mut session, id, &ctx);
     if session.releases_at_boundary() {

@@ -29,6 +29,6 @@ mod startup;
 mod state;
 
 pub use cancel::{CancelRegistry, CancelTarget};
-pub use ctx::{Ctx, SecretCache, Snapshot};
+pub use ctx::{Ctx, GreetingCache, SecretCache, Snapshot};
 pub use error::SessionError;
 pub use flow::{reject, run};
