@@ -108,12 +108,15 @@ const GREETING_MAX: usize = 4096;
 /// before can be greeted again without a server connection.
 #[derive(Debug, Default)]
 pub struct GreetingCache {
-    entries: Mutex<HashMap<(PoolKey, u64), (Instant, Arc<[(String, String)]>)>>,
+    entries: Mutex<HashMap<(PoolKey, u64), (Instant, Params)>>,
 }
+
+/// Reported parameters, (name, value) in the order the server sent them.
+type Params = Arc<[(String, String)]>;
 
 impl GreetingCache {
     /// The parameters for `tag` on `pool`, if remembered and fresh.
-    pub fn get(&self, pool: &PoolKey, tag: u64) -> Option<Arc<[(String, String)]>> {
+    pub fn get(&self, pool: &PoolKey, tag: u64) -> Option<Params> {
         let entries = self.entries.lock();
         let (at, params) = entries.get(&(pool.clone(), tag))?;
         (at.elapsed() < GREETING_TTL).then(|| params.clone())
