@@ -92,6 +92,16 @@ pub(crate) fn output_with_input(cmd: &mut Command, input: &str) -> Result<String
     Ok(stdout)
 }
 
+/// Cargo's target directory, which `CARGO_TARGET_DIR` or a config file may move.
+pub(crate) fn target_dir() -> Result<PathBuf> {
+    let out = output(cargo().args(["metadata", "--no-deps", "--format-version", "1"]))?;
+    let json: serde_json::Value = serde_json::from_str(&out)?;
+    let dir = json["target_directory"]
+        .as_str()
+        .context("cargo metadata has no target_directory")?;
+    Ok(PathBuf::from(dir))
+}
+
 #[cfg(test)]
 mod tests {
     use std::process::Command;

@@ -2,7 +2,6 @@
 
 use anyhow::{Context, Result, bail};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::Command;
 
 use crate::cluster::{self, Cluster, DEFAULT_BASE_PORT};
@@ -34,7 +33,7 @@ pub(crate) fn main(args: Vec<String>) -> Result<()> {
     cluster::up(&pg, &cluster)?;
     println!("\n==> building pgsplit (release)");
     cmd::run(cmd::cargo().args(["build", "--release", "-p", "pgsplit"]))?;
-    let binary = target_dir()?.join("release").join("pgsplit");
+    let binary = cmd::target_dir()?.join("release").join("pgsplit");
     let url = "postgres://app:app@127.0.0.1:6432/app";
     println!("\n==> pgsplit runs in the foreground; Ctrl-C stops it (the cluster keeps running)");
     println!("  connect:       {url}");
@@ -48,14 +47,4 @@ pub(crate) fn main(args: Vec<String>) -> Result<()> {
     // exec: Ctrl-C reaches pgsplit alone, and its exit status becomes ours.
     let error = pgsplit.exec();
     Err(error).with_context(|| format!("could not run {}", binary.display()))
-}
-
-/// Cargo's target directory, which `CARGO_TARGET_DIR` or a config file may move.
-fn target_dir() -> Result<PathBuf> {
-    let out = cmd::output(cmd::cargo().args(["metadata", "--no-deps", "--format-version", "1"]))?;
-    let json: serde_json::Value = serde_json::from_str(&out)?;
-    let dir = json["target_directory"]
-        .as_str()
-        .context("cargo metadata has no target_directory")?;
-    Ok(PathBuf::from(dir))
 }

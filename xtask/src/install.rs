@@ -1,8 +1,9 @@
 //! `cargo xtask install`: apt-get what the tests, the demo and the benchmarks need and the machine lacks
-//! (the PostgreSQL server programs, and libclang for pg_query's bindgen build).
+//! (the PostgreSQL server programs, and libclang for pg_query's bindgen build); `cargo xtask bench`
+//! also asks for PgBouncer.
 
 use anyhow::{Result, bail};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::{cmd, pg};
@@ -53,6 +54,50 @@ pub(crate) fn ensure() -> Result<()> {
         bail!("still missing after apt-get install: {}", still.join(", "));
     }
     Ok(())
+}
+
+/// Installs PgBouncer with apt-get unless a `pgbouncer` program exists; returns its path.
+///
+/// Debian's package also registers a system service on 127.0.0.1:6432; where the machine lets
+/// packages start services, that instance runs on, untouched: the benchmark starts its own.
+pub(crate) fn ensure_pgbouncer() -> Result<PathBuf> {
+    if let Some(found) = find_pgbouncer() {
+        println!("==> install: PgBouncer is present ({})", found.display());
+        return Ok(found);
+    }
+    println!("==> install: missing pgbouncer");
+    if !pg::is_root()? || !Path::new("/usr/bin/apt-get").is_file() {
+        bail!(
+            "pgbouncer is missing; run `sudo apt-get install pgbouncer` (or install it by hand) and retry"
+        );
+    }
+    for args in [
+        &["update"][..],
+        &["install", "-y", "--no-install-recommends", "pgbouncer"][..],
+    ] {
+        cmd::run(
+            Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    match find_pgbouncer() {
+        Some(found) => Ok(found),
+        None => bail!("still no pgbouncer program after apt-get install pgbouncer"),
+    }
+}
+
+/// `pgbouncer` on the PATH or in the sbin directories Debian uses (often off a user's PATH).
+fn find_pgbouncer() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([
+            "/usr/sbin".into(),
+            "/usr/local/sbin".into(),
+            "/usr/bin".into(),
+        ])
+        .map(|dir| dir.join("pgbouncer"))
+        .find(|p| p.is_file())
 }
 
 /// What is absent, by name.

@@ -1,9 +1,10 @@
-//! `cargo xtask`: pgsplit's developer tasks (cluster, install, test, demo; tidy runs as a test).
+//! `cargo xtask`: pgsplit's developer tasks (cluster, install, test, demo, bench; tidy runs as a test).
 //!
 //! It depends only on anyhow and serde_json: external tools run through `std::process::Command`
 //! and are printed first, so any failing step can be repeated by hand.
 #![allow(clippy::disallowed_types, clippy::print_stdout)]
 
+mod bench;
 mod cluster;
 mod cmd;
 mod demo;
@@ -33,7 +34,9 @@ cargo xtask <command>
                       what CI runs: install, reset the test cluster (25432), fmt, clippy, cargo test
   demo                cluster up + pgsplit with examples/local.yaml in the foreground
   tidy                the architecture checks alone (cargo test -p xtask tidy)
-  bench               not implemented yet (issue 7)";
+  bench [--rounds N] [--secs S] [--clients LIST] [--quick]
+                      pgbench direct vs pgsplit vs PgBouncer on a bench cluster (26432), interleaved
+                      rounds, medians written to docs/benchmarks.md";
 
 fn main() -> ExitCode {
     match run(std::env::args().skip(1).collect()) {
@@ -64,7 +67,7 @@ fn run(mut args: Vec<String>) -> anyhow::Result<bool> {
         "test" => return test::main(args),
         "demo" => demo::main(args)?,
         "tidy" => cmd::run(cmd::cargo().args(["test", "-p", "xtask", "--", "tidy"]))?,
-        "bench" => anyhow::bail!("`cargo xtask bench` is not implemented yet (issue 7)"),
+        "bench" => bench::main(args)?,
         "help" | "--help" | "-h" => println!("{HELP}"),
         other => anyhow::bail!("unknown command `{other}`\n\n{HELP}"),
     }

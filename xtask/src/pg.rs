@@ -75,7 +75,12 @@ impl Pg {
     /// A command for one of the PostgreSQL programs, run as the right OS user, from `/`
     /// (the `postgres` user may not be allowed into the caller's directory).
     pub(crate) fn tool(&self, name: &str) -> Command {
-        let program = self.bindir.join(name);
+        self.as_owner(&self.bindir.join(name))
+    }
+
+    /// A command for any program (such as `pgbouncer`, which also refuses to run as root), run as
+    /// the PostgreSQL OS user when we are root, from `/`, without the `PG*` environment.
+    pub(crate) fn as_owner(&self, program: &Path) -> Command {
         let mut cmd = match &self.owner {
             Some(user) => {
                 let mut cmd = Command::new("runuser");
@@ -88,6 +93,16 @@ impl Pg {
             cmd.env_remove(var);
         }
         cmd.current_dir("/");
+        cmd
+    }
+
+    /// A client program from the bin directory (`psql`, `pgbench`) run as the current OS user,
+    /// without the `PG*` environment: clients connect over TCP and may run as root.
+    pub(crate) fn client(&self, name: &str) -> Command {
+        let mut cmd = Command::new(self.bindir.join(name));
+        for var in PG_ENV {
+            cmd.env_remove(var);
+        }
         cmd
     }
 

@@ -1,0 +1,308 @@
+//! `cargo xtask bench`: pgbench against PostgreSQL directly, through pgsplit and through PgBouncer,
+//! in interleaved rounds on a cluster of its own, with medians and ratios written to
+//! docs/benchmarks.md.
+//!
+//! The bench cluster is not the development (15432) or test (25432) one: base port 26432, two
+//! replicas, in `/tmp/pgsplit-cluster-26432`. pgsplit and PgBouncer listen on free ports of
+//! 127.0.0.1 with configurations generated in `/tmp/pgsplit-bench-<pid>`. Every pgbench run is
+//! bounded (`-T` plus a grace period, then killed), the proxies are stopped by PID and the cluster
+//! is brought down at the end, also after an error.
+//!
+//! Modules: `plan` (flags → what runs), `services` (the proxies), `pgbench` (one run and its
+//! figures), `report` (medians, targets, markdown), `machine` (the description of the machine).
+
+mod machine;
+mod pgbench;
+mod plan;
+mod report;
+mod services;
+
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::cluster::{self, APP, Cluster};
+use crate::flags::Flags;
+use crate::pg::Pg;
+use crate::{cmd, install};
+use pgbench::{Endpoint, Run};
+use plan::{Kind, Plan, Target};
+use report::Sample;
+
+const BENCH_BASE_PORT: u16 = 26432;
+const BENCH_REPLICAS: u16 = 2;
+/// `pgbench -i -s SCALE`: 1,000,000 rows in pgbench_accounts.
+const SCALE: u32 = 10;
+/// Length of the unmeasured run per target that fills the pools and the caches before round 1.
+const WARM_UP_SECS: u32 = 3;
+const DOC: &str = "docs/benchmarks.md";
+
+pub(crate) fn main(args: Vec<String>) -> Result<()> {
+    let command = std::iter::once("cargo xtask bench".to_owned())
+        .chain(args.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let plan = Plan::from_flags(Flags::new(args))?;
+    println!(
+        "==> bench: {} measured run(s) of {} s ({} round(s) × {} workload(s) × clients {:?} × 3 targets), \
+         about {} min",
+        plan.runs(),
+        plan.secs,
+        plan.rounds,
+        plan.workloads.len(),
+        plan.clients,
+        (plan.runs() as u64 * (u64::from(plan.secs) + 2)).div_ceil(60) + 2
+    );
+    install::ensure()?;
+    let pgbouncer = install::ensure_pgbouncer()?;
+    let pg = Pg::detect()?;
+    let bouncer_version = services::pgbouncer_version(&pg, &pgbouncer)?;
+    let root = cmd::workspace_root();
+    let machine = machine::describe(&pg.bindir().join("postgres"), &bouncer_version, &root);
+    let date = machine::date();
+
+    println!("\n==> building pgsplit (release)");
+    cmd::run(cmd::cargo().args(["build", "--release", "-p", "pgsplit"]))?;
+    let pgsplit = cmd::target_dir()?.join("release").join("pgsplit");
+
+    let cluster = Cluster::new(
+        PathBuf::from(format!("/tmp/pgsplit-cluster-{BENCH_BASE_PORT}")),
+        BENCH_BASE_PORT,
+        BENCH_REPLICAS,
+    )?;
+    let work = PathBuf::from(format!("/tmp/pgsplit-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work).with_context(|| format!("mkdir {}", work.display()))?;
+    let tools = Tools {
+        pg: &pg,
+        cluster: &cluster,
+        work: &work,
+        pgsplit: &pgsplit,
+        pgbouncer: &pgbouncer,
+        bouncer_version: &bouncer_version,
+    };
+    let measured = cluster::up(&pg, &cluster).and_then(|()| measure(&tools, &plan));
+    println!();
+    let down = cluster::down(&pg, &cluster);
+    let (samples, prepared_mode) = measured.with_context(|| {
+        format!(
+            "the benchmark stopped; its files are kept in {}",
+            work.display()
+        )
+    })?;
+    down?;
+
+    let setup = report::Setup {
+        plan: &plan,
+        command,
+        date,
+        machine,
+        targets: describe_targets(&cluster, &bouncer_version),
+        prepared_mode,
+    };
+    let section = report::render(&setup, &samples);
+    let doc = root.join(DOC);
+    report::write_doc(&doc, &section)?;
+    println!("\n{section}\n==> wrote {}", doc.display());
+    std::fs::remove_dir_all(&work).with_context(|| format!("rm -r {}", work.display()))?;
+    Ok(())
+}
+
+/// What the measuring needs, found before the cluster comes up.
+struct Tools<'a> {
+    pg: &'a Pg,
+    cluster: &'a Cluster,
+    /// The work directory: configurations, logs, pgbench output.
+    work: &'a Path,
+    pgsplit: &'a Path,
+    pgbouncer: &'a Path,
+    bouncer_version: &'a str,
+}
+
+/// Loads the data, starts both proxies, warms up and runs every round; the proxies are stopped
+/// before returning, also on error (by their guards). Returns the samples and how PgBouncer served
+/// `-M prepared`.
+fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
+    let Tools {
+        pg, cluster, work, ..
+    } = *tools;
+    println!(
+        "\n==> pgbench -i -s {SCALE} into database {APP} on 127.0.0.1:{}",
+        cluster.base_port
+    );
+    let mut init = pg.client("pgbench");
+    init.args(["-i", "-q", "-s", &SCALE.to_string(), "-h", "127.0.0.1"]);
+    init.args(["-p", &cluster.base_port.to_string(), "-U", APP, APP]);
+    init.env("PGPASSWORD", APP);
+    cmd::run(&mut init)?;
+
+    let mut pgsplit = services::start_pgsplit(pg, tools.pgsplit, cluster, work)?;
+    let session_pool = plan.max_clients().max(services::POOL_SIZE);
+    let secret = cluster.primary().query(
+        pg,
+        &format!("SELECT rolpassword FROM pg_authid WHERE rolname = '{APP}'"),
+    )?;
+    if !secret.starts_with("SCRAM-SHA-256$") {
+        anyhow::bail!("role {APP} has no SCRAM verifier in pg_authid (found {secret:?})");
+    }
+    let mut bouncer = services::start_pgbouncer(
+        pg,
+        tools.pgbouncer,
+        tools.bouncer_version,
+        cluster,
+        &work.join("pgbouncer"),
+        session_pool,
+        &secret,
+    )?;
+    let (pgsplit_port, bouncer_port) = (pgsplit.port, bouncer.port);
+    let bouncer_prepared = bouncer.prepared_database;
+    let endpoint = |target: Target, kind: Kind| -> Endpoint {
+        let (port, database) = match target {
+            Target::Direct => (cluster.base_port, APP),
+            Target::Pgsplit => (pgsplit_port, APP),
+            Target::Pgbouncer if kind == Kind::SelectPrepared => (bouncer_port, bouncer_prepared),
+            Target::Pgbouncer => (bouncer_port, APP),
+        };
+        Endpoint { port, database }
+    };
+
+    let runs_dir = work.join("runs");
+    std::fs::create_dir_all(&runs_dir)?;
+    println!(
+        "\n==> warm-up: {WARM_UP_SECS} s per target at {} clients (not measured)",
+        plan.max_clients()
+    );
+    let prepared = plan
+        .workloads
+        .iter()
+        .any(|w| w.kind == Kind::SelectPrepared);
+    for target in Target::ALL {
+        let mut kinds = vec![Kind::SelectSimple];
+        if prepared {
+            kinds.push(Kind::SelectPrepared);
+        }
+        for kind in kinds {
+            let args: &[&str] = if kind == Kind::SelectPrepared {
+                &["-S", "-M", "prepared"]
+            } else {
+                &["-S"]
+            };
+            let warm = Run {
+                endpoint: endpoint(target, kind),
+                args,
+                clients: plan.max_clients(),
+                secs: WARM_UP_SECS,
+                log: false,
+            };
+            let figures =
+                warm.execute(pg, &runs_dir, &format!("warm-{}-{kind:?}", target.label()))?;
+            if let Some(e) = figures.error {
+                println!("  warning: warm-up through {} failed: {e}", target.label());
+            }
+        }
+    }
+
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    let mut n = 0;
+    for round in 1..=plan.rounds {
+        for workload in &plan.workloads {
+            for &clients in &plan.clients {
+                for target in Target::ALL {
+                    n += 1;
+                    if workload.kind == Kind::TpcB {
+                        cluster.primary().script(
+                            pg,
+                            "\\c app\nVACUUM pgbench_branches, pgbench_tellers;\nTRUNCATE pgbench_history;\n",
+                        )?;
+                    }
+                    println!(
+                        "\n==> run {n}/{} (round {round}/{}): {}, {clients} clients, {}",
+                        plan.runs(),
+                        plan.rounds,
+                        workload.title,
+                        target.label()
+                    );
+                    let run = Run {
+                        endpoint: endpoint(target, workload.kind),
+                        args: workload.args,
+                        clients,
+                        secs: plan.secs,
+                        log: true,
+                    };
+                    let figures = run.execute(pg, &runs_dir, &format!("run{n}"))?;
+                    print_figures(&figures, started, n, plan.runs());
+                    samples.push(Sample {
+                        kind: workload.kind,
+                        clients,
+                        target,
+                        figures,
+                    });
+                    for (name, service) in [
+                        ("pgsplit", &mut pgsplit.service),
+                        ("pgbouncer", &mut bouncer.service),
+                    ] {
+                        if service.exited() {
+                            anyhow::bail!(
+                                "{name} exited during the benchmark; see its log in {}",
+                                work.display()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    pgsplit.service.stop()?;
+    bouncer.service.stop()?;
+    Ok((samples, bouncer.prepared_mode))
+}
+
+fn print_figures(f: &pgbench::Figures, started: Instant, done: usize, total: usize) {
+    let show = |v: Option<f64>, digits: usize| {
+        v.map_or_else(|| "—".to_owned(), |v| format!("{v:.digits$}"))
+    };
+    let left = started.elapsed().as_secs_f64() / done as f64 * (total - done) as f64;
+    println!(
+        "  tps {}, mean {} ms, p99 {} ms, {} transactions, {} failed{}; about {:.0} min left",
+        show(f.tps, 1),
+        show(f.latency_ms, 3),
+        show(f.p99_ms, 3),
+        f.processed,
+        f.failed,
+        f.error
+            .as_ref()
+            .map_or_else(String::new, |e| format!(", RUN FAILED: {e}")),
+        left / 60.0
+    );
+}
+
+/// Bullet lines describing direct, pgsplit and PgBouncer as configured.
+fn describe_targets(cluster: &Cluster, bouncer_version: &str) -> Vec<String> {
+    let replicas: Vec<String> = cluster
+        .replica_nodes()
+        .iter()
+        .map(|r| r.port.to_string())
+        .collect();
+    let pool = services::POOL_SIZE;
+    vec![
+        format!(
+            "cluster: PostgreSQL primary on 127.0.0.1:{} and {} streaming replica(s) on {} (`cargo xtask cluster` settings: \
+             fsync off, synchronous_commit off, max_connections 200), SCRAM-SHA-256 for TCP logins",
+            cluster.base_port,
+            replicas.len(),
+            replicas.join(", ")
+        ),
+        "direct: pgbench connects to the primary, one server process per client connection"
+            .to_owned(),
+        format!(
+            "pgsplit: release build, transaction pooling, pool size {pool} per server, the primary plus the replicas \
+             as role `replica` (read/write routing on, so select-only reads may go to replicas), user app/app with \
+             SCRAM-SHA-256, log level warn"
+        ),
+        format!(
+            "PgBouncer: {bouncer_version}, pool_mode=transaction, default_pool_size={pool}, the primary only \
+             (PgBouncer does not split reads), auth_type=scram-sha-256 with app's SCRAM verifier from pg_authid in \
+             its userlist (no key derivation per login; SCRAM pass-through to the server), connection logging off"
+        ),
+    ]
+}

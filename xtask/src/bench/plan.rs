@@ -1,0 +1,206 @@
+//! What one `cargo xtask bench` measures: the workloads, client counts, rounds and duration,
+//! from the command line.
+
+use anyhow::{Context, Result, bail};
+
+use crate::flags::Flags;
+
+/// Which of the benchmark's pgbench workloads a [`Workload`] is; the targets of issue 7 and the
+/// PgBouncer pool used for `-M prepared` depend on it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Kind {
+    SelectSimple,
+    SelectExtended,
+    SelectPrepared,
+    /// Select-only with `-C`: a new connection per transaction.
+    Connect,
+    /// pgbench's default TPC-B-like read/write script.
+    TpcB,
+}
+
+/// One pgbench workload.
+pub(crate) struct Workload {
+    pub(crate) kind: Kind,
+    /// The heading of its table in docs/benchmarks.md.
+    pub(crate) title: &'static str,
+    /// The pgbench arguments that select it (the rest of the command line is the same for all).
+    pub(crate) args: &'static [&'static str],
+}
+
+pub(crate) const WORKLOADS: [Workload; 5] = [
+    Workload {
+        kind: Kind::SelectSimple,
+        title: "select-only, simple query protocol",
+        args: &["-S", "-M", "simple"],
+    },
+    Workload {
+        kind: Kind::SelectExtended,
+        title: "select-only, extended query protocol (unnamed statements)",
+        args: &["-S", "-M", "extended"],
+    },
+    Workload {
+        kind: Kind::SelectPrepared,
+        title: "select-only, protocol-level prepared statements",
+        args: &["-S", "-M", "prepared"],
+    },
+    Workload {
+        kind: Kind::Connect,
+        title: "select-only, a new connection per transaction",
+        args: &["-S", "-M", "simple", "-C"],
+    },
+    Workload {
+        kind: Kind::TpcB,
+        title: "TPC-B-like read/write (pgbench's default script)",
+        args: &["-M", "simple"],
+    },
+];
+
+/// Where pgbench connects in a run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Target {
+    Direct,
+    Pgsplit,
+    Pgbouncer,
+}
+
+impl Target {
+    /// The order of every round: A B C, A B C, ...
+    pub(crate) const ALL: [Target; 3] = [Target::Direct, Target::Pgsplit, Target::Pgbouncer];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Target::Direct => "direct",
+            Target::Pgsplit => "pgsplit",
+            Target::Pgbouncer => "PgBouncer",
+        }
+    }
+}
+
+/// Everything the run is asked to do.
+pub(crate) struct Plan {
+    pub(crate) rounds: u32,
+    /// Duration of each pgbench run (`-T`).
+    pub(crate) secs: u32,
+    pub(crate) clients: Vec<u32>,
+    pub(crate) workloads: Vec<&'static Workload>,
+    /// `--quick`: a smoke test whose figures are labelled as such.
+    pub(crate) quick: bool,
+}
+
+const DEFAULT_ROUNDS: u32 = 3;
+const DEFAULT_SECS: u32 = 15;
+const DEFAULT_CLIENTS: [u32; 3] = [1, 16, 64];
+/// Each node of the bench cluster allows 200 connections, shared by a direct run (one per client),
+/// pgsplit's and PgBouncer's transaction pools (20 each) and PgBouncer's session pool for
+/// `-M prepared` (one per client), which stay open between runs.
+const MAX_CLIENTS: u32 = 64;
+
+pub(crate) const USAGE: &str = "\
+usage: cargo xtask bench [--rounds N] [--secs S] [--clients LIST] [--quick]
+  --rounds N      interleaved rounds (default 3)
+  --secs S        duration of each pgbench run (default 15)
+  --clients LIST  comma-separated client counts (default 1,16,64)
+  --quick         smoke test: 1 round of 5 s, 16 clients, select-only simple and -C
+                  (explicit --rounds/--secs/--clients still win)";
+
+impl Plan {
+    pub(crate) fn from_flags(mut flags: Flags) -> Result<Plan> {
+        let quick = flags.switch("quick");
+        let rounds = flags.value::<u32>("rounds")?;
+        let secs = flags.value::<u32>("secs")?;
+        let clients = flags.value::<String>("clients")?;
+        let extra = flags.finish()?;
+        if !extra.is_empty() {
+            bail!("unexpected arguments {extra:?}\n{USAGE}");
+        }
+        let (default_rounds, default_secs, default_clients) = if quick {
+            (1, 5, vec![16])
+        } else {
+            (DEFAULT_ROUNDS, DEFAULT_SECS, DEFAULT_CLIENTS.to_vec())
+        };
+        let clients = match clients {
+            Some(list) => parse_clients(&list)?,
+            None => default_clients,
+        };
+        let workloads = WORKLOADS
+            .iter()
+            .filter(|w| !quick || matches!(w.kind, Kind::SelectSimple | Kind::Connect))
+            .collect();
+        let plan = Plan {
+            rounds: rounds.unwrap_or(default_rounds),
+            secs: secs.unwrap_or(default_secs),
+            clients,
+            workloads,
+            quick,
+        };
+        if plan.rounds == 0 || plan.secs == 0 {
+            bail!("--rounds and --secs must be at least 1\n{USAGE}");
+        }
+        Ok(plan)
+    }
+
+    /// The number of pgbench runs that are measured.
+    pub(crate) fn runs(&self) -> usize {
+        self.rounds as usize * self.workloads.len() * self.clients.len() * Target::ALL.len()
+    }
+
+    pub(crate) fn max_clients(&self) -> u32 {
+        self.clients.iter().copied().max().unwrap_or(1)
+    }
+}
+
+fn parse_clients(list: &str) -> Result<Vec<u32>> {
+    let mut clients = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let n: u32 = item
+            .parse()
+            .with_context(|| format!("--clients: {item:?} is not a number"))?;
+        if n == 0 || n > MAX_CLIENTS {
+            bail!("--clients: {n} is outside 1..={MAX_CLIENTS}");
+        }
+        if !clients.contains(&n) {
+            clients.push(n);
+        }
+    }
+    if clients.is_empty() {
+        bail!("--clients needs at least one number, e.g. --clients 1,16,64");
+    }
+    Ok(clients)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Kind, Plan};
+    use crate::flags::Flags;
+
+    fn plan(args: &[&str]) -> anyhow::Result<Plan> {
+        Plan::from_flags(Flags::new(args.iter().map(|a| a.to_string()).collect()))
+    }
+
+    #[test]
+    fn defaults_and_quick() {
+        let full = plan(&[]).unwrap();
+        assert_eq!((full.rounds, full.secs), (3, 15));
+        assert_eq!(full.clients, vec![1, 16, 64]);
+        assert_eq!(full.workloads.len(), 5);
+        assert_eq!(full.runs(), 3 * 5 * 3 * 3);
+        let quick = plan(&["--quick"]).unwrap();
+        assert_eq!(
+            (quick.rounds, quick.secs, quick.clients.clone()),
+            (1, 5, vec![16])
+        );
+        let kinds: Vec<Kind> = quick.workloads.iter().map(|w| w.kind).collect();
+        assert_eq!(kinds, vec![Kind::SelectSimple, Kind::Connect]);
+        let mixed = plan(&["--quick", "--secs", "2", "--clients=1, 4,4"]).unwrap();
+        assert_eq!((mixed.secs, mixed.clients), (2, vec![1, 4]));
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert!(plan(&["--clients", "0"]).is_err());
+        assert!(plan(&["--clients", "x"]).is_err());
+        assert!(plan(&["--clients", ","]).is_err());
+        assert!(plan(&["--rounds", "0"]).is_err());
+        assert!(plan(&["extra"]).is_err());
+    }
+}

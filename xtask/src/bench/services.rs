@@ -1,0 +1,376 @@
+//! The two proxies under test, each a child process with a generated configuration in the
+//! benchmark's work directory, listening on a free port of 127.0.0.1, and stopped by its PID.
+
+use anyhow::{Context, Result};
+use std::fmt::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::cluster::{APP, Cluster};
+use crate::cmd;
+use crate::pg::Pg;
+
+/// Server connections per pool, the same for pgsplit and PgBouncer.
+pub(crate) const POOL_SIZE: u32 = 20;
+
+/// How long a proxy may take to accept its first query.
+const READY_WITHIN: Duration = Duration::from_secs(30);
+/// How long a proxy may take to exit after SIGTERM before it gets SIGKILL.
+const STOP_WITHIN: Duration = Duration::from_secs(15);
+
+/// A proxy we started. Dropping it stops it, so an error anywhere in the run leaves nothing behind.
+pub(crate) struct Service {
+    name: &'static str,
+    /// `None` once stopped.
+    child: Option<Child>,
+    /// Where the server writes its own PID, when `child` is a wrapper (`runuser`) around it.
+    pidfile: Option<PathBuf>,
+    /// stdout and stderr of the process.
+    log: PathBuf,
+}
+
+impl Service {
+    fn spawn(name: &'static str, mut command: Command, log: PathBuf) -> Result<Service> {
+        let file =
+            std::fs::File::create(&log).with_context(|| format!("create {}", log.display()))?;
+        command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file);
+        println!("  $ {}", cmd::display(&command));
+        let child = command
+            .spawn()
+            .with_context(|| format!("could not start {name}: `{}`", cmd::display(&command)))?;
+        Ok(Service {
+            name,
+            child: Some(child),
+            pidfile: None,
+            log,
+        })
+    }
+
+    /// Waits until `SELECT 1` through the proxy works, failing early if the process exits.
+    fn wait_ready(&mut self, pg: &Pg, port: u16, database: &str) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            if let Some(child) = &mut self.child
+                && let Some(status) = child.try_wait()?
+            {
+                return Err(self.with_log(anyhow::anyhow!(
+                    "{} exited at startup ({status})",
+                    self.name
+                )));
+            }
+            let mut psql = pg.client("psql");
+            psql.args(["-X", "-A", "-t", "-h", "127.0.0.1", "-p", &port.to_string()]);
+            psql.args(["-U", APP, "-d", database, "-c", "SELECT 1"]);
+            psql.env("PGPASSWORD", APP).env("PGCONNECT_TIMEOUT", "3");
+            let last = match cmd::output(&mut psql) {
+                Ok(out) if out.trim() == "1" => return Ok(()),
+                Ok(out) => anyhow::anyhow!("SELECT 1 returned {out:?}"),
+                Err(e) => e,
+            };
+            if start.elapsed() > READY_WITHIN {
+                let e = last.context(format!(
+                    "{} did not answer on 127.0.0.1:{port} within {}s",
+                    self.name,
+                    READY_WITHIN.as_secs()
+                ));
+                return Err(self.with_log(e));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Whether the process has exited on its own (it should run until [`Service::stop`]).
+    pub(crate) fn exited(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => !matches!(child.try_wait(), Ok(None)),
+            None => true,
+        }
+    }
+
+    /// The PID to signal: the server itself, read from its pidfile when we started a wrapper,
+    /// accepted only if it is our child or our child's child.
+    fn server_pid(&self, child: &Child) -> u32 {
+        let wrapper = child.id();
+        let Some(pidfile) = &self.pidfile else {
+            return wrapper;
+        };
+        let pid = std::fs::read_to_string(pidfile)
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok());
+        match pid {
+            Some(pid) if parent_of(pid) == Some(wrapper) => pid,
+            _ => wrapper,
+        }
+    }
+
+    /// SIGTERM to the server's PID, then SIGKILL if it lingers; idempotent.
+    pub(crate) fn stop(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        if let Some(status) = child.try_wait()? {
+            println!("  {} had already exited ({status})", self.name);
+            return Ok(());
+        }
+        let pid = self.server_pid(&child);
+        println!("==> stopping {} (kill -TERM {pid})", self.name);
+        signal("TERM", pid)?;
+        let start = Instant::now();
+        while child.try_wait()?.is_none() {
+            if start.elapsed() > STOP_WITHIN {
+                println!(
+                    "  {} still runs after {}s: kill -KILL {pid}",
+                    self.name,
+                    STOP_WITHIN.as_secs()
+                );
+                let _ = signal("KILL", pid);
+                let _ = child.kill();
+                child.wait()?;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Adds the end of the process's output to an error.
+    fn with_log(&self, error: anyhow::Error) -> anyhow::Error {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+        anyhow::anyhow!("{error:#}\nlast lines of {}:\n{tail}", self.log.display())
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            eprintln!("error: could not stop {}: {e:#}", self.name);
+        }
+    }
+}
+
+fn signal(name: &str, pid: u32) -> Result<()> {
+    cmd::output(
+        Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string()),
+    )?;
+    Ok(())
+}
+
+/// The parent PID of `pid`, from `/proc/<pid>/stat` (the field after the parenthesised name).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `n` distinct free ports on 127.0.0.1 (all bound at once, then released for the proxies).
+pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("could not find a free port on 127.0.0.1")?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
+/// A running pgsplit.
+pub(crate) struct Pgsplit {
+    pub(crate) service: Service,
+    pub(crate) port: u16,
+}
+
+/// The pgsplit configuration: the cluster's primary and replicas, user app/app with SCRAM,
+/// transaction pooling with [`POOL_SIZE`] connections per server, quiet logs.
+fn pgsplit_config(cluster: &Cluster, port: u16, admin_port: u16) -> String {
+    let mut yaml = format!(
+        "# Written by `cargo xtask bench`.\n\
+         listen: 127.0.0.1:{port}\n\
+         admin:\n  listen: 127.0.0.1:{admin_port}\n\
+         shutdown_timeout: 5s\n\
+         log:\n  format: text\n  level: warn\n\
+         users:\n  - name: {APP}\n    password: {APP}\n    auth: scram-sha-256\n\
+         pool:\n  mode: transaction\n  size: {POOL_SIZE}\n\
+         servers:\n  - name: primary\n    host: 127.0.0.1\n    port: {}\n    role: primary\n",
+        cluster.base_port
+    );
+    for (i, replica) in cluster.replica_nodes().iter().enumerate() {
+        let _ = write!(
+            yaml,
+            "  - name: replica{}\n    host: 127.0.0.1\n    port: {}\n    role: replica\n",
+            i + 1,
+            replica.port
+        );
+    }
+    yaml
+}
+
+/// Writes the configuration to `dir`, checks it with `pgsplit check`, starts `binary` and waits
+/// until it answers.
+pub(crate) fn start_pgsplit(
+    pg: &Pg,
+    binary: &Path,
+    cluster: &Cluster,
+    dir: &Path,
+) -> Result<Pgsplit> {
+    let ports = free_ports(2)?;
+    let config = dir.join("pgsplit.yaml");
+    std::fs::write(&config, pgsplit_config(cluster, ports[0], ports[1]))
+        .with_context(|| format!("write {}", config.display()))?;
+    println!(
+        "==> starting pgsplit on 127.0.0.1:{} ({})",
+        ports[0],
+        config.display()
+    );
+    let mut check = Command::new(binary);
+    check.arg("check").arg("--config").arg(&config);
+    cmd::output(&mut check)?;
+    let mut run = Command::new(binary);
+    run.arg("--config").arg(&config).current_dir(dir);
+    let mut service = Service::spawn("pgsplit", run, dir.join("pgsplit.log"))?;
+    service.wait_ready(pg, ports[0], APP)?;
+    Ok(Pgsplit {
+        service,
+        port: ports[0],
+    })
+}
+
+/// A running PgBouncer and how the benchmark reaches it.
+pub(crate) struct Pgbouncer {
+    pub(crate) service: Service,
+    pub(crate) port: u16,
+    /// The database for `-M prepared`: `app` when this PgBouncer keeps prepared statements in
+    /// transaction mode, else `app_session`, a session-mode pool.
+    pub(crate) prepared_database: &'static str,
+    /// How `-M prepared` is served, for the report.
+    pub(crate) prepared_mode: String,
+}
+
+/// `PgBouncer 1.18.0` → (1, 18).
+pub(crate) fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let version = text.split_whitespace().nth(1)?;
+    let mut parts = version.split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// The first line of `pgbouncer --version`.
+pub(crate) fn pgbouncer_version(pg: &Pg, binary: &Path) -> Result<String> {
+    let out = cmd::output(pg.as_owner(binary).arg("--version"))?;
+    Ok(out.lines().next().unwrap_or_default().trim().to_owned())
+}
+
+/// Writes `pgbouncer.ini` and `userlist.txt` to `dir` (handed to the PostgreSQL OS user, which
+/// runs PgBouncer when we are root: it refuses to run as root), starts it and waits until both
+/// databases answer.
+///
+/// `secret` is what the userlist holds for `app`: its SCRAM verifier from `pg_authid`, the
+/// configuration PgBouncer's documentation recommends. With a verifier PgBouncer checks a client's
+/// proof without deriving keys (a plain-text password costs it 4096 PBKDF2 iterations per login,
+/// which would handicap it under `-C`) and logs in to the server by SCRAM pass-through.
+///
+/// Protocol-level prepared statements in transaction mode need `max_prepared_statements`
+/// (PgBouncer 1.21); older versions get a second database entry in session mode, with one
+/// server connection per client (`session_pool`) since a session holds its connection throughout.
+pub(crate) fn start_pgbouncer(
+    pg: &Pg,
+    binary: &Path,
+    version: &str,
+    cluster: &Cluster,
+    dir: &Path,
+    session_pool: u32,
+    secret: &str,
+) -> Result<Pgbouncer> {
+    std::fs::create_dir_all(dir).with_context(|| format!("mkdir {}", dir.display()))?;
+    pg.give(dir)?;
+    let port = free_ports(1)?[0];
+    let prepared_in_transaction = parse_version(version).is_some_and(|v| v >= (1, 21));
+    let server = format!("host=127.0.0.1 port={} dbname={APP}", cluster.base_port);
+    let (prepared_database, prepared_mode, extra) = if prepared_in_transaction {
+        (
+            APP,
+            format!("transaction mode, max_prepared_statements 200, pool {POOL_SIZE}"),
+            "max_prepared_statements = 200\n".to_owned(),
+        )
+    } else {
+        (
+            "app_session",
+            format!(
+                "session mode, pool {session_pool}: {version} cannot keep protocol-level prepared \
+                 statements in transaction mode (that needs 1.21's max_prepared_statements)"
+            ),
+            String::new(),
+        )
+    };
+    let ini = format!(
+        "; Written by `cargo xtask bench`.\n\
+         [databases]\n\
+         {APP} = {server}\n\
+         app_session = {server} pool_mode=session pool_size={session_pool}\n\
+         \n[pgbouncer]\n\
+         listen_addr = 127.0.0.1\n\
+         listen_port = {port}\n\
+         unix_socket_dir =\n\
+         auth_type = scram-sha-256\n\
+         auth_file = {}\n\
+         pidfile = {}\n\
+         pool_mode = transaction\n\
+         default_pool_size = {POOL_SIZE}\n\
+         max_client_conn = 2000\n\
+         log_connections = 0\n\
+         log_disconnections = 0\n\
+         ignore_startup_parameters = extra_float_digits\n\
+         {extra}",
+        dir.join("userlist.txt").display(),
+        dir.join("pgbouncer.pid").display(),
+    );
+    let files = [
+        ("pgbouncer.ini", ini),
+        ("userlist.txt", format!("\"{APP}\" \"{secret}\"\n")),
+    ];
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
+        pg.give(&path)?;
+    }
+    println!(
+        "==> starting {version} on 127.0.0.1:{port} ({})",
+        dir.display()
+    );
+    let mut run = pg.as_owner(binary);
+    run.arg(dir.join("pgbouncer.ini"));
+    let mut service = Service::spawn("pgbouncer", run, dir.join("pgbouncer.log"))?;
+    service.pidfile = Some(dir.join("pgbouncer.pid"));
+    service.wait_ready(pg, port, APP)?;
+    service.wait_ready(pg, port, prepared_database)?;
+    Ok(Pgbouncer {
+        service,
+        port,
+        prepared_database,
+        prepared_mode,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pgbouncer_version() {
+        assert_eq!(super::parse_version("PgBouncer 1.18.0"), Some((1, 18)));
+        assert_eq!(super::parse_version("PgBouncer 1.21.0"), Some((1, 21)));
+        assert_eq!(super::parse_version("nonsense"), None);
+    }
+
+    #[test]
+    fn parent_of_self() {
+        let me = std::process::id();
+        assert!(super::parent_of(me).is_some_and(|p| p != me));
+    }
+}
