@@ -1,0 +1,216 @@
+//! The classifier: cache → guarded lexer → pg_query → cache.
+
+use crate::cache::Cache;
+use crate::class::{Class, Classification, Reason};
+use crate::fast;
+use crate::functions::{FnClass, FunctionLists, UnknownFunctions};
+use crate::hint::leading_hint;
+use crate::lexer::{Token, Tokens};
+use crate::parse::{self, Policy};
+use std::sync::Arc;
+
+/// What the classifier is told by configuration (YAML `functions:` and cache size).
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Extra functions that write or are session-bound (`functions.write`): calls route to
+    /// the primary. Lower-case names, optionally schema-qualified, `*` suffix for a prefix.
+    pub write_functions: Vec<String>,
+    /// Functions known to be read-only (`functions.read`). Overrides the built-in write list.
+    pub read_functions: Vec<String>,
+    /// What to do with functions in no list (`functions.unknown`, default primary).
+    pub unknown_functions: UnknownFunctions,
+    /// How many distinct statement texts to remember (about; 0 disables the cache).
+    pub cache_entries: usize,
+    /// How many bytes of statement text to remember (about).
+    pub cache_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            write_functions: Vec::new(),
+            read_functions: Vec::new(),
+            unknown_functions: UnknownFunctions::Primary,
+            cache_entries: 10_000,
+            cache_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// Classifies SQL text. Build one per configuration generation: a reload that changes the
+/// function lists builds a new one, which also drops the old cache.
+///
+/// Shareable across threads (`&self` everywhere; the cache is sharded behind short locks).
+#[derive(Debug)]
+pub struct Classifier {
+    functions: FunctionLists,
+    unknown: UnknownFunctions,
+    cache: Cache,
+}
+
+impl Classifier {
+    /// A classifier for `options`.
+    pub fn new(options: Options) -> Classifier {
+        Classifier {
+            functions: FunctionLists::new(&options.write_functions, &options.read_functions),
+            unknown: options.unknown_functions,
+            cache: Cache::new(options.cache_entries, options.cache_bytes),
+        }
+    }
+
+    /// Classifies `sql` (one Simple Query string or one prepared statement's text), with
+    /// `standard_conforming_strings = on` (the server default since 9.1).
+    ///
+    /// Never fails and never panics: anything it cannot settle is [`Class::Unknown`], which
+    /// routes to the primary. A repeated text is answered from the cache without allocating.
+    pub fn classify(&self, sql: &str) -> Arc<Classification> {
+        self.classify_with(sql, true)
+    }
+
+    /// Like [`Classifier::classify`], for a session whose `standard_conforming_strings` is
+    /// as given. With it off, a backslash in a string literal escapes the quote, which
+    /// pg_query (always on) would lex differently, so any text with a backslash is
+    /// [`Class::Unknown`] with reason `nonstandard_strings`.
+    pub fn classify_with(
+        &self,
+        sql: &str,
+        standard_conforming_strings: bool,
+    ) -> Arc<Classification> {
+        if !standard_conforming_strings && sql.contains('\\') {
+            let mut c = Classification::unknown(Reason::NonstandardStrings);
+            c.hint = leading_hint(sql);
+            return Arc::new(c);
+        }
+        if let Some(hit) = self.cache.get(sql) {
+            return hit;
+        }
+        let verdict = Arc::new(self.classify_uncached(sql));
+        self.cache.insert(sql, Arc::clone(&verdict));
+        verdict
+    }
+
+    /// Classifies without touching the cache (benchmarks, `EXPLAIN ROUTE`, tests).
+    pub fn classify_uncached(&self, sql: &str) -> Classification {
+        let mut c = match fast::classify(sql) {
+            Some(c) => c,
+            None => self.classify_parsed(sql),
+        };
+        c.hint = leading_hint(sql);
+        c
+    }
+
+    /// The pg_query path alone, without the fast path or the cache (tests compare the two).
+    pub fn classify_parsed(&self, sql: &str) -> Classification {
+        let mut c = if sql.contains('\0') {
+            Classification::unknown(Reason::Unparsed)
+        } else {
+            let policy = Policy {
+                functions: &self.functions,
+                unknown: self.unknown,
+            };
+            // pg_query reports errors (incl. its nesting limit) as `Err`; the unwind guard
+            // is a second line so that no input can take a session down.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                parse::classify(sql, &policy)
+            }))
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| Classification::unknown(Reason::Unparsed))
+        };
+        self.safety_net(sql, &mut c);
+        c.hint = leading_hint(sql);
+        c
+    }
+
+    /// A second, independent look for writing functions: if the text calls a function
+    /// from a write list (`name (` outside literals and comments) and the verdict is still
+    /// a read, the walk missed it somewhere, so fail closed.
+    fn safety_net(&self, sql: &str, c: &mut Classification) {
+        if c.class != Class::Read {
+            return;
+        }
+        let mut prev: Option<&str> = None;
+        let mut lower = String::new();
+        for tok in Tokens::new(sql) {
+            if let (Some(word), Token::Other) = (prev, tok) {
+                lower.clear();
+                lower.push_str(word);
+                lower.make_ascii_lowercase();
+                if self.functions.class_of(&lower) == FnClass::Write && next_is_paren(sql, word) {
+                    *c = Classification {
+                        class: Class::Write,
+                        reason: Reason::WritingFunction,
+                        ..std::mem::replace(c, Classification::unknown(Reason::Unparsed))
+                    };
+                    return;
+                }
+            }
+            prev = match tok {
+                Token::Word(w) => Some(w),
+                _ => None,
+            };
+        }
+    }
+
+    /// How a call written as `name` (lower-case, dots between schema and name) is classed
+    /// by this classifier's function lists.
+    pub fn function_class(&self, name: &str) -> FnClass {
+        self.functions.class_of(name)
+    }
+
+    /// What this classifier does with functions in no list.
+    pub fn unknown_functions(&self) -> UnknownFunctions {
+        self.unknown
+    }
+
+    /// Number of cached verdicts (for stats).
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
+}
+
+/// Whether the first occurrence of `word` in `sql` (a slice of it) is followed by `(`.
+fn next_is_paren(sql: &str, word: &str) -> bool {
+    // `word` borrows from `sql`, so its offset is exact.
+    let start = word.as_ptr() as usize - sql.as_ptr() as usize;
+    sql[start + word.len()..].trim_start().starts_with('(')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_hit_is_shared() {
+        let c = Classifier::new(Options::default());
+        let a = c.classify("SELECT 1");
+        let b = c.classify("SELECT 1");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.class, Class::Read);
+    }
+
+    #[test]
+    fn nonstandard_strings_fail_closed() {
+        let c = Classifier::new(Options::default());
+        let sql = "SELECT 'a\\', $$'; DELETE FROM t; --$$";
+        assert_eq!(c.classify_with(sql, false).class, Class::Unknown);
+        assert_eq!(c.classify_with("SELECT 1", false).class, Class::Read);
+    }
+
+    #[test]
+    fn nul_and_garbage_never_panic() {
+        let c = Classifier::new(Options::default());
+        for sql in [
+            "SELECT 1\0",
+            "\u{0}",
+            "SELEC",
+            "'",
+            "$$",
+            "((((",
+            "SELECT (",
+            "é",
+        ] {
+            assert_eq!(c.classify(sql).class, Class::Unknown, "{sql:?}");
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Data-driven checks: `tests/corpus.txt` holds statements with their expected class and
+//! reason (see the file's header for the format). Every entry is checked; a failure lists
+//! every mismatching entry with its line number, what was expected and what came out.
+
+use pgsplit_classify::{Class, Classification, Classifier, Options, SetKind, UnknownFunctions};
+use std::fmt::Write as _;
+
+/// One corpus entry.
+pub(crate) struct Entry {
+    /// Line of the `==` header.
+    pub(crate) line: usize,
+    /// Expected class name.
+    pub(crate) class: String,
+    /// Expected reason name.
+    pub(crate) reason: String,
+    /// Extra expectations: `key=value`.
+    pub(crate) extras: Vec<(String, String)>,
+    /// The SQL text (lines joined with `\n`, surrounding blank lines trimmed).
+    pub(crate) sql: String,
+}
+
+/// Parses a file of `== header` + body entries; `##` lines are comments.
+pub(crate) fn parse_entries(text: &str) -> Vec<Entry> {
+    let mut out: Vec<Entry> = Vec::new();
+    let mut body: Vec<&str> = Vec::new();
+    let flush = |out: &mut Vec<Entry>, body: &mut Vec<&str>| {
+        if let Some(e) = out.last_mut() {
+            e.sql = body.join("\n").trim().to_owned();
+        }
+        body.clear();
+    };
+    for (i, line) in text.lines().enumerate() {
+        if line.starts_with("##") {
+            continue;
+        }
+        if let Some(header) = line.strip_prefix("== ") {
+            flush(&mut out, &mut body);
+            let mut words = header.split_whitespace();
+            let class = words.next().unwrap_or_default().to_owned();
+            let reason = words.next().unwrap_or_default().to_owned();
+            let extras = words
+                .map(|w| {
+                    let (k, v) = w.split_once('=').unwrap_or((w, ""));
+                    (k.to_owned(), v.to_owned())
+                })
+                .collect();
+            out.push(Entry {
+                line: i + 1,
+                class,
+                reason,
+                extras,
+                sql: String::new(),
+            });
+        } else if !out.is_empty() {
+            body.push(line);
+        }
+    }
+    flush(&mut out, &mut body);
+    out
+}
+
+fn opt_bool(v: Option<bool>) -> String {
+    v.map_or("-".to_owned(), |b| b.to_string())
+}
+
+/// The value of an extra key for a classification, for comparison with the corpus.
+fn extra(c: &Classification, key: &str) -> String {
+    let mode = match c.class {
+        Class::TxnBegin(m) => Some(m),
+        Class::SessionSet(SetKind::Transaction(m) | SetKind::SessionDefaults(m)) => Some(m),
+        _ => None,
+    };
+    match key {
+        "hint" => c.hint.map_or("-".into(), |t| t.as_str().into()),
+        "functions" => c.functions.join(","),
+        "tables" => c.tables.join(","),
+        "statements" => c.statements.to_string(),
+        "setting" => c.setting.as_ref().map_or("-".into(), |s| s.name.clone()),
+        "value" => c
+            .setting
+            .as_ref()
+            .and_then(|s| s.value.clone())
+            .unwrap_or_else(|| "-".into()),
+        "read_only" => opt_bool(mode.and_then(|m| m.read_only)),
+        "deferrable" => opt_bool(mode.and_then(|m| m.deferrable)),
+        "isolation" => mode
+            .and_then(|m| m.isolation)
+            .map_or("-".into(), |i| i.as_str().into()),
+        "local" => match c.class {
+            Class::SessionSet(SetKind::Set { local }) => local.to_string(),
+            _ => "-".into(),
+        },
+        other => format!("<unknown key {other}>"),
+    }
+}
+
+/// The corpus's classifier: default options plus a user function of each kind, so the
+/// corpus can show user lists at work.
+pub(crate) fn corpus_classifier(unknown: UnknownFunctions) -> Classifier {
+    Classifier::new(Options {
+        write_functions: vec!["app.bump_counter".into(), "audit_*".into()],
+        read_functions: vec!["app.price_of".into(), "slugify".into()],
+        unknown_functions: unknown,
+        ..Options::default()
+    })
+}
+
+pub(crate) fn load() -> Vec<Entry> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus.txt");
+    let text = std::fs::read_to_string(path).expect("read corpus");
+    parse_entries(&text)
+}
+
+#[test]
+fn corpus() {
+    let entries = load();
+    let classifier = corpus_classifier(UnknownFunctions::Primary);
+    let mut failures = String::new();
+    let mut failed = 0;
+    for e in &entries {
+        let got = classifier.classify(&e.sql);
+        let mut diffs = Vec::new();
+        if got.class.as_str() != e.class || got.reason.as_str() != e.reason {
+            diffs.push(format!(
+                "expected {} {}, got {} {}",
+                e.class, e.reason, got.class, got.reason
+            ));
+        }
+        for (k, v) in &e.extras {
+            let actual = extra(&got, k);
+            if &actual != v {
+                diffs.push(format!("{k}: expected {v}, got {actual}"));
+            }
+        }
+        if !diffs.is_empty() {
+            failed += 1;
+            let _ = writeln!(failures, "corpus.txt:{}: {}", e.line, diffs.join("; "));
+            let _ = writeln!(failures, "    == {} {}", got.class, got.reason);
+            for l in e.sql.lines() {
+                let _ = writeln!(failures, "    {l}");
+            }
+        }
+    }
+    assert!(
+        failed == 0,
+        "{failed} of {} corpus entries differ:\n{failures}",
+        entries.len()
+    );
+    assert!(
+        entries.len() >= 400,
+        "corpus has only {} entries",
+        entries.len()
+    );
+}
+
+/// Every entry the lexer fast path answers must get the same answer from pg_query.
+#[test]
+fn fast_path_agrees_with_parser() {
+    let classifier = corpus_classifier(UnknownFunctions::Primary);
+    let mut answered = 0;
+    for e in load() {
+        let quick = classifier.classify_uncached(&e.sql);
+        let full = classifier.classify_parsed(&e.sql);
+        if quick != full {
+            panic!(
+                "corpus.txt:{}: fast path {:?} vs parser {:?}\n{}",
+                e.line, quick, full, e.sql
+            );
+        }
+        answered += 1;
+    }
+    assert!(answered > 0);
+}
+
+/// With `functions.unknown: replica`, no entry whose only blocker is an unknown function
+/// stays a write, and nothing else changes.
+#[test]
+fn unknown_functions_replica() {
+    let primary = corpus_classifier(UnknownFunctions::Primary);
+    let replica = corpus_classifier(UnknownFunctions::Replica);
+    for e in load() {
+        let a = primary.classify(&e.sql);
+        let b = replica.classify(&e.sql);
+        if a.reason.as_str().starts_with("multi_statement") {
+            continue;
+        }
+        if a.reason.as_str() == "unknown_function" {
+            assert_ne!(b.reason.as_str(), "unknown_function", "line {}", e.line);
+        } else {
+            assert_eq!(a.class, b.class, "corpus.txt:{}", e.line);
+        }
+    }
+}

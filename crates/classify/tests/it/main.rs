@@ -1,0 +1,5 @@
+//! Integration tests of pgsplit-classify: the data-driven corpus and the sqlparser
+//! differential check.
+
+mod corpus;
+mod differential;
