@@ -39,7 +39,7 @@ impl Cache {
     pub(crate) fn new(entries: usize, bytes: usize) -> Cache {
         let shards = (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect();
         Cache {
-            hasher: foldhash::fast::FixedState::with_seed(0x7067_7370_6c69_74),
+            hasher: foldhash::fast::FixedState::with_seed(0x0070_6773_706c_6974),
             shards,
             max_entries: entries.div_ceil(2 * SHARDS),
             max_bytes: bytes.div_ceil(2 * SHARDS),

@@ -1,8 +1,8 @@
 //! Which functions write (or are bound to one session) and which are safe on a replica.
 //!
 //! A call is matched by its lower-case unqualified name (`nextval`) and by its qualified
-//! name as written (`pg_catalog.nextval`). A list entry ending in `*` matches by prefix
-//! (`pg_advisory_*`). Precedence, first match wins: the user's `functions.write`, the user's
+//! name as written (`pg_catalog.nextval`). A list entry may hold one `*` as a wildcard
+//! (`pg_advisory_*`, `has_*_privilege`). Precedence, first match wins: the user's `functions.write`, the user's
 //! `functions.read`, the built-in write list, the built-in read list; anything else is
 //! unknown and follows `functions.unknown`.
 //!
@@ -630,58 +630,61 @@ pub(crate) struct FunctionLists {
     builtin_read: Vec<Pattern>,
 }
 
-/// One list entry.
+/// One list entry: a name, or a glob with one `*` (`pg_advisory_*`, `has_*_privilege`).
 #[derive(Clone, Debug)]
 struct Pattern {
-    /// Lower-case text without the trailing `*`.
-    text: String,
-    prefix: bool,
-    /// Whether `text` names a schema (contains a dot).
+    /// Lower-case text before the `*` (all of it when there is none).
+    head: String,
+    /// Lower-case text after the `*`, when there is one.
+    tail: Option<String>,
+    /// Whether the entry names a schema (contains a dot).
     qualified: bool,
 }
 
 impl Pattern {
     fn new(entry: &str) -> Pattern {
         let entry = entry.trim().to_ascii_lowercase();
-        let (text, prefix) = match entry.strip_suffix('*') {
-            Some(t) => (t.to_owned(), true),
-            None => (entry, false),
-        };
-        let qualified = text.contains('.');
-        Pattern {
-            text,
-            prefix,
-            qualified,
+        let qualified = entry.contains('.');
+        match entry.split_once('*') {
+            Some((head, tail)) => Pattern {
+                head: head.to_owned(),
+                tail: Some(tail.to_owned()),
+                qualified,
+            },
+            None => Pattern {
+                head: entry,
+                tail: None,
+                qualified,
+            },
         }
     }
 
-    fn matches_name(&self, name: &str) -> bool {
-        if self.prefix {
-            name.starts_with(&self.text)
-        } else {
-            name == self.text
+    fn glob(head: &str, tail: Option<&str>, name: &str) -> bool {
+        match tail {
+            None => name == head,
+            Some(tail) => {
+                name.len() >= head.len() + tail.len()
+                    && name.starts_with(head)
+                    && name.ends_with(tail)
+            }
         }
     }
 
     /// `qualified` is the call as written (lower-case); `bare` its last part.
     fn matches(&self, qualified: &str, bare: &str, loose_schema: bool) -> bool {
-        if self.qualified {
-            if self.matches_name(qualified) {
-                return true;
+        let tail = self.tail.as_deref();
+        if !self.qualified {
+            return Pattern::glob(&self.head, tail, bare);
+        }
+        if Pattern::glob(&self.head, tail, qualified) {
+            return true;
+        }
+        // An unqualified call may resolve to a qualified write entry.
+        match self.head.rsplit_once('.') {
+            Some((_, head_bare)) if loose_schema && qualified == bare => {
+                Pattern::glob(head_bare, tail, bare)
             }
-            // An unqualified call may resolve to a qualified write entry.
-            if loose_schema && qualified == bare {
-                if let Some((_, entry_bare)) = self.text.rsplit_once('.') {
-                    return if self.prefix {
-                        bare.starts_with(entry_bare)
-                    } else {
-                        bare == entry_bare
-                    };
-                }
-            }
-            false
-        } else {
-            self.matches_name(bare)
+            _ => false,
         }
     }
 }
@@ -754,5 +757,7 @@ mod tests {
         assert_eq!(l.class_of("pg_stat_reset"), FnClass::Write);
         assert_eq!(l.class_of("pg_stat_get_live_tuples"), FnClass::Read);
         assert_eq!(l.class_of("my_func"), FnClass::Unknown);
+        assert_eq!(l.class_of("has_table_privilege"), FnClass::Read);
+        assert_eq!(l.class_of("pg_table_is_visible"), FnClass::Read);
     }
 }

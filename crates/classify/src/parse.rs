@@ -131,9 +131,11 @@ fn statement(node: &NodeEnum, facts: &Facts, policy: &Policy<'_>) -> Verdict {
             Some(r) => Verdict::write(r),
             None => Verdict::read(Reason::Select),
         },
-        N::InsertStmt(_) | N::UpdateStmt(_) | N::DeleteStmt(_) | N::MergeStmt(_) => {
-            Verdict::write(Reason::Dml)
-        }
+        N::InsertStmt(_)
+        | N::UpdateStmt(_)
+        | N::DeleteStmt(_)
+        | N::MergeStmt(_)
+        | N::TruncateStmt(_) => Verdict::write(Reason::Dml),
         N::ExplainStmt(e) => {
             let analyze = e.options.iter().any(|o| match &o.node {
                 Some(N::DefElem(d)) => d.defname == "analyze" && def_is_true(d),

@@ -46,6 +46,25 @@ fn statement_writes(s: &Statement, c: &Classifier) -> bool {
     }
 }
 
+const SQL_KEYWORD_FUNCTIONS: &[&str] = &[
+    "coalesce",
+    "nullif",
+    "greatest",
+    "least",
+    "row",
+    "current_timestamp",
+    "current_date",
+    "current_time",
+    "localtime",
+    "localtimestamp",
+    "current_user",
+    "current_role",
+    "session_user",
+    "user",
+    "current_catalog",
+    "current_schema",
+];
+
 struct Walk<'a> {
     c: &'a Classifier,
     write: bool,
@@ -54,6 +73,11 @@ struct Walk<'a> {
 impl Walk<'_> {
     fn function(&mut self, name: &str) {
         let name = name.replace('"', "").to_lowercase();
+        // SQL-standard expressions that sqlparser models as function calls but PostgreSQL
+        // parses as their own node types (COALESCE, CURRENT_TIMESTAMP, ROW, ...).
+        if SQL_KEYWORD_FUNCTIONS.contains(&name.as_str()) {
+            return;
+        }
         match self.c.function_class(&name) {
             FnClass::Write => self.write = true,
             FnClass::Unknown => {
