@@ -2,13 +2,19 @@
 //!
 //! A call is matched by its lower-case unqualified name (`nextval`) and by its qualified
 //! name as written (`pg_catalog.nextval`). A list entry may hold one `*` as a wildcard
-//! (`pg_advisory_*`, `has_*_privilege`). Precedence, first match wins: the user's `functions.write`, the user's
-//! `functions.read`, the built-in write list, the built-in read list; anything else is
-//! unknown and follows `functions.unknown`.
+//! (`pg_advisory_*`, `has_*_privilege`). Precedence, first match wins: the user's
+//! `functions.write`, the user's `functions.read`, the built-in write list, the built-in
+//! read list; anything else is unknown and follows `functions.unknown`.
 //!
 //! An entry written with a schema (`billing.charge`) in the **write** list also matches an
 //! unqualified call `charge(...)`: pgsplit cannot resolve `search_path`, so it fails closed.
-//! A schema-qualified entry in the **read** list only matches calls written with that schema.
+//! A schema-qualified entry in the **read** list only matches calls written with that
+//! schema, and a built-in read name called with a schema other than `pg_catalog`
+//! (`myschema.count`) is a user function, so it is unknown.
+//!
+//! Only calls are seen. Operators, casts, triggers, rules, views and column defaults run
+//! functions the SQL text does not name; a writing function hidden behind a view or an
+//! operator is out of reach (list the view's callers' statements in a YAML rule instead).
 
 /// Built-in functions that write, take locks that other sessions must see, or are bound to
 /// one session (their effect or answer only makes sense on the connection that the rest of

@@ -26,6 +26,9 @@
 //! - **Multi-statement strings** are a read only if every statement is; with any write the
 //!   reason is `multi_statement_write`, with transaction or session commands mixed in it is
 //!   `multi_statement` (both go to the primary).
+//! - **Prepared statements.** The session classifies a protocol-level statement once, at
+//!   Parse, and keeps the returned `Arc<Classification>` with the statement; the text
+//!   cache serves the Simple Query path and repeated Parses of the same text.
 //! - **`standard_conforming_strings = off`**: backslashes change how literals end, which
 //!   pg_query cannot follow, so such text fails closed ([`Classifier::classify_with`]).
 //!
@@ -34,6 +37,9 @@
 //! DO, CALL) or create or drop state that cannot be replayed on another server connection
 //! (temporary tables, LISTEN, SQL-level PREPARE, WITH HOLD cursors, advisory locks).
 //! That scan is deliberately conservative: a false positive costs one round trip.
+//!
+//! **Invariant:** a cache hit takes one short shard lock and clones an `Arc`; it does not
+//! allocate. Parser types (pg_query, and sqlparser in tests) never leave this crate.
 //!
 //! What it does not do: choose a server (that is `pgsplit-router`, which takes a
 //! [`Classification`]), read configuration files, do IO, or expose parser types — pg_query
