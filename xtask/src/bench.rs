@@ -28,6 +28,7 @@ use crate::{cmd, install};
 use pgbench::{Endpoint, Run};
 use plan::{Kind, Plan, Target};
 use report::Sample;
+use services::MD5_USER;
 
 const BENCH_BASE_PORT: u16 = 26432;
 const BENCH_REPLICAS: u16 = 2;
@@ -58,7 +59,8 @@ pub(crate) fn main(args: Vec<String>) -> Result<()> {
     let pg = Pg::detect()?;
     let bouncer_version = services::pgbouncer_version(&pg, &pgbouncer)?;
     let root = cmd::workspace_root();
-    let machine = machine::describe(&pg.bindir().join("postgres"), &bouncer_version, &root);
+    let mut machine = machine::describe(&pg.bindir().join("postgres"), &bouncer_version, &root);
+    let load_start = machine::load_average();
     let date = machine::date();
 
     println!("\n==> building pgsplit (release)");
@@ -90,6 +92,12 @@ pub(crate) fn main(args: Vec<String>) -> Result<()> {
         )
     })?;
     down?;
+    let load_end = machine::load_average();
+    machine.push(format!(
+        "Load average (1, 5, 15 min, from /proc/loadavg): {load_start} when the bench started, \
+         {load_end} when it ended. The machine is shared (other engineers' tests may run during the bench), \
+         so the load varies between runs; the interleaved rounds spread it over the three targets"
+    ));
 
     let setup = report::Setup {
         plan: &plan,
@@ -134,6 +142,7 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
     init.args(["-p", &cluster.base_port.to_string(), "-U", APP, APP]);
     init.env("PGPASSWORD", APP);
     cmd::run(&mut init)?;
+    let md5_secret = create_md5_role(pg, cluster)?;
 
     let mut pgsplit = services::start_pgsplit(pg, tools.pgsplit, cluster, work)?;
     let session_pool = plan.max_clients().max(services::POOL_SIZE);
@@ -151,7 +160,10 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
         cluster,
         &work.join("pgbouncer"),
         session_pool,
-        &secret,
+        services::Secrets {
+            app: &secret,
+            md5: &md5_secret,
+        },
     )?;
     let (pgsplit_port, bouncer_port) = (pgsplit.port, bouncer.port);
     let bouncer_prepared = bouncer.prepared_database;
@@ -162,7 +174,16 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
             Target::Pgbouncer if kind == Kind::SelectPrepared => (bouncer_port, bouncer_prepared),
             Target::Pgbouncer => (bouncer_port, APP),
         };
-        Endpoint { port, database }
+        let user = if kind == Kind::ConnectMd5 {
+            MD5_USER
+        } else {
+            APP
+        };
+        Endpoint {
+            port,
+            database,
+            user,
+        }
     };
 
     let runs_dir = work.join("runs");
@@ -171,14 +192,14 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
         "\n==> warm-up: {WARM_UP_SECS} s per target at {} clients (not measured)",
         plan.max_clients()
     );
-    let prepared = plan
-        .workloads
-        .iter()
-        .any(|w| w.kind == Kind::SelectPrepared);
+    let planned = |kind: Kind| plan.workloads.iter().any(|w| w.kind == kind);
     for target in Target::ALL {
         let mut kinds = vec![Kind::SelectSimple];
-        if prepared {
-            kinds.push(Kind::SelectPrepared);
+        // The proxies pool per user: bench_md5's pools are filled by a run of their own.
+        for kind in [Kind::SelectPrepared, Kind::ConnectMd5] {
+            if planned(kind) {
+                kinds.push(kind);
+            }
         }
         for kind in kinds {
             let args: &[&str] = if kind == Kind::SelectPrepared {
@@ -276,6 +297,36 @@ fn print_figures(f: &pgbench::Figures, started: Instant, done: usize, total: usi
     );
 }
 
+/// Creates (or updates) the role of the md5 workload on the primary, over its unix socket as the
+/// superuser: LOGIN, password = name stored as an md5 hash, member of `app` (so it may read the
+/// pgbench tables `app` owns) and allowed to connect to database `app`. The replicas get it by
+/// streaming replication. Returns the md5 hash from `pg_authid`, for PgBouncer's userlist.
+fn create_md5_role(pg: &Pg, cluster: &Cluster) -> Result<String> {
+    println!("\n==> role {MD5_USER} with an md5 password (for the md5 `-C` workload)");
+    cluster.primary().script(
+        pg,
+        &format!(
+            "SET password_encryption = 'md5';\n\
+             SELECT 'CREATE ROLE {MD5_USER}' WHERE NOT EXISTS \
+             (SELECT FROM pg_roles WHERE rolname = '{MD5_USER}') \\gexec\n\
+             ALTER ROLE {MD5_USER} LOGIN PASSWORD '{MD5_USER}';\n\
+             GRANT {APP} TO {MD5_USER};\n\
+             GRANT CONNECT ON DATABASE {APP} TO {MD5_USER};\n"
+        ),
+    )?;
+    let secret = cluster.primary().query(
+        pg,
+        &format!("SELECT rolpassword FROM pg_authid WHERE rolname = '{MD5_USER}'"),
+    )?;
+    let is_md5 = secret.len() == 35
+        && secret.starts_with("md5")
+        && secret[3..].bytes().all(|b| b.is_ascii_hexdigit());
+    if !is_md5 {
+        anyhow::bail!("role {MD5_USER} has no md5 password in pg_authid (found {secret:?})");
+    }
+    Ok(secret)
+}
+
 /// Bullet lines describing direct, pgsplit and PgBouncer as configured.
 fn describe_targets(cluster: &Cluster, bouncer_version: &str) -> Vec<String> {
     let replicas: Vec<String> = cluster
@@ -287,7 +338,8 @@ fn describe_targets(cluster: &Cluster, bouncer_version: &str) -> Vec<String> {
     vec![
         format!(
             "cluster: PostgreSQL primary on 127.0.0.1:{} and {} streaming replica(s) on {} (`cargo xtask cluster` settings: \
-             fsync off, synchronous_commit off, max_connections 200), SCRAM-SHA-256 for TCP logins",
+             fsync off, synchronous_commit off, max_connections 200), SCRAM-SHA-256 for TCP logins except role \
+             `{MD5_USER}` (md5, password stored as an md5 hash, member of `{APP}`; only the md5 `-C` workload uses it)",
             cluster.base_port,
             replicas.len(),
             replicas.join(", ")
@@ -297,12 +349,14 @@ fn describe_targets(cluster: &Cluster, bouncer_version: &str) -> Vec<String> {
         format!(
             "pgsplit: release build, transaction pooling, pool size {pool} per server, the primary plus the replicas \
              as role `replica` (read/write routing on, so select-only reads may go to replicas), user app/app with \
-             SCRAM-SHA-256, log level warn"
+             SCRAM-SHA-256 and user {MD5_USER}/{MD5_USER} with md5 (its plain password also as server_password, \
+             so pgsplit logs in to the servers with md5), one pool per (server, user, database), log level warn"
         ),
         format!(
             "PgBouncer: {bouncer_version}, pool_mode=transaction, default_pool_size={pool}, the primary only \
-             (PgBouncer does not split reads), auth_type=scram-sha-256 with app's SCRAM verifier from pg_authid in \
-             its userlist (no key derivation per login; SCRAM pass-through to the server), connection logging off"
+             (PgBouncer does not split reads), auth_type=md5 with app's SCRAM verifier from pg_authid in \
+             its userlist (so app logs in with SCRAM: no key derivation per login; SCRAM pass-through to the server) \
+             and {MD5_USER}'s md5 hash from pg_authid (md5 from the client and to the server), connection logging off"
         ),
     ]
 }

@@ -34,7 +34,7 @@ cargo xtask <command>
                       what CI runs: install, reset the test cluster (25432), fmt, clippy, cargo test
   demo                cluster up + pgsplit with examples/local.yaml in the foreground
   tidy                the architecture checks alone (cargo test -p xtask tidy)
-  bench [--rounds N] [--secs S] [--clients LIST] [--quick]
+  bench [--workloads LIST] [--rounds N] [--secs S] [--clients LIST] [--quick]
                       pgbench direct vs pgsplit vs PgBouncer on a bench cluster (26432), interleaved
                       rounds, medians written to docs/benchmarks.md";
 

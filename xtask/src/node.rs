@@ -36,10 +36,16 @@ log_line_prefix = '%m [%p] %q%u@%d '
 ";
 
 /// Client authentication: trust on the unix socket (xtask's own psql), trust for replication over
-/// TCP (pg_basebackup and the walreceivers), SCRAM for every other TCP login.
+/// TCP (pg_basebackup and the walreceivers), md5 for the role `bench_md5` over TCP, SCRAM for
+/// every other TCP login.
+///
+/// `bench_md5` exists only on the bench cluster (26432), where `cargo xtask bench` creates it with
+/// an md5 password for its md5 `-C` workload (see bench/services.rs); on other clusters the line
+/// names no role and changes nothing. It is written for every cluster to keep one pg_hba.conf.
 const HBA: &str = "\
 local all all trust
 host replication all 127.0.0.1/32 trust
+host all bench_md5 127.0.0.1/32 md5
 host all all 127.0.0.1/32 scram-sha-256
 ";
 

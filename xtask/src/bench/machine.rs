@@ -29,7 +29,16 @@ pub(crate) fn date() -> String {
     first_line(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]))
 }
 
-/// Bullet lines: CPU, memory, OS, load, PostgreSQL, PgBouncer, pgsplit commit and toolchain.
+/// The 1, 5 and 15 minute load averages from /proc/loadavg, e.g. `1.66 2.06 2.34`.
+pub(crate) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Bullet lines: CPU, memory, OS, PostgreSQL, PgBouncer, pgsplit commit and toolchain.
 pub(crate) fn describe(postgres: &Path, pgbouncer_version: &str, root: &Path) -> Vec<String> {
     let nproc = first_line(&mut Command::new("nproc"));
     let model =
@@ -49,19 +58,13 @@ pub(crate) fn describe(postgres: &Path, pgbouncer_version: &str, root: &Path) ->
         })
         .unwrap_or_else(|| "unknown OS".to_owned());
     let kernel = first_line(Command::new("uname").arg("-r"));
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "unknown".to_owned());
     let postgres_version = first_line(Command::new(postgres).arg("--version"));
     vec![
         format!(
             "CPU: {nproc} × {model} (`nproc` = {nproc}); PostgreSQL (3 servers), the proxy under test and pgbench all share them"
         ),
         format!("Memory: {memory}"),
-        format!(
-            "OS: {os}, Linux {kernel}; load average (1, 5, 15 min) when the bench started: {load}"
-        ),
+        format!("OS: {os}, Linux {kernel}"),
         format!("PostgreSQL: {postgres_version}"),
         format!("PgBouncer: {pgbouncer_version}"),
         format!("pgsplit: {}", commit(root)),

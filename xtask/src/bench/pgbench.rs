@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::cluster::APP;
 use crate::cmd;
 use crate::pg::Pg;
 
@@ -14,11 +13,13 @@ use crate::pg::Pg;
 /// transactions, and writing the logs.
 const GRACE: Duration = Duration::from_secs(60);
 
-/// Where pgbench connects: `127.0.0.1:port`, database `database`, as `app`/`app`.
+/// Where pgbench connects: `127.0.0.1:port`, database `database`, as `user` with password `user`
+/// (`app`/`app`, or `bench_md5`/`bench_md5` for the md5 workload).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Endpoint {
     pub(crate) port: u16,
     pub(crate) database: &'static str,
+    pub(crate) user: &'static str,
 }
 
 /// One pgbench invocation.
@@ -42,6 +43,9 @@ pub(crate) struct Figures {
     pub(crate) p99_ms: Option<f64>,
     pub(crate) processed: u64,
     pub(crate) failed: u64,
+    /// CPU time (user + system) pgbench itself used, in milliseconds, from the reaped-children
+    /// times of /proc/self/stat around the run (10 ms resolution).
+    pub(crate) client_cpu_ms: Option<f64>,
     /// Why the run did not finish cleanly (non-zero exit, killed at the deadline, ...).
     pub(crate) error: Option<String>,
 }
@@ -57,7 +61,7 @@ impl Run<'_> {
             "-p",
             &self.endpoint.port.to_string(),
         ]);
-        pgbench.args(["-U", APP, "-c", &self.clients.to_string()]);
+        pgbench.args(["-U", self.endpoint.user, "-c", &self.clients.to_string()]);
         pgbench.args(["-j", &self.clients.min(2).to_string()]);
         pgbench.args(["-T", &self.secs.to_string()]);
         if self.log {
@@ -67,7 +71,7 @@ impl Run<'_> {
         }
         pgbench.args(self.args).arg(self.endpoint.database);
         pgbench
-            .env("PGPASSWORD", APP)
+            .env("PGPASSWORD", self.endpoint.user)
             .env("PGCONNECT_TIMEOUT", "10");
         pgbench
     }
@@ -86,6 +90,7 @@ impl Run<'_> {
         pgbench.stdout(std::fs::File::create(&out_path)?);
         pgbench.stderr(std::fs::File::create(&err_path)?);
         println!("  $ {}", cmd::display(&pgbench));
+        let cpu_before = children_cpu_ticks();
         let mut child = pgbench
             .spawn()
             .with_context(|| format!("could not run `{}`", cmd::display(&pgbench)))?;
@@ -105,6 +110,9 @@ impl Run<'_> {
         let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
         let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
         let mut figures = parse_summary(&stdout);
+        figures.client_cpu_ms = cpu_before
+            .zip(children_cpu_ticks())
+            .map(|(before, after)| after.saturating_sub(before) as f64 * 1000.0 / CLOCK_TICKS);
         figures.error = match status {
             None => Some(format!(
                 "killed after {}s (pgbench did not finish)",
@@ -125,6 +133,27 @@ impl Run<'_> {
         }
         Ok(figures)
     }
+}
+
+/// `USER_HZ`, the unit of the times in /proc (100 on Linux whatever the kernel's own HZ).
+const CLOCK_TICKS: f64 = 100.0;
+
+/// `cutime + cstime` of this process: the CPU time of every child it has reaped (and of theirs),
+/// in clock ticks. pgbench is the only child reaped during a run, so the difference around one
+/// run is pgbench's own CPU time.
+fn children_cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_children_ticks(&stat)
+}
+
+/// Fields 16 and 17 (`cutime`, `cstime`) of a /proc/PID/stat line, counted after the
+/// parenthesised command name (which may contain spaces).
+fn parse_children_ticks(stat: &str) -> Option<u64> {
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    // After the name come field 3 (state) onwards: cutime is field 16, so the 14th from here.
+    let cutime: u64 = fields.nth(13)?.parse().ok()?;
+    let cstime: u64 = fields.next()?.parse().ok()?;
+    Some(cutime + cstime)
 }
 
 fn deadline_secs(secs: u32) -> u64 {
@@ -210,7 +239,15 @@ pub(crate) fn percentile(mut values: Vec<u64>, q: f64) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_log, parse_summary, percentile};
+    use super::{parse_children_ticks, parse_log, parse_summary, percentile};
+
+    #[test]
+    fn children_ticks_from_stat() {
+        let stat = "123 (a b) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17";
+        // utime 11, stime 12, cutime 13, cstime 14.
+        assert_eq!(parse_children_ticks(stat), Some(27));
+        assert!(super::children_cpu_ticks().is_some());
+    }
 
     #[test]
     fn summary_of_pgbench_15() {

@@ -12,8 +12,12 @@ pub(crate) enum Kind {
     SelectSimple,
     SelectExtended,
     SelectPrepared,
-    /// Select-only with `-C`: a new connection per transaction.
-    Connect,
+    /// Select-only with `-C` (a new connection per transaction), logging in as `app` with
+    /// SCRAM-SHA-256 like every other workload.
+    ConnectScram,
+    /// Select-only with `-C`, logging in as `bench_md5` with md5 on every target: the client's
+    /// login is cheap, so the figure shows what a new connection costs the server side.
+    ConnectMd5,
     /// pgbench's default TPC-B-like read/write script.
     TpcB,
 }
@@ -21,35 +25,48 @@ pub(crate) enum Kind {
 /// One pgbench workload.
 pub(crate) struct Workload {
     pub(crate) kind: Kind,
+    /// Its name for `--workloads`.
+    pub(crate) name: &'static str,
     /// The heading of its table in docs/benchmarks.md.
     pub(crate) title: &'static str,
     /// The pgbench arguments that select it (the rest of the command line is the same for all).
     pub(crate) args: &'static [&'static str],
 }
 
-pub(crate) const WORKLOADS: [Workload; 5] = [
+pub(crate) const WORKLOADS: [Workload; 6] = [
     Workload {
         kind: Kind::SelectSimple,
+        name: "select-simple",
         title: "select-only, simple query protocol",
         args: &["-S", "-M", "simple"],
     },
     Workload {
         kind: Kind::SelectExtended,
+        name: "select-extended",
         title: "select-only, extended query protocol (unnamed statements)",
         args: &["-S", "-M", "extended"],
     },
     Workload {
         kind: Kind::SelectPrepared,
+        name: "select-prepared",
         title: "select-only, protocol-level prepared statements",
         args: &["-S", "-M", "prepared"],
     },
     Workload {
-        kind: Kind::Connect,
-        title: "select-only, a new connection per transaction",
+        kind: Kind::ConnectScram,
+        name: "connect-scram",
+        title: "select-only, a new connection per transaction, SCRAM-SHA-256 logins",
+        args: &["-S", "-M", "simple", "-C"],
+    },
+    Workload {
+        kind: Kind::ConnectMd5,
+        name: "connect-md5",
+        title: "select-only, a new connection per transaction, md5 logins (the pooling measure)",
         args: &["-S", "-M", "simple", "-C"],
     },
     Workload {
         kind: Kind::TpcB,
+        name: "tpcb",
         title: "TPC-B-like read/write (pgbench's default script)",
         args: &["-M", "simple"],
     },
@@ -61,6 +78,13 @@ pub(crate) enum Target {
     Direct,
     Pgsplit,
     Pgbouncer,
+}
+
+impl Kind {
+    /// Whether pgbench opens a new connection per transaction (`-C`).
+    pub(crate) fn connects(self) -> bool {
+        matches!(self, Kind::ConnectScram | Kind::ConnectMd5)
+    }
 }
 
 impl Target {
@@ -96,12 +120,14 @@ const DEFAULT_CLIENTS: [u32; 3] = [1, 16, 64];
 const MAX_CLIENTS: u32 = 64;
 
 pub(crate) const USAGE: &str = "\
-usage: cargo xtask bench [--rounds N] [--secs S] [--clients LIST] [--quick]
-  --rounds N      interleaved rounds (default 3)
-  --secs S        duration of each pgbench run (default 15)
-  --clients LIST  comma-separated client counts (default 1,16,64)
-  --quick         smoke test: 1 round of 5 s, 16 clients, select-only simple and -C
-                  (explicit --rounds/--secs/--clients still win)";
+usage: cargo xtask bench [--workloads LIST] [--rounds N] [--secs S] [--clients LIST] [--quick]
+  --workloads LIST  comma-separated workloads, run in this order (default: all of
+                    select-simple,select-extended,select-prepared,connect-scram,connect-md5,tpcb)
+  --rounds N        interleaved rounds (default 3)
+  --secs S          duration of each pgbench run (default 15)
+  --clients LIST    comma-separated client counts (default 1,16,64)
+  --quick           smoke test: 1 round of 5 s, 16 clients, select-simple, connect-scram and
+                    connect-md5 (explicit --workloads/--rounds/--secs/--clients still win)";
 
 impl Plan {
     pub(crate) fn from_flags(mut flags: Flags) -> Result<Plan> {
@@ -109,6 +135,7 @@ impl Plan {
         let rounds = flags.value::<u32>("rounds")?;
         let secs = flags.value::<u32>("secs")?;
         let clients = flags.value::<String>("clients")?;
+        let workloads = flags.value::<String>("workloads")?;
         let extra = flags.finish()?;
         if !extra.is_empty() {
             bail!("unexpected arguments {extra:?}\n{USAGE}");
@@ -122,10 +149,13 @@ impl Plan {
             Some(list) => parse_clients(&list)?,
             None => default_clients,
         };
-        let workloads = WORKLOADS
-            .iter()
-            .filter(|w| !quick || matches!(w.kind, Kind::SelectSimple | Kind::Connect))
-            .collect();
+        let workloads = match workloads {
+            Some(list) => parse_workloads(&list)?,
+            None => WORKLOADS
+                .iter()
+                .filter(|w| !quick || w.kind == Kind::SelectSimple || w.kind.connects())
+                .collect(),
+        };
         let plan = Plan {
             rounds: rounds.unwrap_or(default_rounds),
             secs: secs.unwrap_or(default_secs),
@@ -147,6 +177,26 @@ impl Plan {
     pub(crate) fn max_clients(&self) -> u32 {
         self.clients.iter().copied().max().unwrap_or(1)
     }
+}
+
+fn parse_workloads(list: &str) -> Result<Vec<&'static Workload>> {
+    let mut workloads: Vec<&'static Workload> = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let Some(workload) = WORKLOADS.iter().find(|w| w.name == item) else {
+            let names: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
+            bail!(
+                "--workloads: unknown workload {item:?} (known: {})",
+                names.join(",")
+            );
+        };
+        if !workloads.iter().any(|w| w.kind == workload.kind) {
+            workloads.push(workload);
+        }
+    }
+    if workloads.is_empty() {
+        bail!("--workloads needs at least one name, e.g. --workloads select-simple,connect-md5");
+    }
+    Ok(workloads)
 }
 
 fn parse_clients(list: &str) -> Result<Vec<u32>> {
@@ -182,17 +232,32 @@ mod tests {
         let full = plan(&[]).unwrap();
         assert_eq!((full.rounds, full.secs), (3, 15));
         assert_eq!(full.clients, vec![1, 16, 64]);
-        assert_eq!(full.workloads.len(), 5);
-        assert_eq!(full.runs(), 3 * 5 * 3 * 3);
+        assert_eq!(full.workloads.len(), 6);
+        assert_eq!(full.runs(), 3 * 6 * 3 * 3);
         let quick = plan(&["--quick"]).unwrap();
         assert_eq!(
             (quick.rounds, quick.secs, quick.clients.clone()),
             (1, 5, vec![16])
         );
         let kinds: Vec<Kind> = quick.workloads.iter().map(|w| w.kind).collect();
-        assert_eq!(kinds, vec![Kind::SelectSimple, Kind::Connect]);
+        assert_eq!(
+            kinds,
+            vec![Kind::SelectSimple, Kind::ConnectScram, Kind::ConnectMd5]
+        );
         let mixed = plan(&["--quick", "--secs", "2", "--clients=1, 4,4"]).unwrap();
         assert_eq!((mixed.secs, mixed.clients), (2, vec![1, 4]));
+    }
+
+    #[test]
+    fn workloads_in_the_order_given() {
+        let some = plan(&["--workloads", "connect-md5, select-simple,connect-md5"]).unwrap();
+        let kinds: Vec<Kind> = some.workloads.iter().map(|w| w.kind).collect();
+        assert_eq!(kinds, vec![Kind::ConnectMd5, Kind::SelectSimple]);
+        assert_eq!((some.rounds, some.secs), (3, 15));
+        let quick = plan(&["--quick", "--workloads=tpcb"]).unwrap();
+        assert_eq!(quick.workloads.len(), 1);
+        assert!(plan(&["--workloads", "select"]).is_err());
+        assert!(plan(&["--workloads", ","]).is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::pgbench::Figures;
-use super::plan::{Kind, Plan, Target, Workload};
+use super::plan::{Kind, Plan, Target, WORKLOADS, Workload};
 
 /// The generated section sits between these lines; everything else in the file is hand-written.
 pub(crate) const BEGIN: &str =
@@ -48,6 +48,8 @@ struct Cell {
     tps: Option<f64>,
     latency_ms: Option<f64>,
     p99_ms: Option<f64>,
+    /// pgbench's own CPU time per transaction, in milliseconds.
+    client_cpu_ms: Option<f64>,
     failed: u64,
     errors: Vec<String>,
 }
@@ -71,6 +73,10 @@ impl Cell {
             tps: median_of(|f| f.tps),
             latency_ms: median_of(|f| f.latency_ms),
             p99_ms: median_of(|f| f.p99_ms),
+            client_cpu_ms: median_of(|f| {
+                let cpu = f.client_cpu_ms.filter(|_| f.processed > 0)?;
+                Some(cpu / f.processed as f64)
+            }),
             failed: runs.iter().map(|f| f.failed).sum(),
             errors: runs.iter().filter_map(|f| f.error.clone()).collect(),
         }
@@ -140,7 +146,7 @@ fn pgsplit_checks(
             out.push(Check::at_least("tps vs PgBouncer", vs_bouncer, 1.0));
         }
         Kind::SelectPrepared => out.push(Check::at_least("tps vs PgBouncer", vs_bouncer, 1.0)),
-        Kind::Connect => {
+        Kind::ConnectScram | Kind::ConnectMd5 => {
             out.push(Check::at_least("tps vs PgBouncer", vs_bouncer, 1.0));
             out.push(Check::at_least(
                 "tps vs direct",
@@ -197,6 +203,29 @@ pub(crate) fn render(setup: &Setup<'_>, samples: &[Sample]) -> String {
         );
     }
     let _ = writeln!(md, "Command: `{}`\n", setup.command);
+    let run: Vec<&str> = plan.workloads.iter().map(|w| w.name).collect();
+    let left_out: Vec<&str> = WORKLOADS
+        .iter()
+        .map(|w| w.name)
+        .filter(|name| !run.contains(name))
+        .collect();
+    let clients: Vec<String> = plan.clients.iter().map(u32::to_string).collect();
+    let _ = writeln!(
+        md,
+        "Run: workloads `{}`; clients {}; {} round(s) of {} s per pgbench run.{}\n",
+        run.join(","),
+        clients.join(", "),
+        plan.rounds,
+        plan.secs,
+        if left_out.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " Not run this time (so not in this section; each run replaces the whole section): `{}`.",
+                left_out.join(",")
+            )
+        }
+    );
     md.push_str("Machine and software:\n\n");
     for line in &setup.machine {
         let _ = writeln!(md, "- {line}");
@@ -207,14 +236,18 @@ pub(crate) fn render(setup: &Setup<'_>, samples: &[Sample]) -> String {
     }
     let _ = writeln!(
         md,
-        "\nMethod: every pgbench run is `pgbench -n -h 127.0.0.1 -p PORT -U app -c CLIENTS -j min(CLIENTS,2) -T {secs} --log` \
-         plus the workload's arguments, against database `app` (`pgbench -i -s 10`, once per invocation). \
+        "\nMethod: every pgbench run is `pgbench -n -h 127.0.0.1 -p PORT -U USER -c CLIENTS -j min(CLIENTS,2) -T {secs} --log` \
+         plus the workload's arguments, against database `app` (`pgbench -i -s 10`, once per invocation), \
+         as USER `app` (SCRAM-SHA-256) except in the md5 `-C` workload, which logs in as `bench_md5` (md5) on every target. \
          Each round runs every (workload, clients) against direct, pgsplit and PgBouncer in that order, \
          so the targets alternate (A B C A B C ...); {rounds} round(s). \
          Figures are medians over the rounds; failed runs are left out of the medians and shown as `failed`.\n\n\
          - **tps**: pgbench's `tps =` line (without the initial connection time; with `-C` it includes reconnecting).\n\
          - **mean latency**: pgbench's `latency average`, which without `-P`/`-R`/`-L` is run time × clients / transactions \
          (with `-C` it includes connecting).\n\
+         - **pgbench CPU ms/txn**: the user + system CPU time pgbench itself used during the run \
+         (xtask's reaped-children times in /proc/self/stat, 10 ms resolution) divided by its transactions: \
+         the client's own cost, which with `-C` includes its side of every login.\n\
          - **p99**: the 99th percentile (nearest rank) of the latency column of pgbench's per-transaction `--log` files, \
          over every transaction of the run. pgbench times a transaction from after its connection is made, \
          so with `-C` the p99 leaves out the transaction's own connecting \
@@ -222,7 +255,7 @@ pub(crate) fn render(setup: &Setup<'_>, samples: &[Sample]) -> String {
          - Before each TPC-B-like run, `VACUUM pgbench_branches, pgbench_tellers` and `TRUNCATE pgbench_history` \
          run on the primary over its unix socket (what pgbench itself does without `-n`).\n\
          - Targets checked on pgsplit rows (issues 7 and 3): select-only simple/extended at ≥ 16 clients, prepared and `-C`: \
-         tps ≥ 1.0x PgBouncer; `-C`: tps ≥ 5x direct; at 1 client: p99 added over direct ≤ PgBouncer's.",
+         tps ≥ 1.0x PgBouncer; `-C` (both login methods): tps ≥ 5x direct; at 1 client: p99 added over direct ≤ PgBouncer's.",
         secs = plan.secs,
         rounds = plan.rounds,
     );
@@ -252,16 +285,27 @@ fn render_workload(
     if workload.kind == Kind::SelectPrepared {
         let _ = writeln!(md, "PgBouncer here: {}.\n", setup.prepared_mode);
     }
-    if workload.kind == Kind::Connect {
+    if workload.kind == Kind::ConnectScram {
         md.push_str(
             "Every new connection also makes pgbench derive the SCRAM-SHA-256 key of the password \
              (4096 PBKDF2 iterations) on the client side, whatever the target, and pgbench connects \
              synchronously, blocking the other clients of its thread. \
-             On a small machine that client-side cost bounds all three targets.\n\n",
+             On a small machine that client-side cost bounds all three targets \
+             (see the pgbench CPU column), so this row says little about pooling; the md5 row does.\n\n",
         );
     }
-    md.push_str("| clients | target | tps (median) | tps per round | vs direct | pgsplit / PgBouncer | mean latency ms | p99 ms | failed txns | targets and notes |\n");
-    md.push_str("|---:|---|---:|---|---:|---:|---:|---:|---:|---|\n");
+    if workload.kind == Kind::ConnectMd5 {
+        md.push_str(
+            "**The row that measures pooling's effect on connection cost.** The same `-C` workload \
+             with a login that is cheap for the client: role `bench_md5`, password stored as md5, \
+             md5 from pgbench to every target and from both proxies to the servers \
+             (pg_hba.conf: `host all bench_md5 127.0.0.1/32 md5`). \
+             Directly, every transaction still costs PostgreSQL a forked backend; \
+             through a proxy it costs a login to the proxy, with the server connections pooled.\n\n",
+        );
+    }
+    md.push_str("| clients | target | tps (median) | tps per round | vs direct | pgsplit / PgBouncer | mean latency ms | p99 ms | pgbench CPU ms/txn | failed txns | targets and notes |\n");
+    md.push_str("|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---|\n");
     for &clients in &setup.plan.clients {
         let [direct, pgsplit, bouncer] =
             Target::ALL.map(|t| Cell::new(samples, workload.kind, clients, t));
@@ -297,11 +341,12 @@ fn render_workload(
             };
             let _ = writeln!(
                 md,
-                "| {clients} | {label} | {} | {} | {vs_direct} | {vs_bouncer} | {} | {} | {} | {} |",
+                "| {clients} | {label} | {} | {} | {vs_direct} | {vs_bouncer} | {} | {} | {} | {} | {} |",
                 tps_text(cell.tps),
                 rounds.join(" / "),
                 ms_text(cell.latency_ms),
                 ms_text(cell.p99_ms),
+                ms_text(cell.client_cpu_ms),
                 cell.failed,
                 notes.join("; "),
             );

@@ -15,6 +15,11 @@ use crate::pg::Pg;
 /// Server connections per pool, the same for pgsplit and PgBouncer.
 pub(crate) const POOL_SIZE: u32 = 20;
 
+/// The role of the md5 workload (password = name): created by the benchmark with an md5-hashed
+/// password, and logged in with md5 by pgbench on every target and by both proxies on the servers
+/// (node.rs's pg_hba.conf has `host all bench_md5 127.0.0.1/32 md5` before the SCRAM line).
+pub(crate) const MD5_USER: &str = "bench_md5";
+
 /// How long a proxy may take to accept its first query.
 const READY_WITHIN: Duration = Duration::from_secs(30);
 /// How long a proxy may take to exit after SIGTERM before it gets SIGKILL.
@@ -189,7 +194,8 @@ pub(crate) struct Pgsplit {
     pub(crate) port: u16,
 }
 
-/// The pgsplit configuration: the cluster's primary and replicas, user app/app with SCRAM,
+/// The pgsplit configuration: the cluster's primary and replicas, user app/app with SCRAM and
+/// user bench_md5/bench_md5 with md5 (plain password, also used as its server password),
 /// transaction pooling with [`POOL_SIZE`] connections per server, quiet logs.
 fn pgsplit_config(cluster: &Cluster, port: u16, admin_port: u16) -> String {
     let mut yaml = format!(
@@ -199,6 +205,8 @@ fn pgsplit_config(cluster: &Cluster, port: u16, admin_port: u16) -> String {
          shutdown_timeout: 5s\n\
          log:\n  format: text\n  level: warn\n\
          users:\n  - name: {APP}\n    password: {APP}\n    auth: scram-sha-256\n\
+         \x20 - name: {MD5_USER}\n    password: {MD5_USER}\n    auth: md5\n    \
+         server_password: {MD5_USER}\n\
          pool:\n  mode: transaction\n  size: {POOL_SIZE}\n\
          servers:\n  - name: primary\n    host: 127.0.0.1\n    port: {}\n    role: primary\n",
         cluster.base_port
@@ -244,6 +252,15 @@ pub(crate) fn start_pgsplit(
     })
 }
 
+/// What PgBouncer's userlist holds, from `pg_authid`.
+#[derive(Clone, Copy)]
+pub(crate) struct Secrets<'a> {
+    /// app's SCRAM verifier.
+    pub(crate) app: &'a str,
+    /// bench_md5's md5 hash.
+    pub(crate) md5: &'a str,
+}
+
 /// A running PgBouncer and how the benchmark reaches it.
 pub(crate) struct Pgbouncer {
     pub(crate) service: Service,
@@ -272,10 +289,14 @@ pub(crate) fn pgbouncer_version(pg: &Pg, binary: &Path) -> Result<String> {
 /// runs PgBouncer when we are root: it refuses to run as root), starts it and waits until both
 /// databases answer.
 ///
-/// `secret` is what the userlist holds for `app`: its SCRAM verifier from `pg_authid`, the
+/// `secrets.app` is what the userlist holds for `app`: its SCRAM verifier from `pg_authid`, the
 /// configuration PgBouncer's documentation recommends. With a verifier PgBouncer checks a client's
 /// proof without deriving keys (a plain-text password costs it 4096 PBKDF2 iterations per login,
 /// which would handicap it under `-C`) and logs in to the server by SCRAM pass-through.
+/// `secrets.md5` is bench_md5's md5 hash from `pg_authid`. `auth_type = md5` checks clients with
+/// md5 where the userlist holds an md5 hash and switches to SCRAM by itself for a SCRAM secret
+/// (PgBouncer's documented behaviour), so app logs in with SCRAM and bench_md5 with md5, and
+/// PgBouncer logs in to the server with the same method.
 ///
 /// Protocol-level prepared statements in transaction mode need `max_prepared_statements`
 /// (PgBouncer 1.21); older versions get a second database entry in session mode, with one
@@ -287,8 +308,12 @@ pub(crate) fn start_pgbouncer(
     cluster: &Cluster,
     dir: &Path,
     session_pool: u32,
-    secret: &str,
+    secrets: Secrets<'_>,
 ) -> Result<Pgbouncer> {
+    let Secrets {
+        app: secret,
+        md5: md5_secret,
+    } = secrets;
     std::fs::create_dir_all(dir).with_context(|| format!("mkdir {}", dir.display()))?;
     pg.give(dir)?;
     let port = free_ports(1)?[0];
@@ -319,7 +344,7 @@ pub(crate) fn start_pgbouncer(
          listen_addr = 127.0.0.1\n\
          listen_port = {port}\n\
          unix_socket_dir =\n\
-         auth_type = scram-sha-256\n\
+         auth_type = md5\n\
          auth_file = {}\n\
          pidfile = {}\n\
          pool_mode = transaction\n\
@@ -334,7 +359,10 @@ pub(crate) fn start_pgbouncer(
     );
     let files = [
         ("pgbouncer.ini", ini),
-        ("userlist.txt", format!("\"{APP}\" \"{secret}\"\n")),
+        (
+            "userlist.txt",
+            format!("\"{APP}\" \"{secret}\"\n\"{MD5_USER}\" \"{md5_secret}\"\n"),
+        ),
     ];
     for (name, text) in files {
         let path = dir.join(name);
