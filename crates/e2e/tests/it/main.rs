@@ -19,6 +19,7 @@ mod errors;
 mod harness;
 mod mock_server;
 mod notify;
+mod pooling;
 mod session;
 mod shutdown;
 mod tools;

@@ -35,7 +35,7 @@ fn find_tool(name: &str) -> Option<PathBuf> {
 }
 
 /// The tool, or `None` after a skip notice; a missing tool fails when the cluster is required.
-fn require_tool(name: &str) -> Option<PathBuf> {
+pub(crate) fn require_tool(name: &str) -> Option<PathBuf> {
     let tool = find_tool(name);
     if tool.is_none() {
         assert!(
@@ -48,7 +48,7 @@ fn require_tool(name: &str) -> Option<PathBuf> {
 }
 
 /// A libpq tool invocation aimed at the test database through the proxy.
-fn libpq_command(tool: &Path, px: &Proxy) -> Command {
+pub(crate) fn libpq_command(tool: &Path, px: &Proxy) -> Command {
     let mut cmd = Command::new(tool);
     cmd.env("PGPASSWORD", APP_PASSWORD)
         .env("PGCONNECT_TIMEOUT", "10")
@@ -67,14 +67,14 @@ fn libpq_command(tool: &Path, px: &Proxy) -> Command {
 }
 
 /// Runs a command to completion within `limit`, returning its output.
-async fn run(mut cmd: Command, limit: Duration) -> Output {
+pub(crate) async fn run(mut cmd: Command, limit: Duration) -> Output {
     let what = format!("{cmd:?}");
     bounded(limit, &what, cmd.output())
         .await
         .unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
-fn describe(out: &Output) -> String {
+pub(crate) fn describe(out: &Output) -> String {
     format!(
         "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
         out.status.code(),
