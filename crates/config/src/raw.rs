@@ -107,7 +107,8 @@ pub(crate) struct RawPool {
     pub(crate) size: Option<Scalar>,
     /// Integer.
     pub(crate) min_idle: Option<Scalar>,
-    /// Duration.
+    /// Duration. `query_wait_timeout` (PgBouncer's name for the same limit) is accepted too.
+    #[serde(alias = "query_wait_timeout")]
     pub(crate) checkout_timeout: Option<Scalar>,
     /// Duration.
     pub(crate) server_lifetime: Option<Scalar>,

@@ -323,3 +323,15 @@ fn load_reads_a_file_and_records_its_path() {
         "{rendered}"
     );
 }
+
+#[test]
+fn query_wait_timeout_is_checkout_timeout() {
+    let text = "users: [{ name: app, password: app }]\n\
+                servers: [{ host: 127.0.0.1 }]\n\
+                pool: { query_wait_timeout: 750ms }\n";
+    let config = pgsplit_config::parse(text, "alias.yaml").expect("valid");
+    assert_eq!(
+        config.pool.checkout_timeout,
+        std::time::Duration::from_millis(750)
+    );
+}
