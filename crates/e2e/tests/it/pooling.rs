@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_postgres::{AsyncMessage, Client, Row, SimpleQueryMessage, Statement};
 
 use crate::harness::{Case, Conn, assert_usable, bounded, bypass_proxy, expect_sqlstate};
-use crate::tools::{describe, libpq_command, require_tool, run};
+use crate::tools::{assert_pgbench_clean, describe, libpq_command, require_tool, run};
 
 /// Server connections of one database, as `pg_stat_activity` shows them (client backends only,
 /// so autovacuum and parallel workers do not count; the sampler itself is in another database
@@ -477,17 +477,7 @@ async fn pgbench_on_small_pool(name: &'static str, mode: &'static str, secs: u64
             let out = run(bench, Duration::from_secs(secs + 120)).await;
             let took = started.elapsed();
             let peak = sampler.finish().await;
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                out.status.success(),
-                "pgbench -M {mode} failed\n{}",
-                describe(&out)
-            );
-            assert!(
-                stdout.contains("number of failed transactions: 0"),
-                "pgbench -M {mode} reports failures\n{}",
-                describe(&out)
-            );
+            let stdout = assert_pgbench_clean(&out, mode);
             let line = |prefix: &str| {
                 stdout
                     .lines()

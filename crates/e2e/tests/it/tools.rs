@@ -74,6 +74,23 @@ pub(crate) async fn run(mut cmd: Command, limit: Duration) -> Output {
         .unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
+/// Asserts that a pgbench run exited 0 and reported no failed transaction; returns its stdout.
+#[track_caller]
+pub(crate) fn assert_pgbench_clean(out: &Output, mode: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "pgbench -M {mode} failed\n{}",
+        describe(out)
+    );
+    assert!(
+        stdout.contains("number of failed transactions: 0"),
+        "pgbench -M {mode} reports failures\n{}",
+        describe(out)
+    );
+    stdout
+}
+
 pub(crate) fn describe(out: &Output) -> String {
     format!(
         "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
@@ -103,17 +120,7 @@ async fn pgbench(name: &'static str, mode: &'static str) {
             let mut bench = libpq_command(&pgbench, px);
             bench.args(["-T", "5", "-c", "8", "-j", "2", "-M", mode, &px.db]);
             let out = run(bench, Duration::from_secs(60)).await;
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                out.status.success(),
-                "pgbench -M {mode} failed\n{}",
-                describe(&out)
-            );
-            assert!(
-                stdout.contains("number of failed transactions: 0"),
-                "pgbench -M {mode} reports failures\n{}",
-                describe(&out)
-            );
+            let stdout = assert_pgbench_clean(&out, mode);
             let processed = stdout
                 .lines()
                 .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
