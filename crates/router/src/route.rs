@@ -409,10 +409,10 @@ fn replica_check(topology: &Topology, i: usize, required: Option<Lsn>) -> Result
     {
         return Err(Ineligible::Unusable);
     }
-    if let Some(required) = required {
-        if node.lsn.is_none_or(|lsn| lsn < required) {
-            return Err(Ineligible::Behind);
-        }
+    if let Some(required) = required
+        && node.lsn.is_none_or(|lsn| lsn < required)
+    {
+        return Err(Ineligible::Behind);
     }
     if node.is_full() {
         return Err(Ineligible::Full);
@@ -475,18 +475,17 @@ fn read(
     };
     match policy.primary_reads {
         PrimaryReads::Never => {
-            if full {
-                if let Some(route) = queue_on_full(cx, balancer) {
-                    return route;
-                }
+            if full && let Some(route) = queue_on_full(cx, balancer) {
+                return route;
             }
             cx.done(Target::Refuse(Refusal::NoReplica), RouteReason::NoReplica)
         }
         PrimaryReads::Fallback | PrimaryReads::Always => {
-            if full && topology.usable_primary().is_none() {
-                if let Some(route) = queue_on_full(cx, balancer) {
-                    return route;
-                }
+            if full
+                && topology.usable_primary().is_none()
+                && let Some(route) = queue_on_full(cx, balancer)
+            {
+                return route;
             }
             cx.primary(RouteReason::ReadPrimaryFallback)
         }

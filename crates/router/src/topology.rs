@@ -202,6 +202,8 @@ pub struct Topology {
     pub params: HealthParams,
     /// Recent positions of the current primary, for time lag.
     history: WalHistory,
+    /// The node whose positions `history` holds.
+    history_node: Option<usize>,
 }
 
 impl Topology {
@@ -222,6 +224,7 @@ impl Topology {
             split_brain: false,
             params,
             history: WalHistory::default(),
+            history_node: None,
         };
         topology.elect();
         topology
@@ -292,10 +295,13 @@ impl Topology {
         self.elect();
         changes.primary_changed = before.0 != self.primary;
         changes.split_brain_changed = before.1 != self.split_brain;
-        if changes.primary_changed {
-            self.history.clear();
-        }
         if let Some(lsn) = primary_sample.filter(|_| self.primary == Some(report.node)) {
+            // Positions of different servers are not comparable in time: a new primary
+            // starts a new history.
+            if self.history_node != Some(report.node) {
+                self.history.clear();
+                self.history_node = Some(report.node);
+            }
             self.history.record(report.at, lsn);
         }
         self.update_lag(report.at, &mut changes);
