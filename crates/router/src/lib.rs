@@ -26,7 +26,7 @@
 //! Decisions worth knowing:
 //! - A read forced to a replica (comment hint, `pgsplit.route`, rule target) is read with
 //!   `eventual` consistency: the client asked for a replica. Hint beats session override
-//!   beats rule target; a rule's `block` beats everything but an open transaction.
+//!   beats rule target; a rule's `block` beats everything, even an open transaction.
 //! - Read-your-writes beats `primary_reads`: under `session` consistency, when replicas
 //!   are up but behind the client's last write, the read waits up to `causal_wait`, then
 //!   goes to the primary even with `primary_reads: never`.

@@ -1,8 +1,8 @@
 //! The routing decision: from a classified unit, the session's state, the topology and the policy to a target and a reason.
 //!
 //! Order of decisions, first that applies wins:
-//! 1. inside a transaction: stay on the transaction's server (`in_transaction`);
-//! 2. a rule that blocks: refuse with its message (`blocked`);
+//! 1. a rule that blocks: refuse with its message (`blocked`), even inside a transaction;
+//! 2. inside a transaction: stay on the transaction's server (`in_transaction`);
 //! 3. a pinned session: stay on the pinned connection (`pinned`);
 //! 4. not a read (anything but [`Class::Read`] and a replica-eligible [`Class::TxnBegin`]):
 //!    the primary, whatever any hint or rule says;
@@ -330,17 +330,18 @@ pub fn route(
         now,
         rule: None,
     };
-    if session.in_transaction {
-        return cx.done(Target::Stay, RouteReason::InTransaction);
-    }
     let rule = first_match(&policy.rules, unit, session);
     cx.rule = rule.map(|(i, _)| i);
     let action = rule.map(|(_, r)| &r.then);
+    // Blocking comes first, so wrapping a blocked statement in BEGIN does not get it past.
     if let Some(message) = action.and_then(|a| a.block.clone()) {
         return cx.done(
             Target::Refuse(Refusal::Blocked(message)),
             RouteReason::Blocked,
         );
+    }
+    if session.in_transaction {
+        return cx.done(Target::Stay, RouteReason::InTransaction);
     }
     if session.pinned {
         return cx.done(Target::Stay, RouteReason::Pinned);

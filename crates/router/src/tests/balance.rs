@@ -54,8 +54,7 @@ fn round_robin_is_smooth_and_exact() {
             assert_eq!(&window, weights, "{weights:?}");
         }
     }
-    // Smooth: weight 1:1:5 never gives the heavy node more than 3 in a row... it
-    // interleaves: a a b a c a a (the classic sequence), not a a a a a b c.
+    // Smooth: weights 5:1:1 interleave as a a b a c a a, not a a a a a b c.
     let nodes = replicas(&[(5, 0), (1, 0), (1, 0)]);
     let mut balancer = Balancer::new();
     let seq: Vec<usize> = (0..7)

@@ -178,6 +178,15 @@ fn hints_overrides_and_rules() {
         ("rule block", |f| f.policy.rules = vec![rule(Match::default(),
              Action { block: Some("no reports at noon".into()), ..Action::default() })],
          "refuse:blocked(no reports at noon) blocked rule:0"),
+        ("block applies inside a transaction",
+         |f| { f.session.in_transaction = true;
+               f.policy.rules = vec![rule(Match::default(),
+                   Action { block: Some("no".into()), ..Action::default() })] },
+         "refuse:blocked(no) blocked rule:0"),
+        ("a non-blocking rule inside a transaction: stay",
+         |f| { f.session.in_transaction = true;
+               f.policy.rules = vec![rule(Match::default(), target(RuleTarget::Primary))] },
+         "stay in_transaction rule:0"),
         ("block beats pinning",
          |f| { f.session.pinned = true;
                f.policy.rules = vec![rule(Match::default(),
