@@ -15,6 +15,7 @@ use bytes::{Bytes, BytesMut};
 use pgsplit_backend::{BackendError, ServerConn, StatementCache};
 use pgsplit_classify::{Effects, session_effects};
 
+use pgsplit_wire::frame::HEADER_LEN;
 use pgsplit_wire::{
     ErrorFields, Frame, backend::tags as be, frontend::tags as fe, next_frame, sqlstate,
 };
@@ -284,7 +285,19 @@ fn from_server(
     to_client: &mut Outbox,
 ) -> Result<(), pgsplit_wire::WireError> {
     let mut out = Vec::new();
-    while let Some(frame) = next_frame(buf, max)? {
+    loop {
+        // Rows are most of what servers send: a run of whole DataRows that the plan would
+        // only forward goes out as one zero-copy chunk.
+        if state.plan.passes_rows() {
+            let run = data_row_run(buf, max)?;
+            if run > 0 {
+                out.push(buf.split_to(run).freeze());
+                continue;
+            }
+        }
+        let Some(frame) = next_frame(buf, max)? else {
+            break;
+        };
         note_server(&frame, state);
         if let Err(e) = filter_server(
             frame,
@@ -301,6 +314,33 @@ fn from_server(
     }
     flush_parts(out, to_client);
     Ok(())
+}
+
+/// Length of the run of whole DataRow messages at the front of `buf`.
+fn data_row_run(buf: &[u8], max: usize) -> Result<usize, pgsplit_wire::WireError> {
+    let mut off = 0;
+    while buf.len() - off >= HEADER_LEN && buf[off] == be::DATA_ROW {
+        let declared = u32::from_be_bytes([buf[off + 1], buf[off + 2], buf[off + 3], buf[off + 4]]);
+        if declared < 4 {
+            return Err(pgsplit_wire::WireError::BadLength {
+                tag: be::DATA_ROW,
+                len: declared,
+            });
+        }
+        let len = declared as usize + 1;
+        if len > max {
+            return Err(pgsplit_wire::WireError::MessageTooLarge {
+                tag: be::DATA_ROW,
+                len,
+                max,
+            });
+        }
+        if buf.len() - off < len {
+            break;
+        }
+        off += len;
+    }
+    Ok(off)
 }
 
 fn note_server(frame: &Frame, state: &mut RelayState) {
@@ -368,7 +408,6 @@ fn is_fatal(body: &[u8]) -> bool {
 mod tests {
     use super::*;
     use pgsplit_wire::encode;
-    use pgsplit_wire::frame::HEADER_LEN;
 
     #[test]
     fn fatal_detection() {
@@ -411,6 +450,41 @@ mod tests {
             vec![("application_name".into(), "x".into())]
         );
         assert!(st.plan.is_empty());
+    }
+
+    #[test]
+    fn row_runs_are_forwarded_whole_and_in_order() {
+        let mut st = RelayState::new(ClientStatements::new(Default::default()));
+        let mut cache = StatementCache::default();
+        let mut frame_buf = BytesMut::new();
+        encode::query(&mut frame_buf, "select a from t");
+        let q = next_frame(&mut frame_buf, 1 << 20).unwrap().unwrap();
+        let mut req = Vec::new();
+        rewrite_client(q, &mut st.statements, &mut cache, &mut st.plan, &mut req).unwrap();
+        let mut buf = BytesMut::new();
+        encode::row_description(&mut buf, &[("a", 25)]);
+        for i in 0..100u32 {
+            encode::data_row(&mut buf, &[Some(i.to_string().as_bytes())]);
+        }
+        encode::command_complete(&mut buf, "SELECT 100");
+        encode::ready_for_query(&mut buf, b'I');
+        let expected = buf.clone().freeze();
+        encode::data_row(&mut buf, &[Some(b"partial")]);
+        buf.truncate(buf.len() - 3);
+        let mut out = Outbox::default();
+        from_server(&mut buf, 1 << 20, &mut st, &mut cache, &mut out).unwrap();
+        assert!(st.plan.is_empty(), "ReadyForQuery settled the query");
+        assert_eq!(out.len(), expected.len());
+        assert_eq!(buf.len(), 15, "the partial row stays buffered");
+        assert_eq!(data_row_run(&buf, 1 << 20).unwrap(), 0);
+        let mut sink = Vec::new();
+        block_on(out.flush(&mut sink)).unwrap();
+        assert_eq!(sink, expected.to_vec());
+    }
+
+    /// Runs a future that never waits (writing into a Vec) to completion.
+    fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(fut)
     }
 
     #[test]

@@ -191,6 +191,16 @@ impl ResponsePlan {
         self.entries.iter().all(|e| e.expect == Expect::CopyEnd)
     }
 
+    /// Whether a DataRow arriving now would only be forwarded, changing nothing in the plan
+    /// (the front request is a forwarded Execute or Query): then a run of DataRows can be
+    /// relayed as one chunk without looking at each message.
+    pub(crate) fn passes_rows(&self) -> bool {
+        matches!(
+            self.entries.front(),
+            Some(e) if e.forward && matches!(e.expect, Expect::Execute | Expect::Query)
+        )
+    }
+
     /// Whether the client has an extended-protocol batch open (messages sent, Sync not yet):
     /// the server connection is mid-batch even when no response is due (a Flush-based client
     /// between its Describe and its Execute), so it cannot be given to anyone else.
