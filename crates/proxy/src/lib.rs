@@ -14,6 +14,7 @@ use std::sync::atomic::AtomicU32;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
+use pgsplit_admin::AdminState;
 use pgsplit_backend::Pools;
 use pgsplit_config::Config;
 use pgsplit_session::{CancelRegistry, Ctx, GreetingCache, SecretCache, Snapshot};
@@ -26,6 +27,7 @@ use tokio::task::JoinHandle;
 #[derive(Debug)]
 pub struct ProxyHandle {
     client_addr: SocketAddr,
+    admin_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
     metrics: Arc<Metrics>,
@@ -37,7 +39,12 @@ impl ProxyHandle {
         self.client_addr
     }
 
-    /// The proxy's metric families (rendered by `/metrics` once the HTTP admin lands).
+    /// The address of the HTTP admin endpoint (`/metrics`, `/healthz`, `/readyz`, `/status`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The proxy's metric families (rendered by the admin endpoint's `/metrics`).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
@@ -73,12 +80,20 @@ async fn maintain_pools(pools: Pools, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// Binds `config.listen` and starts serving on the current tokio runtime.
+/// Binds `config.listen` and `config.admin.listen` and starts serving on the current tokio
+/// runtime.
+///
+/// The admin endpoint keeps answering while the proxy drains (so `/readyz` can say 503) and
+/// stops once the accept loop has finished.
 pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     let listener = TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let client_addr = listener.local_addr()?;
+    let admin_listener = TcpListener::bind(&config.admin.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (admin)", config.admin.listen))?;
+    let admin_addr = admin_listener.local_addr()?;
     let (tx, rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());
     let ctx = Ctx {
@@ -96,9 +111,27 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         next_id: Arc::new(AtomicU32::new(1)),
     };
     tokio::spawn(maintain_pools(ctx.pools.clone(), ctx.shutdown.clone()));
-    let task = tokio::spawn(listener::accept_loop(listener, ctx));
+    let admin_state = AdminState {
+        metrics: metrics.clone(),
+        pools: ctx.pools.clone(),
+        generation: ctx.snapshot.load().generation,
+        draining: ctx.shutdown.clone(),
+    };
+    let (admin_stop, admin_stop_rx) = watch::channel(false);
+    let admin = tokio::spawn(pgsplit_admin::serve(
+        admin_listener,
+        admin_state,
+        admin_stop_rx,
+    ));
+    tracing::info!(addr = %admin_addr, "admin HTTP listening");
+    let task = tokio::spawn(async move {
+        listener::accept_loop(listener, ctx).await;
+        let _ = admin_stop.send(true);
+        let _ = admin.await;
+    });
     Ok(ProxyHandle {
         client_addr,
+        admin_addr,
         shutdown: tx,
         task,
         metrics,

@@ -1,5 +1,7 @@
 //! Tests of the `pgsplit` binary's command line: `check`, `--version`, usage errors.
 
+mod admin;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 

@@ -1,0 +1,158 @@
+//! pgsplit's HTTP admin endpoint: `/metrics`, `/healthz`, `/readyz` and `/status`.
+//!
+//! Read-only views only: the server renders what [`AdminState`] points at and never changes
+//! it. The SQL admin console (`SHOW ...`, `RELOAD`, `PAUSE`) lives in the session crate.
+#![warn(missing_docs)]
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use pgsplit_backend::Pools;
+use pgsplit_telemetry::Metrics;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// The content type of the Prometheus text exposition format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+
+/// What the admin endpoint reports on.
+#[derive(Clone, Debug)]
+pub struct AdminState {
+    /// The proxy's metric families, rendered by `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// The server pools, listed by `/status`.
+    pub pools: Pools,
+    /// The generation of the config being served, shown by `/status`.
+    pub generation: u64,
+    /// `true` once the proxy is draining; `/readyz` answers 503 from then on.
+    pub draining: watch::Receiver<bool>,
+}
+
+/// Serves the admin endpoint on `listener` until `stop` turns `true` (or its sender is
+/// dropped). Open connections are then shut down gracefully.
+///
+/// `stop` is separate from [`AdminState::draining`] so that `/readyz` can still answer 503
+/// while the proxy drains.
+pub async fn serve(listener: TcpListener, state: AdminState, mut stop: watch::Receiver<bool>) {
+    let state = Arc::new(state);
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        let (stream, _peer) = tokio::select! {
+            res = listener.accept() => match res {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            res = stop.changed() => {
+                if res.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let state = state.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&state, &req)) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                res = conn.as_mut() => res,
+                () = async { drop(stop.wait_for(|s| *s).await) } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "admin connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Answers one request.
+fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let known = matches!(path, "/metrics" | "/healthz" | "/readyz" | "/status");
+    if !known {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        resp.headers_mut()
+            .insert(hyper::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return resp;
+    }
+    match path {
+        "/metrics" => respond(StatusCode::OK, METRICS_CONTENT_TYPE, state.metrics.render()),
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" => {
+            if *state.draining.borrow() {
+                text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+            } else {
+                text(StatusCode::OK, "ready\n")
+            }
+        }
+        _ => respond(StatusCode::OK, "application/json", status_json(state)),
+    }
+}
+
+/// The `/status` document: config generation, readiness and one entry per pool.
+fn status_json(state: &AdminState) -> String {
+    let pools: Vec<serde_json::Value> = state
+        .pools
+        .stats()
+        .into_iter()
+        .map(|s| {
+            serde_json::json!({
+                "server": &*s.key.server,
+                "user": &*s.key.user,
+                "database": &*s.key.database,
+                "open": s.open,
+                "idle": s.idle,
+                "busy": s.busy,
+                "connecting": s.connecting,
+                "waiting": s.waiting,
+                "size": s.size,
+                "server_open": s.server_open,
+                "server_max": s.server_max,
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "generation": state.generation,
+        "draining": *state.draining.borrow(),
+        "pools": pools,
+    });
+    let mut out = doc.to_string();
+    out.push('\n');
+    out
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    respond(status, "text/plain; charset=utf-8", body.to_owned())
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
