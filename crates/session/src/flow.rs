@@ -48,7 +48,19 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
     let config = &snapshot.config;
     let mut client = ClientConn::new(stream, config.limits.max_message_size);
     let limit = config.limits.startup_timeout;
-    let hello = match timeout(limit, read_hello(&mut client)).await {
+    // A client that has not even said hello does not hold up a drain.
+    let mut shutdown = ctx.shutdown.clone();
+    let hello = tokio::select! {
+        res = timeout(limit, read_hello(&mut client)) => res,
+        _ = wait_for_drain(&mut shutdown) => {
+            let fields = ErrorFields::fatal(
+                sqlstate::CANNOT_CONNECT_NOW,
+                "pgsplit is shutting down",
+            );
+            return client.fail(&fields).await;
+        }
+    };
+    let hello = match hello {
         Ok(Ok(hello)) => hello,
         Ok(Err(e)) => return end(client, e).await,
         Err(_) => return end(client, SessionError::StartupTimeout).await,
@@ -450,6 +462,15 @@ fn answer_prepare_locally(
     client.queue(|b| encode::ready_for_query(b, b'I'));
     client.rbuf = probe;
     Ok(true)
+}
+
+/// Resolves once the proxy is draining (or its shutdown sender is gone).
+async fn wait_for_drain(shutdown: &mut watch::Receiver<bool>) {
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Answers the client's next unit with `fields` without a server: consumes its messages up to

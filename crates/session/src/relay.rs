@@ -484,7 +484,10 @@ mod tests {
 
     /// Runs a future that never waits (writing into a Vec) to completion.
     fn block_on<F: std::future::Future>(fut: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(fut)
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(fut)
     }
 
     #[test]

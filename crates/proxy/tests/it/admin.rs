@@ -47,10 +47,19 @@ async fn admin_serves_metrics_and_readyz_flips_on_shutdown() {
     assert!(body.contains("\"generation\":1"), "{body}");
     assert_eq!(get(admin, "/readyz").await.0, 200);
 
-    // A client that never finishes its startup keeps the drain going, so the endpoint is
-    // still up (and must say 503) after shutdown is requested.
-    let _client = TcpStream::connect(handle.client_addr()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A client stuck in authentication keeps the drain going (until shutdown_timeout), so the
+    // endpoint is still up, and must say 503, after shutdown is requested. (A client that has
+    // not even sent its startup packet is turned away at once and would not hold the drain.)
+    let mut client = TcpStream::connect(handle.client_addr()).await.unwrap();
+    let mut startup = bytes::BytesMut::new();
+    pgsplit_wire::encode::startup(&mut startup, &[("user", "app"), ("database", "app")]);
+    client.write_all(&startup).await.unwrap();
+    let mut auth_request = [0u8; 1];
+    client.read_exact(&mut auth_request).await.unwrap();
+    assert_eq!(
+        auth_request[0], b'R',
+        "the proxy asks the client to authenticate"
+    );
     handle.shutdown();
     let (status, body) = get(admin, "/readyz").await;
     assert_eq!(status, 503, "{body}");
