@@ -49,52 +49,23 @@ pub fn session_effects(sql: &str) -> Effects {
                 first = true;
                 continue;
             }
-            Token::Word(w) => {
-                let w = w.to_ascii_lowercase();
-                if first
-                    && matches!(
-                        w.as_str(),
-                        "drop"
-                            | "commit"
-                            | "end"
-                            | "rollback"
-                            | "abort"
-                            | "discard"
-                            | "unlisten"
-                            | "close"
-                            | "deallocate"
-                    )
-                {
+            Token::Word(raw) => {
+                // Advisory-lock functions come in many spellings (pg_try_advisory_xact_lock, ...).
+                if contains_ignore_case(raw, b"advisory") {
+                    fx.state = true;
                     fx.unpins = true;
                 }
-                if w.contains("advisory") {
-                    fx.unpins = true;
-                }
-                if first {
-                    match w.as_str() {
-                        "set" | "reset" => fx.settings = true,
-                        "discard" => {
-                            fx.settings = true;
-                            fx.state = true;
-                            fx.statements = true;
-                        }
-                        "do" | "call" => {
-                            fx.settings = true;
-                            fx.state = true;
-                        }
-                        "deallocate" => {
-                            fx.state = true;
-                            fx.statements = true;
-                        }
-                        "listen" | "unlisten" | "prepare" | "close" => fx.state = true,
+                // Keywords are short: lower-case into a stack buffer, so lexing allocates nothing.
+                let mut buf = [0u8; 16];
+                if let Some(w) = lowercase(raw, &mut buf) {
+                    if first {
+                        first_word(w, &mut fx);
+                    }
+                    match w {
+                        "set_config" => fx.settings = true,
+                        "temp" | "temporary" | "pg_temp" | "hold" => fx.state = true,
                         _ => {}
                     }
-                }
-                match w.as_str() {
-                    "set_config" => fx.settings = true,
-                    "temp" | "temporary" | "pg_temp" | "hold" => fx.state = true,
-                    _ if w.contains("advisory") => fx.state = true,
-                    _ => {}
                 }
             }
             Token::DollarBody(_) | Token::Other => {}
@@ -102,6 +73,52 @@ pub fn session_effects(sql: &str) -> Effects {
         first = false;
     }
     fx
+}
+
+/// Effects of the first word of a statement.
+fn first_word(w: &str, fx: &mut Effects) {
+    match w {
+        "set" | "reset" => fx.settings = true,
+        "discard" => {
+            fx.settings = true;
+            fx.state = true;
+            fx.statements = true;
+            fx.unpins = true;
+        }
+        "do" | "call" => {
+            fx.settings = true;
+            fx.state = true;
+        }
+        "deallocate" => {
+            fx.state = true;
+            fx.statements = true;
+            fx.unpins = true;
+        }
+        "unlisten" | "close" => {
+            fx.state = true;
+            fx.unpins = true;
+        }
+        "listen" | "prepare" => fx.state = true,
+        "drop" | "commit" | "end" | "rollback" | "abort" => fx.unpins = true,
+        _ => {}
+    }
+}
+
+/// `word` in ASCII lower case, in `buf`; `None` when longer than `buf` (no keyword is).
+fn lowercase<'a>(word: &str, buf: &'a mut [u8; 16]) -> Option<&'a str> {
+    let bytes = word.as_bytes();
+    let out = buf.get_mut(..bytes.len())?;
+    for (o, b) in out.iter_mut().zip(bytes) {
+        *o = b.to_ascii_lowercase();
+    }
+    std::str::from_utf8(out).ok()
+}
+
+fn contains_ignore_case(haystack: &str, needle: &[u8]) -> bool {
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 #[cfg(test)]
@@ -165,6 +182,8 @@ mod tests {
         check("CLOSE c", false, true);
         check("SELECT pg_advisory_lock(1)", false, true);
         check("select pg_try_advisory_lock(1)", false, true);
+        check("SELECT PG_TRY_ADVISORY_XACT_LOCK_SHARED(1)", false, true);
+        check("Create Temporary Table t (a int)", false, true);
     }
 
     #[test]
