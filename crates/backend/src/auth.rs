@@ -18,10 +18,7 @@ pub(crate) async fn authenticate(
     let mut buf = BytesMut::with_capacity(256);
     loop {
         let frame = conn.read_frame().await?;
-        let msg = backend::parse(&frame).map_err(|source| BackendError::Protocol {
-            addr: conn.addr.clone(),
-            source,
-        })?;
+        let msg = backend::parse(&frame).map_err(|e| conn.protocol_error(e))?;
         let req = match msg {
             BackendMessage::Authentication(req) => req,
             BackendMessage::ErrorResponse(fields) => {

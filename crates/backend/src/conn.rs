@@ -132,9 +132,18 @@ impl ServerConn {
         self.max_message
     }
 
-    /// The socket halves and the read buffer, for a relay that drives both directions at once.
-    pub fn io(&mut self) -> (&mut OwnedReadHalf, &mut BytesMut, &mut OwnedWriteHalf) {
-        (&mut self.rd, &mut self.rbuf, &mut self.wr)
+    /// The address, socket halves and read buffer, for a relay that drives both directions
+    /// at once (the address is borrowed too, for its errors, so it need not be copied).
+    pub fn io(&mut self) -> (&str, &mut OwnedReadHalf, &mut BytesMut, &mut OwnedWriteHalf) {
+        (&self.addr, &mut self.rd, &mut self.rbuf, &mut self.wr)
+    }
+
+    /// The error for bytes from this server that are not valid protocol.
+    pub fn protocol_error(&self, source: pgsplit_wire::WireError) -> BackendError {
+        BackendError::Protocol {
+            addr: self.addr.clone(),
+            source,
+        }
     }
 
     /// Reads one whole message. Cancel safe: partial input stays in the buffer.
@@ -143,12 +152,7 @@ impl ServerConn {
             match next_frame(&mut self.rbuf, self.max_message) {
                 Ok(Some(frame)) => return Ok(frame),
                 Ok(None) => {}
-                Err(source) => {
-                    return Err(BackendError::Protocol {
-                        addr: self.addr.clone(),
-                        source,
-                    });
-                }
+                Err(source) => return Err(self.protocol_error(source)),
             }
             let n = self
                 .rd

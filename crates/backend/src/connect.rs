@@ -82,10 +82,7 @@ async fn connect_inner(p: &ConnectParams<'_>) -> Result<ServerConn, BackendError
 async fn read_startup_state(conn: &mut ServerConn) -> Result<(), BackendError> {
     loop {
         let frame = conn.read_frame().await?;
-        let msg = backend::parse(&frame).map_err(|source| BackendError::Protocol {
-            addr: conn.addr.clone(),
-            source,
-        })?;
+        let msg = backend::parse(&frame).map_err(|e| conn.protocol_error(e))?;
         match msg {
             BackendMessage::ParameterStatus { name, value } => {
                 conn.params.push((name.to_owned(), value.to_owned()));

@@ -283,10 +283,12 @@ impl Session {
                 return Err(e.into());
             }
         }
-        if !first {
+        if first {
+            self.view = conn.params().to_vec();
+        } else {
+            // Also brings `view` up to date with the connection.
             show_changed_params(client, &mut self.view, &conn);
         }
-        self.view = conn.params().to_vec();
         let target = CancelTarget {
             addr: conn.addr().to_owned(),
             key: conn.cancel_key(),

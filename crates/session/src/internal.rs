@@ -24,13 +24,10 @@ pub(crate) async fn run(conn: &mut ServerConn, sql: &str) -> Result<Internal, Ba
     let mut out = Internal::default();
     loop {
         let frame = conn.read_frame().await?;
-        let protocol = |source| BackendError::Protocol {
-            addr: conn.addr().to_owned(),
-            source,
-        };
-        match backend::parse(&frame).map_err(protocol)? {
+        match backend::parse(&frame).map_err(|e| conn.protocol_error(e))? {
             BackendMessage::DataRow { .. } => {
-                let values = backend::parse_data_row(frame.body()).map_err(protocol)?;
+                let values =
+                    backend::parse_data_row(frame.body()).map_err(|e| conn.protocol_error(e))?;
                 out.rows.push(
                     values
                         .into_iter()

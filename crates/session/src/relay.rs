@@ -65,6 +65,8 @@ pub(crate) struct RelayState {
     pub(crate) statements: ClientStatements,
     /// Responses due from the server, in request order.
     pub(crate) plan: ResponsePlan,
+    /// Reused buffer for the messages one read produces, so relaying allocates no vector.
+    parts: Vec<Bytes>,
     /// Disconnect a client idle (outside a transaction) this long; `None` = never.
     pub(crate) idle_timeout: Option<Duration>,
 }
@@ -80,6 +82,7 @@ impl RelayState {
             out_of_step: false,
             statements,
             plan: ResponsePlan::default(),
+            parts: Vec::new(),
             idle_timeout: None,
         }
     }
@@ -122,8 +125,7 @@ async fn relay_inner(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<RelayEnd, SessionError> {
     let max_server = server.max_message();
-    let addr = server.addr().to_owned();
-    let (srd, sbuf, swr) = server.io();
+    let (addr, srd, sbuf, swr) = server.io();
     let mut to_server = Outbox::default();
     let mut draining = *shutdown.borrow();
     // Messages may already be buffered (read while no server was attached, or pipelined
@@ -147,14 +149,14 @@ async fn relay_inner(
                 res.map_err(SessionError::ClientIo)?;
             }
             res = to_server.write_some(swr), if !to_server.is_empty() => {
-                res.map_err(|source| server_io(&addr, source))?;
+                res.map_err(|source| server_io(addr, source))?;
             }
             res = srd.read_buf(sbuf), if client.out.len() < HIGH_WATER => {
-                if res.map_err(|source| server_io(&addr, source))? == 0 {
-                    return Err(server_closed(client, &addr, state).await);
+                if res.map_err(|source| server_io(addr, source))? == 0 {
+                    return Err(server_closed(client, addr, state).await);
                 }
                 from_server(sbuf, max_server, state, cache, &mut client.out)
-                    .map_err(|source| BackendError::Protocol { addr: addr.clone(), source })?;
+                    .map_err(|source| BackendError::Protocol { addr: addr.to_owned(), source })?;
                 if state.at_boundary() && to_server.is_empty() {
                     client.flush().await?;
                     return Ok(RelayEnd::Boundary);
@@ -215,13 +217,14 @@ fn from_client(
     cache: &mut StatementCache,
     to_server: &mut Outbox,
 ) -> Result<bool, SessionError> {
-    let mut out = Vec::new();
+    let mut out = std::mem::take(&mut state.parts);
     let mut synthetic = Vec::new();
     while let Some(frame) = next_frame(&mut client.rbuf, client.max_message)? {
         match frame.tag() {
             fe::TERMINATE => {
                 client.rbuf.clear();
-                flush_parts(out, to_server);
+                flush_parts(&mut out, to_server);
+                state.parts = out;
                 return Ok(true);
             }
             fe::QUERY => note_sql(state, cstr(frame.body()).map(|(sql, _)| sql)),
@@ -256,10 +259,9 @@ fn from_client(
             .plan
             .emit_synthetic(&mut state.statements, &mut synthetic);
     }
-    flush_parts(out, to_server);
-    for part in synthetic {
-        client.out.push(part);
-    }
+    flush_parts(&mut out, to_server);
+    state.parts = out;
+    flush_parts(&mut synthetic, &mut client.out);
     Ok(false)
 }
 
@@ -269,8 +271,8 @@ fn note_sql(state: &mut RelayState, sql: Option<&str>) {
     }
 }
 
-fn flush_parts(parts: Vec<Bytes>, to: &mut Outbox) {
-    for part in parts {
+fn flush_parts(parts: &mut Vec<Bytes>, to: &mut Outbox) {
+    for part in parts.drain(..) {
         to.push(part);
     }
 }
@@ -284,7 +286,7 @@ fn from_server(
     cache: &mut StatementCache,
     to_client: &mut Outbox,
 ) -> Result<(), pgsplit_wire::WireError> {
-    let mut out = Vec::new();
+    let mut out = std::mem::take(&mut state.parts);
     loop {
         // Rows are most of what servers send: a run of whole DataRows that the plan would
         // only forward goes out as one zero-copy chunk.
@@ -312,7 +314,8 @@ fn from_server(
             state.out_of_step = true;
         }
     }
-    flush_parts(out, to_client);
+    flush_parts(&mut out, to_client);
+    state.parts = out;
     Ok(())
 }
 
