@@ -64,6 +64,16 @@ impl ClientConn {
         }
     }
 
+    /// Takes a whole message that is known to be buffered already.
+    pub(crate) fn read_buffered(&mut self) -> Result<Frame, SessionError> {
+        next_frame(&mut self.rbuf, self.max_message)?.ok_or(SessionError::ClientProtocol(
+            pgsplit_wire::WireError::Malformed {
+                tag: 0,
+                what: "a buffered message vanished",
+            },
+        ))
+    }
+
     /// The tag of the whole message at the front of the buffer, if one has fully arrived.
     pub(crate) fn peek_frame(&self) -> Result<Option<u8>, SessionError> {
         match pgsplit_wire::frame::frame_len(&self.rbuf) {

@@ -438,32 +438,39 @@ fn answer_prepare_locally(
     if !relay.plan.is_empty() || relay.plan.awaiting_sync() {
         return Ok(false);
     }
-    // Look ahead without consuming: whole frames only, named Parses then a Sync.
-    let mut probe = client.rbuf.clone();
-    let mut parses = Vec::new();
-    loop {
-        let Some(frame) = pgsplit_wire::next_frame(&mut probe, client.max_message)? else {
-            return Ok(false);
-        };
-        match frame.tag() {
-            frontend::tags::SYNC if !parses.is_empty() => break,
-            frontend::tags::PARSE => parses.push(frame),
-            _ => return Ok(false),
-        }
-    }
-    if parses
-        .iter()
-        .any(|f| f.body().first().is_none_or(|&b| b == 0))
-    {
-        return Ok(false); // an unnamed Parse must reach the server with its Bind
-    }
-    for frame in &parses {
-        extended::prepare_locally(frame, &mut relay.statements)?;
+    // Look ahead at headers only (no copy): whole named Parses, then a Sync.
+    let Some(parses) = named_parses_then_sync(&client.rbuf, client.max_message) else {
+        return Ok(false);
+    };
+    for _ in 0..parses {
+        let frame = client.read_buffered()?;
+        extended::prepare_locally(&frame, &mut relay.statements)?;
         client.queue(encode::parse_complete);
     }
+    client.read_buffered()?; // the Sync
     client.queue(|b| encode::ready_for_query(b, b'I'));
-    client.rbuf = probe;
     Ok(true)
+}
+
+/// How many named Parse messages start `buf`, if they are all whole and a whole Sync follows
+/// them. Anything else (including a malformed length, left for the framer to report) is `None`.
+fn named_parses_then_sync(buf: &[u8], max: usize) -> Option<usize> {
+    let (mut off, mut parses) = (0, 0);
+    loop {
+        let header = buf.get(off..off + pgsplit_wire::frame::HEADER_LEN)?;
+        let declared = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        let len = declared + 1;
+        if declared < 4 || len > max || buf.len() - off < len {
+            return None;
+        }
+        match header[0] {
+            frontend::tags::SYNC if parses > 0 => return Some(parses),
+            // A named Parse: its name (right after the header) is not empty.
+            frontend::tags::PARSE if declared > 4 && buf[off + 5] != 0 => parses += 1,
+            _ => return None,
+        }
+        off += len;
+    }
 }
 
 /// Resolves once the proxy is draining (or its shutdown sender is gone).
@@ -616,5 +623,48 @@ pub async fn reject(stream: TcpStream, fields: ErrorFields, max_message: usize, 
     let mut client = ClientConn::new(stream, max_message);
     if let Ok(Ok(Hello::Session(_))) = timeout(limit, read_hello(&mut client)).await {
         client.fail(&fields).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use pgsplit_wire::encode;
+
+    use super::named_parses_then_sync;
+
+    #[test]
+    fn only_whole_named_parses_followed_by_sync_are_answered_locally() {
+        let build = |f: &dyn Fn(&mut BytesMut)| {
+            let mut b = BytesMut::new();
+            f(&mut b);
+            b
+        };
+        let one = build(&|b| {
+            encode::parse(b, "s1", "select 1", &[]);
+            encode::sync(b);
+        });
+        assert_eq!(named_parses_then_sync(&one, 1 << 20), Some(1));
+        assert_eq!(named_parses_then_sync(&one[..one.len() - 1], 1 << 20), None, "Sync not whole");
+        let two = build(&|b| {
+            encode::parse(b, "s1", "select 1", &[]);
+            encode::parse(b, "s2", "select 2", &[23]);
+            encode::sync(b);
+        });
+        assert_eq!(named_parses_then_sync(&two, 1 << 20), Some(2));
+        let unnamed = build(&|b| {
+            encode::parse(b, "", "select 1", &[]);
+            encode::sync(b);
+        });
+        assert_eq!(named_parses_then_sync(&unnamed, 1 << 20), None);
+        let with_bind = build(&|b| {
+            encode::parse(b, "s1", "select 1", &[]);
+            encode::bind(b, "", "s1", &[], &[], &[]);
+            encode::sync(b);
+        });
+        assert_eq!(named_parses_then_sync(&with_bind, 1 << 20), None);
+        let query = build(&|b| encode::query(b, "select 1"));
+        assert_eq!(named_parses_then_sync(&query, 1 << 20), None);
+        assert_eq!(named_parses_then_sync(&[b'P', 0, 0, 0, 2], 1 << 20), None, "bad length");
     }
 }
