@@ -645,7 +645,11 @@ mod tests {
             encode::sync(b);
         });
         assert_eq!(named_parses_then_sync(&one, 1 << 20), Some(1));
-        assert_eq!(named_parses_then_sync(&one[..one.len() - 1], 1 << 20), None, "Sync not whole");
+        assert_eq!(
+            named_parses_then_sync(&one[..one.len() - 1], 1 << 20),
+            None,
+            "Sync not whole"
+        );
         let two = build(&|b| {
             encode::parse(b, "s1", "select 1", &[]);
             encode::parse(b, "s2", "select 2", &[23]);
@@ -665,6 +669,10 @@ mod tests {
         assert_eq!(named_parses_then_sync(&with_bind, 1 << 20), None);
         let query = build(&|b| encode::query(b, "select 1"));
         assert_eq!(named_parses_then_sync(&query, 1 << 20), None);
-        assert_eq!(named_parses_then_sync(&[b'P', 0, 0, 0, 2], 1 << 20), None, "bad length");
+        assert_eq!(
+            named_parses_then_sync(&[b'P', 0, 0, 0, 2], 1 << 20),
+            None,
+            "bad length"
+        );
     }
 }
