@@ -7,6 +7,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -15,6 +16,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use pgsplit_backend::Pools;
+use pgsplit_router::Snapshot;
 use pgsplit_telemetry::Metrics;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -29,8 +31,8 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// The server pools, listed by `/status`.
     pub pools: Pools,
-    /// The generation of the config being served, shown by `/status`.
-    pub generation: u64,
+    /// The config, routing and topology being served, shown by `/status`.
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
     /// `true` once the proxy is draining; `/readyz` answers 503 from then on.
     pub draining: watch::Receiver<bool>,
 }
@@ -136,7 +138,7 @@ fn status_json(state: &AdminState) -> String {
         })
         .collect();
     let doc = serde_json::json!({
-        "generation": state.generation,
+        "generation": state.snapshot.load().generation,
         "draining": *state.draining.borrow(),
         "pools": pools,
     });

@@ -2,6 +2,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use pgsplit_router::Snapshot;
 use std::time::Duration;
 
 use pgsplit_admin::{AdminState, serve};
@@ -72,7 +75,16 @@ async fn start() -> Server {
     let state = AdminState {
         metrics: Arc::new(Metrics::new()),
         pools: Pools::new(),
-        generation: 7,
+        snapshot: Arc::new(ArcSwap::from_pointee({
+            let config = pgsplit_config::parse(
+                "servers:\n  - host: 127.0.0.1\n    role: primary\n",
+                "test.yaml",
+            )
+            .expect("a minimal config");
+            let mut snapshot = Snapshot::new(config);
+            snapshot.generation = 7;
+            snapshot
+        })),
         draining,
     };
     let task = tokio::spawn(serve(listener, state, stop_rx));

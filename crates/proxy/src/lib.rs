@@ -97,10 +97,7 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     let (tx, rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());
     let ctx = Ctx {
-        snapshot: Arc::new(ArcSwap::from_pointee(Snapshot {
-            generation: 1,
-            config: Arc::new(config),
-        })),
+        snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::new(config))),
         metrics: metrics.clone(),
         pools: Pools::new(),
         cancels: Arc::new(CancelRegistry::default()),
@@ -114,7 +111,7 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     let admin_state = AdminState {
         metrics: metrics.clone(),
         pools: ctx.pools.clone(),
-        generation: ctx.snapshot.load().generation,
+        snapshot: ctx.snapshot.clone(),
         draining: ctx.shutdown.clone(),
     };
     let (admin_stop, admin_stop_rx) = watch::channel(false);

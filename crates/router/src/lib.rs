@@ -50,6 +50,7 @@ mod lag;
 mod policy;
 mod route;
 mod rules;
+mod snapshot;
 mod topology;
 
 #[cfg(test)]
@@ -63,6 +64,7 @@ pub use route::{
     replica_capable, route,
 };
 pub use rules::{Action, Match, Rule, RuleTarget, first_match};
+pub use snapshot::{Routing, Snapshot};
 pub use topology::{
     Changes, Health, HealthParams, HealthReport, LagLimits, Node, NodeRole, Probe, Topology,
 };

@@ -8,22 +8,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use pgsplit_backend::{PoolKey, Pools};
-use pgsplit_config::Config;
+use pgsplit_router::Snapshot;
 use pgsplit_telemetry::Metrics;
 use pgsplit_wire::scram::ScramSecret;
 use tokio::sync::watch;
 use tokio::time::{Duration, Instant};
 
 use crate::CancelRegistry;
-
-/// One consistent view of the configuration; swapped atomically as a whole.
-#[derive(Debug)]
-pub struct Snapshot {
-    /// Increases by one on every successful reload.
-    pub generation: u64,
-    /// The validated configuration.
-    pub config: Arc<Config>,
-}
 
 /// Shared handles a session needs. Cheap to clone.
 #[derive(Clone, Debug)]

@@ -29,6 +29,7 @@ mod startup;
 mod state;
 
 pub use cancel::{CancelRegistry, CancelTarget};
-pub use ctx::{Ctx, GreetingCache, SecretCache, Snapshot};
+pub use ctx::{Ctx, GreetingCache, SecretCache};
 pub use error::SessionError;
 pub use flow::{reject, run};
+pub use pgsplit_router::Snapshot;
