@@ -77,7 +77,7 @@ async fn start() -> Server {
         pools: Pools::new(),
         snapshot: Arc::new(ArcSwap::from_pointee({
             let config = pgsplit_config::parse(
-                "servers:\n  - host: 127.0.0.1\n    role: primary\n",
+                "users:\n  - name: app\n    password: app\nservers:\n  - host: 127.0.0.1\n    role: primary\n",
                 "test.yaml",
             )
             .expect("a minimal config");
