@@ -96,6 +96,7 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     let admin_addr = admin_listener.local_addr()?;
     let (tx, rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());
+    let (server_events, mut server_events_rx) = tokio::sync::mpsc::unbounded_channel();
     let ctx = Ctx {
         snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::new(config))),
         metrics: metrics.clone(),
@@ -106,7 +107,14 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         greetings: Arc::new(GreetingCache::default()),
         shutdown: rx,
         next_id: Arc::new(AtomicU32::new(1)),
+        server_events,
     };
+    // Until the health checker consumes them, server events are only logged.
+    tokio::spawn(async move {
+        while let Some(event) = server_events_rx.recv().await {
+            tracing::debug!(?event, "server event");
+        }
+    });
     tokio::spawn(maintain_pools(ctx.pools.clone(), ctx.shutdown.clone()));
     let admin_state = AdminState {
         metrics: metrics.clone(),

@@ -38,6 +38,26 @@ pub struct Ctx {
     pub shutdown: watch::Receiver<bool>,
     /// Source of connection ids (also used as the process id in client cancel keys).
     pub next_id: Arc<AtomicU32>,
+    /// What sessions observe about servers on real traffic, for the health checker (which
+    /// marks a server down at once, or re-checks roles after a failover symptom).
+    pub server_events: tokio::sync::mpsc::UnboundedSender<ServerEvent>,
+}
+
+/// Something a session saw on real traffic that the health checker must act on at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// Connecting to this server (by config name) failed, or its connection broke mid-unit:
+    /// mark it down now instead of waiting for the next probe.
+    Failed {
+        /// The server's config name.
+        server: String,
+    },
+    /// A write on the server believed to be the primary failed with SQLSTATE 25006
+    /// (read-only transaction): it was demoted; re-check every server's role now.
+    ReadOnly {
+        /// The server's config name.
+        server: String,
+    },
 }
 
 impl Ctx {

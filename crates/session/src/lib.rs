@@ -29,7 +29,7 @@ mod startup;
 mod state;
 
 pub use cancel::{CancelRegistry, CancelTarget};
-pub use ctx::{Ctx, GreetingCache, SecretCache};
+pub use ctx::{Ctx, GreetingCache, SecretCache, ServerEvent};
 pub use error::SessionError;
 pub use flow::{reject, run};
 pub use pgsplit_router::Snapshot;
