@@ -17,7 +17,7 @@ use arc_swap::ArcSwap;
 use pgsplit_admin::AdminState;
 use pgsplit_backend::Pools;
 use pgsplit_config::Config;
-use pgsplit_session::{CancelRegistry, Ctx, GreetingCache, SecretCache, Snapshot};
+use pgsplit_session::{CancelRegistry, Ctx, GreetingCache, RouteKit, SecretCache, Snapshot};
 use pgsplit_telemetry::Metrics;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -108,6 +108,7 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         shutdown: rx,
         next_id: Arc::new(AtomicU32::new(1)),
         server_events,
+        route_kit: Arc::new(RouteKit::new(metrics.clone())),
     };
     // Until the health checker consumes them, server events are only logged.
     tokio::spawn(async move {

@@ -13,6 +13,16 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Lsn(pub u64);
 
+impl Lsn {
+    /// Parses PostgreSQL's spelling of a `pg_lsn`: two hex halves, `16/B374D848`.
+    pub fn parse(text: &str) -> Option<Lsn> {
+        let (hi, lo) = text.trim().split_once('/')?;
+        let hi = u32::from_str_radix(hi, 16).ok()?;
+        let lo = u32::from_str_radix(lo, 16).ok()?;
+        Some(Lsn(u64::from(hi) << 32 | u64::from(lo)))
+    }
+}
+
 impl fmt::Display for Lsn {
     /// PostgreSQL's spelling: two hex halves, `16/B374D848`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -94,7 +94,7 @@ impl ClientConn {
     }
 
     /// Reads more bytes from the client into the buffer. Cancel safe.
-    async fn fill(&mut self) -> Result<(), SessionError> {
+    pub(crate) async fn fill(&mut self) -> Result<(), SessionError> {
         let n = self
             .rd
             .read_buf(&mut self.rbuf)

@@ -38,6 +38,8 @@ pub struct Ctx {
     pub shutdown: watch::Receiver<bool>,
     /// Source of connection ids (also used as the process id in client cancel keys).
     pub next_id: Arc<AtomicU32>,
+    /// Route metric handles and fixed verdicts, shared by every session.
+    pub route_kit: Arc<crate::RouteKit>,
     /// What sessions observe about servers on real traffic, for the health checker (which
     /// marks a server down at once, or re-checks roles after a failover symptom).
     pub server_events: tokio::sync::mpsc::UnboundedSender<ServerEvent>,

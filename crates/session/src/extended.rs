@@ -79,9 +79,10 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use bytes::{BufMut, Bytes, BytesMut};
 use pgsplit_backend::StatementCache;
-use pgsplit_classify::{Effects, session_effects};
+use pgsplit_classify::{Classification, Effects, session_effects};
 use pgsplit_wire::backend::tags as be;
 use pgsplit_wire::frame::HEADER_LEN;
 use pgsplit_wire::frontend::tags as fe;
@@ -158,6 +159,9 @@ pub(crate) struct Statement {
     /// What executing the statement may do to session state, from its SQL: noted at every
     /// Bind, since a statement prepared in one unit may run in another.
     pub(crate) effects: Effects,
+    /// The routing verdict for the statement's SQL, computed once per config generation (at
+    /// its first routing, normally the unit of its Parse) and reused by every Bind.
+    class: ArcSwapOption<(u64, Arc<Classification>)>,
 }
 
 impl Statement {
@@ -183,7 +187,33 @@ impl Statement {
             server_name,
             parse,
             effects,
+            class: ArcSwapOption::empty(),
         }
+    }
+
+    /// The statement's SQL text, if it is UTF-8.
+    pub(crate) fn sql(&self) -> Option<&str> {
+        let definition = self.parse.get(HEADER_LEN + self.server_name.len() + 1..)?;
+        let end = definition.iter().position(|&b| b == 0)?;
+        std::str::from_utf8(&definition[..end]).ok()
+    }
+
+    /// The routing verdict for this statement under config `generation`, classified with
+    /// `classify` the first time it is asked for in that generation.
+    pub(crate) fn classification(
+        &self,
+        generation: u64,
+        classify: impl FnOnce(Option<&str>) -> Arc<Classification>,
+    ) -> Arc<Classification> {
+        if let Some(known) = self.class.load().as_ref()
+            && known.0 == generation
+        {
+            return Arc::clone(&known.1);
+        }
+        let verdict = classify(self.sql());
+        self.class
+            .store(Some(Arc::new((generation, Arc::clone(&verdict)))));
+        verdict
     }
 
     /// The name the statement has on servers.

@@ -2,9 +2,15 @@
 //! server connection, greet, relay, clean up.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use pgsplit_backend::{PoolError, PoolKey, PoolSettings, PooledConn, ServerConn};
-use pgsplit_config::{Config, PoolMode};
+use pgsplit_backend::{PoolError, PooledConn, ServerConn};
+use pgsplit_classify::{Class, Classification, SetKind};
+use pgsplit_config::PoolMode;
+use pgsplit_router::{
+    Consistency, LastWrite, Lsn, NodeRole, Policy, Refusal, RouteOverride, Snapshot, Target,
+};
+use pgsplit_wire::frontend::tags as fe;
 use pgsplit_wire::{ErrorFields, encode, frontend, sqlstate};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -15,13 +21,20 @@ use tracing::{Instrument, debug, info_span, warn};
 use crate::client_io::ClientConn;
 use crate::extended::{self, ClientStatements};
 use crate::relay::{RelayEnd, RelayState, idle_sleep, relay, tell_idle_timeout};
-use crate::replay;
-use crate::startup::{ClientStartup, Hello, authenticate, read_hello};
+use crate::routing::{Scan, ServerTarget, SessionRouter, route_setting, scan_unit};
+use crate::startup::{Hello, authenticate, read_hello};
 use crate::state::ClientState;
-use crate::{CancelTarget, Ctx, SessionError};
+use crate::{CancelTarget, Ctx, ServerEvent, SessionError, internal, replay};
 
 /// Databases that name the admin console rather than a server database.
 const ADMIN_DATABASES: [&str; 2] = ["pgsplit", "pgbouncer"];
+
+/// How often a unit waiting for a server (a failover, a replica catching up) routes again.
+const WAIT_POLL: Duration = Duration::from_millis(20);
+
+/// A routed unit: its server, its classification, and whether to capture the primary's WAL
+/// position after it commits.
+type RoutedUnit = (Arc<ServerTarget>, Arc<Classification>, bool);
 
 /// How long forwarding a cancel request may take.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -83,18 +96,30 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
         let msg = "the admin console is not available in this version of pgsplit";
         return end(client, refused(sqlstate::FEATURE_NOT_SUPPORTED, msg)).await;
     }
-    let target = match Target::primary(config, &startup) {
-        Ok(t) => t,
-        Err(e) => return end(client, e).await,
+    let login_user = user.map_or(startup.user.as_str(), |u| u.server_user.as_str());
+    let mut router = SessionRouter::new(&startup.user, &startup.database, login_user, id);
+    // The startup checkout (which validates the client's settings) goes to the primary.
+    let primary =
+        startup_server(&snapshot).and_then(|i| router.target(&snapshot, &ctx.route_kit, i));
+    let Some(target) = primary else {
+        let msg = "no primary server is configured";
+        return end(client, refused(sqlstate::CANNOT_CONNECT_NOW, msg)).await;
     };
     let mut relay_state = RelayState::new(ClientStatements::new(ctx.statement_ids.clone()));
     relay_state.idle_timeout = config.pool.client_idle_timeout;
+    let state = ClientState::from_startup(&startup.params);
+    router.note_settings(state.desired());
     let mut session = Session {
         id,
         ctx: ctx.clone(),
-        state: ClientState::from_startup(&startup.params),
+        state,
         view: Vec::new(),
+        login_user: login_user.to_owned(),
         target,
+        router,
+        current: None,
+        capture: false,
+        failed_server: None,
         conn: None,
         relay: relay_state,
         mode: config.pool.mode,
@@ -109,7 +134,8 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
         Some(params) if session.mode == PoolMode::Transaction => session.view = params.to_vec(),
         _ => {
             // The first checkout also validates the startup settings, as PostgreSQL does.
-            if let Err(e) = session.attach(&mut client, true).await {
+            let target = Arc::clone(&session.target);
+            if let Err(e) = session.attach(&mut client, true, target).await {
                 return end(client, e).await;
             }
             ctx.greetings
@@ -134,37 +160,13 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
     }
 }
 
-/// Which pool a client's units go to. Routing arrives with its own issue; today it is always
-/// the primary.
-#[derive(Debug)]
-struct Target {
-    key: PoolKey,
-    settings: PoolSettings,
-    login_user: String,
-}
-
-impl Target {
-    fn primary(config: &Config, startup: &ClientStartup) -> Result<Target, SessionError> {
-        let Some(primary) = config.primary() else {
-            return Err(refused(
-                sqlstate::CANNOT_CONNECT_NOW,
-                "no primary server is configured",
-            ));
-        };
-        let user = config.user(&startup.user);
-        let login_user = user.map_or(startup.user.as_str(), |u| u.server_user.as_str());
-        let password = user.and_then(|u| u.server_password.clone());
-        Ok(Target {
-            key: PoolKey::new(&primary.name, login_user, &startup.database),
-            settings: PoolSettings::new(
-                primary,
-                &config.pool,
-                password,
-                config.limits.max_message_size,
-            ),
-            login_user: login_user.to_owned(),
-        })
-    }
+/// The server a new client's first checkout goes to: the known primary, else the configured
+/// one.
+fn startup_server(snapshot: &Snapshot) -> Option<usize> {
+    snapshot.topology.primary.or_else(|| {
+        let primary = snapshot.config.primary()?;
+        snapshot.server_index(&primary.name)
+    })
 }
 
 /// One client's session: its state, its pool, and the server connection it holds (if any).
@@ -175,7 +177,19 @@ struct Session {
     state: ClientState,
     /// ParameterStatus values the client has been shown (name, value).
     view: Vec<(String, String)>,
-    target: Target,
+    /// The role pgsplit logs in as on servers.
+    login_user: String,
+    /// The primary's pool at startup: the first checkout, and every unit in session mode.
+    target: Arc<ServerTarget>,
+    /// Routes units and remembers what routing needs about this session.
+    router: SessionRouter,
+    /// Where the held connection (if any) is from.
+    current: Option<Arc<ServerTarget>>,
+    /// The held connection ran a write: capture the primary's WAL position when its
+    /// transaction ends (read-your-writes).
+    capture: bool,
+    /// The server whose connect failed in the last checkout, if any.
+    failed_server: Option<usize>,
     /// The server connection, held for a transaction (transaction mode), for the session
     /// (session mode), or while pinned.
     conn: Option<PooledConn>,
@@ -193,16 +207,11 @@ impl Session {
             if self.conn.is_none() {
                 match wait_for_work(client, &mut shutdown, self.relay.idle_timeout).await? {
                     Work::Unit if answer_prepare_locally(client, &mut self.relay)? => continue,
-                    Work::Unit => match self.attach(client, false).await {
-                        Ok(()) => {}
-                        Err(SessionError::Refused(fields)) if fields.severity == "ERROR" => {
-                            // No connection for this unit (pool timeout, server down): fail the
-                            // unit, keep the session.
-                            fail_unit(client, &fields).await?;
+                    Work::Unit => {
+                        if !self.route_and_attach(client).await? {
                             continue;
                         }
-                        Err(e) => return Err(e),
-                    },
+                    }
                     Work::Terminate => return Ok(RelayEnd::Terminated),
                     Work::Drain => {
                         tell_draining(client).await?;
@@ -222,6 +231,9 @@ impl Session {
                 conn.note_param(&name, &value);
                 set_view(&mut self.view, &name, &value);
             }
+            if std::mem::take(&mut self.relay.read_only_error) {
+                note_read_only(&self.ctx, self.current.as_deref());
+            }
             match res {
                 Ok(RelayEnd::Boundary) => {
                     let effects = std::mem::take(&mut self.relay.effects);
@@ -231,8 +243,17 @@ impl Session {
                         self.relay.statements.clear();
                         conn.statements_mut().clear();
                     }
+                    let was_pinned = self.state.pinned;
                     if effects.settings || effects.state || (effects.unpins && self.state.pinned) {
                         self.read_back(client).await?;
+                    }
+                    if was_pinned && !self.state.pinned {
+                        // Units of a pinned session are not routed (nor classified): assume
+                        // they wrote.
+                        self.capture = true;
+                    }
+                    if self.capture && self.relay.txn_status == b'I' {
+                        self.capture_write_position().await?;
                     }
                     if self.releases_at_boundary() {
                         self.detach(None).await;
@@ -242,6 +263,9 @@ impl Session {
                 Err(e) => {
                     conn.mark_broken();
                     self.relay.plan.abandon(&mut self.relay.statements);
+                    if matches!(e, SessionError::Server(_) | SessionError::ServerGone(_)) {
+                        self.note_failed();
+                    }
                     return Err(e);
                 }
             }
@@ -254,22 +278,34 @@ impl Session {
 
     /// Checks out a server connection and makes it carry the client's settings. At startup
     /// (`first`), a refused setting is FATAL, as in PostgreSQL.
-    async fn attach(&mut self, client: &mut ClientConn, first: bool) -> Result<(), SessionError> {
+    async fn attach(
+        &mut self,
+        client: &mut ClientConn,
+        first: bool,
+        target: Arc<ServerTarget>,
+    ) -> Result<(), SessionError> {
         let pools = &self.ctx.pools;
         let started = tokio::time::Instant::now();
-        let checkout = pools
-            .checkout(&self.target.key, &self.target.settings)
-            .await;
+        let checkout = pools.checkout(&target.key, &target.settings).await;
         let metrics = &self.ctx.metrics;
         metrics
             .checkout_wait_seconds
             .observe(started.elapsed().as_secs_f64());
-        let mut conn = checkout.map_err(|e| {
-            if matches!(e, PoolError::Timeout { .. }) {
-                metrics.checkout_timeouts_total.inc();
+        let mut conn = match checkout {
+            Ok(conn) => conn,
+            Err(e) => {
+                match e {
+                    PoolError::Timeout { .. } => metrics.checkout_timeouts_total.inc(),
+                    PoolError::Connect { .. } => {
+                        self.failed_server = Some(target.index);
+                        let server = target.key.server.to_string();
+                        let _ = self.ctx.server_events.send(ServerEvent::Failed { server });
+                    }
+                }
+                let fields = fatal_or_error(e.to_client_error(), first);
+                return Err(SessionError::Refused(Box::new(fields)));
             }
-            SessionError::Refused(Box::new(fatal_or_error(e.to_client_error(), first)))
-        })?;
+        };
         match replay::apply(&mut conn, &self.state).await {
             Ok(None) => {}
             Ok(Some(fields)) => {
@@ -289,21 +325,196 @@ impl Session {
             // Also brings `view` up to date with the connection.
             show_changed_params(client, &mut self.view, &conn);
         }
-        let target = CancelTarget {
+        let cancel = CancelTarget {
             addr: conn.addr().to_owned(),
             key: conn.cancel_key(),
         };
-        self.ctx.cancels.set_target(self.id, Some(target));
-        debug!(first, "checked out a server connection");
+        self.ctx.cancels.set_target(self.id, Some(cancel));
+        debug!(first, server = %target.key.server, "checked out a server connection");
+        self.relay.one_unit = target.role == NodeRole::Replica;
+        self.current = Some(target);
         self.conn = Some(conn);
         Ok(())
+    }
+
+    /// Routes the client's next unit and checks out a connection for it. Returns `false`
+    /// when the unit was answered without a server (a refusal, `SET pgsplit.route`, or a
+    /// failed checkout reported to the client).
+    async fn route_and_attach(&mut self, client: &mut ClientConn) -> Result<bool, SessionError> {
+        // Servers whose connect failed for this unit (rare, so no allocation otherwise).
+        let mut avoid: Vec<usize> = Vec::new();
+        loop {
+            let Some((target, class, capture)) = self.route_next(client, &avoid).await? else {
+                return Ok(false);
+            };
+            match self.attach(client, false, Arc::clone(&target)).await {
+                Ok(()) => {
+                    target.count_query(class.class);
+                    self.capture = capture;
+                    return Ok(true);
+                }
+                Err(SessionError::Refused(fields)) if fields.severity == "ERROR" => {
+                    let failed = self.failed_server.take() == Some(target.index);
+                    if failed && target.role == NodeRole::Replica && avoid.len() < 2 {
+                        // A read whose replica cannot be reached: nothing was sent yet, so
+                        // it goes to another eligible server.
+                        avoid.push(target.index);
+                        self.ctx.metrics.read_retries_total.inc();
+                        continue;
+                    }
+                    // No connection for this unit (pool timeout, server down): fail the
+                    // unit, keep the session.
+                    fail_unit(client, &fields).await?;
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Classifies and routes the unit at the front of the client's input: the target, the
+    /// unit's classification, and whether its commit must be followed by capturing the
+    /// primary's WAL position. `None` when the unit was answered here.
+    async fn route_next(
+        &mut self,
+        client: &mut ClientConn,
+        avoid: &[usize],
+    ) -> Result<Option<RoutedUnit>, SessionError> {
+        loop {
+            let snapshot = self.ctx.snapshot.load_full();
+            let kit = &self.ctx.route_kit;
+            let scs = param(&self.view, "standard_conforming_strings") != Some("off");
+            let routing = &snapshot.routing;
+            let classify = |sql: &str| routing.classifier.classify_with(sql, scs);
+            let scan = scan_unit(
+                &client.rbuf,
+                client.max_message,
+                &self.relay.statements,
+                snapshot.generation,
+                kit,
+                &classify,
+            );
+            let (class, route) = match scan {
+                Scan::Incomplete => {
+                    client.fill().await?;
+                    continue;
+                }
+                Scan::Unit { class, sql } => {
+                    if client.rbuf.first() == Some(&fe::QUERY)
+                        && let Some(setting) = route_setting(&class)
+                    {
+                        client.read_buffered()?;
+                        self.answer_route_setting(client, setting, &class).await?;
+                        return Ok(None);
+                    }
+                    let route = if avoid.is_empty() {
+                        self.router
+                            .route(&snapshot, &snapshot.topology, kit, &class, sql)
+                    } else {
+                        let mut topology = (*snapshot.topology).clone();
+                        let now = self.router.now();
+                        for &i in avoid {
+                            topology.mark_down(i, now);
+                        }
+                        self.router.route(&snapshot, &topology, kit, &class, sql)
+                    };
+                    (class, route)
+                }
+            };
+            let index = match route.target {
+                Target::Primary(i) | Target::Replica(i) => i,
+                Target::Stay => self.target.index,
+                Target::Wait { deadline } => {
+                    let now = self.router.now();
+                    self.router.view.waiting_since.get_or_insert(now);
+                    let pause = deadline
+                        .saturating_sub(now)
+                        .clamp(Duration::from_millis(1), WAIT_POLL);
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+                Target::Refuse(refusal) => {
+                    self.router.view.waiting_since = None;
+                    fail_unit(client, &refusal_error(&refusal, &snapshot)).await?;
+                    return Ok(None);
+                }
+            };
+            self.router.view.waiting_since = None;
+            let Some(target) = self.router.target(&snapshot, kit, index) else {
+                let fields = ErrorFields::error(sqlstate::CANNOT_CONNECT_NOW, "no such server");
+                fail_unit(client, &fields).await?;
+                return Ok(None);
+            };
+            let capture = target.role == NodeRole::Primary
+                && writes_wal(class.class)
+                && tracks_writes(&snapshot.routing.policy);
+            return Ok(Some((target, class, capture)));
+        }
+    }
+
+    /// Answers `SET pgsplit.route = ...` / `RESET pgsplit.route` (already consumed).
+    async fn answer_route_setting(
+        &mut self,
+        client: &mut ClientConn,
+        setting: Result<RouteOverride, String>,
+        class: &Classification,
+    ) -> Result<(), SessionError> {
+        match setting {
+            Ok(value) => {
+                self.router.view.route_override = value;
+                let tag = match class.class {
+                    Class::SessionSet(SetKind::Reset) => "RESET",
+                    _ => "SET",
+                };
+                client.queue(|b| encode::command_complete(b, tag));
+            }
+            Err(message) => client.queue_error(&ErrorFields::error(
+                sqlstate::INVALID_PARAMETER_VALUE,
+                message,
+            )),
+        }
+        client.queue(|b| encode::ready_for_query(b, b'I'));
+        client.flush().await
+    }
+
+    /// Records the primary's WAL position after the client's write committed, on the same
+    /// connection, after the client already has its answer: later reads of this client go only
+    /// to replicas that have replayed this far (`consistency: session`).
+    async fn capture_write_position(&mut self) -> Result<(), SessionError> {
+        self.capture = false;
+        let conn = self.conn.as_mut().expect("capture with a connection");
+        let out = internal::run(conn, "SELECT pg_catalog.pg_current_wal_lsn()").await?;
+        let lsn = match out.error {
+            None => out
+                .rows
+                .first()
+                .and_then(|row| row.first().cloned().flatten())
+                .and_then(|text| Lsn::parse(&text)),
+            Some(e) => {
+                debug!(error = %e.message, "capturing the WAL position failed; reads go to the primary");
+                None
+            }
+        };
+        self.router.view.last_write = Some(LastWrite {
+            at: self.router.now(),
+            lsn,
+        });
+        Ok(())
+    }
+
+    /// The server of the held connection broke: tell the health checker at once.
+    fn note_failed(&self) {
+        if let Some(target) = &self.current {
+            let server = target.key.server.to_string();
+            let _ = self.ctx.server_events.send(ServerEvent::Failed { server });
+        }
     }
 
     /// Reads back the session state the client may have changed, keeps the connection if
     /// state that cannot be replayed exists, and re-applies startup settings a RESET removed.
     async fn read_back(&mut self, client: &mut ClientConn) -> Result<(), SessionError> {
         let conn = self.conn.as_mut().expect("read_back with a connection");
-        let found = match replay::read_back(conn, &self.target.login_user).await? {
+        let found = match replay::read_back(conn, &self.login_user).await? {
             Ok(found) => found,
             Err(fields) => {
                 // The read-back should never fail; if it does, keep the client on this
@@ -316,6 +527,7 @@ impl Session {
         self.set_pinned(found.pins > 0);
         let conn = self.conn.as_mut().expect("read_back with a connection");
         self.state.set_captured(found.settings);
+        self.router.note_settings(self.state.desired());
         // The connection carries what was read back; startup settings a RESET dropped are
         // missing from it, so re-apply when they differ.
         conn.set_state_tag(u64::MAX);
@@ -344,6 +556,7 @@ impl Session {
     /// Gives the server connection back to its pool.
     async fn detach(&mut self, reset_query: Option<&str>) {
         if let Some(mut conn) = self.conn.take() {
+            self.current = None;
             self.ctx.cancels.set_target(self.id, None);
             if self.relay.out_of_step {
                 conn.mark_broken();
@@ -370,6 +583,65 @@ impl Session {
         self.detach(needs_reset.then_some(reset.as_str())).await;
         self.set_pinned(false);
     }
+}
+
+/// A write failed with 25006 on the server believed to be the primary: it may have been
+/// demoted; have every role re-checked now.
+fn note_read_only(ctx: &Ctx, current: Option<&ServerTarget>) {
+    if let Some(target) = current.filter(|t| t.role == NodeRole::Primary) {
+        let server = target.key.server.to_string();
+        let _ = ctx.server_events.send(ServerEvent::ReadOnly { server });
+    }
+}
+
+/// Whether a unit of this class may write WAL that the client will want to read back (reads
+/// and session settings do not).
+fn writes_wal(class: Class) -> bool {
+    !matches!(class, Class::Read | Class::SessionSet(_))
+}
+
+/// Whether any consistency in force needs the WAL position of the client's writes.
+fn tracks_writes(policy: &Policy) -> bool {
+    policy.consistency != Consistency::Eventual
+        || policy.rules.iter().any(|r| {
+            r.then
+                .consistency
+                .is_some_and(|c| c != Consistency::Eventual)
+        })
+}
+
+/// The error a refused unit gets.
+fn refusal_error(refusal: &Refusal, snapshot: &Snapshot) -> ErrorFields {
+    let wait = snapshot.routing.policy.write_wait;
+    match refusal {
+        Refusal::Blocked(message) => ErrorFields::error(
+            sqlstate::INSUFFICIENT_PRIVILEGE,
+            format!("pgsplit: statement blocked by a routing rule: {message}"),
+        ),
+        Refusal::NoPrimary => ErrorFields::error(
+            sqlstate::CANNOT_CONNECT_NOW,
+            format!(
+                "pgsplit: no primary server is available (waited {} ms for a failover); retry later",
+                wait.as_millis()
+            ),
+        ),
+        Refusal::SplitBrain => ErrorFields::error(
+            sqlstate::CANNOT_CONNECT_NOW,
+            "pgsplit: more than one server claims to be the primary; writes are refused until \
+             this is resolved",
+        ),
+        Refusal::NoReplica => ErrorFields::error(
+            sqlstate::CANNOT_CONNECT_NOW,
+            "pgsplit: no replica is available for this read and primary_reads is never",
+        ),
+    }
+}
+
+/// The value of a reported parameter the client was shown.
+fn param<'a>(view: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    view.iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// What the client wants while it holds no server connection.

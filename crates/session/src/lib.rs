@@ -25,6 +25,7 @@ mod internal;
 mod outbox;
 mod relay;
 mod replay;
+mod routing;
 mod startup;
 mod state;
 
@@ -33,3 +34,4 @@ pub use ctx::{Ctx, GreetingCache, SecretCache, ServerEvent};
 pub use error::SessionError;
 pub use flow::{reject, run};
 pub use pgsplit_router::Snapshot;
+pub use routing::RouteKit;

@@ -69,6 +69,14 @@ pub(crate) struct RelayState {
     parts: Vec<Bytes>,
     /// Disconnect a client idle (outside a transaction) this long; `None` = never.
     pub(crate) idle_timeout: Option<Duration>,
+    /// Forward one unit at a time: the connection was routed for the unit at the front of
+    /// the client's input only (a replica), so what follows must wait for its answer and,
+    /// outside a transaction, be routed on its own.
+    pub(crate) one_unit: bool,
+    /// With `one_unit`: a whole unit was forwarded and its answer is not complete yet.
+    held: bool,
+    /// The server answered SQLSTATE 25006 (read-only transaction) during this relay.
+    pub(crate) read_only_error: bool,
 }
 
 impl RelayState {
@@ -84,6 +92,9 @@ impl RelayState {
             plan: ResponsePlan::default(),
             parts: Vec::new(),
             idle_timeout: None,
+            one_unit: false,
+            held: false,
+            read_only_error: false,
         }
     }
 
@@ -108,6 +119,7 @@ pub(crate) async fn relay(
 ) -> Result<RelayEnd, SessionError> {
     state.txn_status = server.txn_status();
     state.server_fatal = false;
+    state.held = false;
     // The statement cache travels with the connection; it is taken out for the relay because
     // the socket halves stay borrowed for the whole loop.
     let mut cache = std::mem::take(server.statements_mut());
@@ -161,6 +173,12 @@ async fn relay_inner(
                     client.flush().await?;
                     return Ok(RelayEnd::Boundary);
                 }
+                if state.held && state.plan.is_empty() && !state.plan.awaiting_sync() {
+                    // The unit is answered and a transaction is open on this server: its next
+                    // unit belongs here too.
+                    state.held = false;
+                    terminated = from_client(client, state, cache, &mut to_server)?;
+                }
                 tracing::trace!(
                     txn = %(state.txn_status as char),
                     plan_empty = state.plan.is_empty(),
@@ -170,7 +188,9 @@ async fn relay_inner(
                 );
             }
             res = client.rd.read_buf(&mut client.rbuf),
-                if !terminated && to_server.len() < HIGH_WATER =>
+                if !terminated
+                    && to_server.len() < HIGH_WATER
+                    && !(state.held && client.rbuf.len() >= HIGH_WATER) =>
             {
                 if res.map_err(SessionError::ClientIo)? == 0 {
                     return Err(SessionError::ClientGone);
@@ -217,10 +237,14 @@ fn from_client(
     cache: &mut StatementCache,
     to_server: &mut Outbox,
 ) -> Result<bool, SessionError> {
+    if state.held {
+        return Ok(false);
+    }
     let mut out = std::mem::take(&mut state.parts);
     let mut synthetic = Vec::new();
     while let Some(frame) = next_frame(&mut client.rbuf, client.max_message)? {
-        match frame.tag() {
+        let tag = frame.tag();
+        match tag {
             fe::TERMINATE => {
                 client.rbuf.clear();
                 flush_parts(&mut out, to_server);
@@ -258,6 +282,11 @@ fn from_client(
         state
             .plan
             .emit_synthetic(&mut state.statements, &mut synthetic);
+        if state.one_unit && matches!(tag, fe::QUERY | fe::SYNC | fe::FUNCTION_CALL) {
+            // The rest waits for this unit's answer (see `one_unit`).
+            state.held = true;
+            break;
+        }
     }
     flush_parts(&mut out, to_server);
     state.parts = out;
@@ -350,7 +379,15 @@ fn note_server(frame: &Frame, state: &mut RelayState) {
     let body = frame.body();
     match frame.tag() {
         be::READY_FOR_QUERY => state.txn_status = body.first().copied().unwrap_or(b'I'),
-        be::ERROR if is_fatal(body) => state.server_fatal = true,
+        be::ERROR => {
+            if is_fatal(body) {
+                state.server_fatal = true;
+            }
+            if pgsplit_wire::backend::error_code(frame) == Some(sqlstate::READ_ONLY_SQL_TRANSACTION)
+            {
+                state.read_only_error = true;
+            }
+        }
         be::PARAMETER_STATUS => {
             if let Some((name, rest)) = cstr(body)
                 && let Some((value, _)) = cstr(rest)

@@ -10,7 +10,7 @@
 mod metrics;
 
 pub use metrics::Metrics;
-pub use prometheus::{Histogram, IntCounter, IntGauge};
+pub use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
 use tracing_subscriber::EnvFilter;
 
 /// Span and field names used across crates, so logs stay greppable.

@@ -4,7 +4,9 @@
 //! [`Metrics::render`]. Names follow Prometheus conventions: `pgsplit_` prefix, `_total`
 //! counters, `_seconds` histograms.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 /// Every metric family, registered in its own registry (no process-wide default registry).
 #[derive(Clone, Debug)]
@@ -23,6 +25,20 @@ pub struct Metrics {
     pub checkout_wait_seconds: Histogram,
     /// Checkouts that gave up after `pool.checkout_timeout` (53300).
     pub checkout_timeouts_total: IntCounter,
+    /// Routing decisions by `target` (primary, replica, stay, wait, refuse) and `reason`.
+    /// Resolve label handles once (`with_label_values`) and keep them; do not look them up
+    /// per query.
+    pub route_decisions_total: IntCounterVec,
+    /// Units of SQL sent to a server, by `server`, its `role` and the statement `kind`
+    /// (the classifier's class name). Resolve handles once per server, as above.
+    pub queries_total: IntCounterVec,
+    /// Units routed to the primary because no replica was eligible, or reads waited for a
+    /// replica, by `reason` (a subset of the route reasons).
+    pub route_fallbacks_total: IntCounterVec,
+    /// Reads retried on another server after a replica failed before answering.
+    pub read_retries_total: IntCounter,
+    /// Classification cache lookups by `result` (hit, miss).
+    pub parse_cache_total: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -76,8 +92,44 @@ impl Metrics {
         registry
             .register(Box::new(checkout_wait_seconds.clone()))
             .expect("metric registered once");
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric registered once");
+            c
+        };
+        let route_decisions_total = counter_vec(
+            "pgsplit_route_decisions_total",
+            "Routing decisions by target and reason.",
+            &["target", "reason"],
+        );
+        let queries_total = counter_vec(
+            "pgsplit_queries_total",
+            "Units of SQL sent to a server, by server, role and statement kind.",
+            &["server", "role", "kind"],
+        );
+        let route_fallbacks_total = counter_vec(
+            "pgsplit_route_fallbacks_total",
+            "Reads that could not go to a replica as usual, by reason.",
+            &["reason"],
+        );
+        let read_retries_total = counter(
+            "pgsplit_read_retries_total",
+            "Reads retried on another server after a replica failed before answering.",
+        );
+        let parse_cache_total = counter_vec(
+            "pgsplit_parse_cache_total",
+            "Classification cache lookups by result (hit, miss).",
+            &["result"],
+        );
         Metrics {
             registry,
+            route_decisions_total,
+            queries_total,
+            route_fallbacks_total,
+            read_retries_total,
+            parse_cache_total,
             client_connections,
             client_connections_total,
             pinned_clients,

@@ -205,3 +205,13 @@ servers:
     );
     assert_eq!((t.nodes[0].weight, t.nodes[0].max_connections), (3, 5));
 }
+
+#[test]
+fn lsn_text_round_trips() {
+    assert_eq!(Lsn::parse("16/B374D848"), Some(Lsn(0x16_B374_D848)));
+    assert_eq!(Lsn::parse("0/0"), Some(Lsn(0)));
+    assert_eq!(Lsn(0x16_B374_D848).to_string(), "16/B374D848");
+    for bad in ["", "16", "x/1", "1/", "/1", "100000000/0"] {
+        assert_eq!(Lsn::parse(bad), None, "{bad}");
+    }
+}

@@ -1,0 +1,539 @@
+//! Where a client's next unit goes: scan its buffered messages, classify them, ask the router, and resolve the server's pool.
+//!
+//! A unit is one Simple Query, one FunctionCall, or the extended-protocol messages up to and
+//! including Sync. It is routed as a whole, before any of it is sent, from the dominant
+//! classification of its statements: any write (or anything unclassifiable) makes the whole
+//! unit a write. Statements prepared in earlier units are classified once per config
+//! generation and the verdict is kept with the statement.
+
+use std::sync::Arc;
+
+use pgsplit_backend::{PoolKey, PoolSettings};
+use pgsplit_classify::{Class, Classification, Reason, SetKind};
+use pgsplit_config::Config;
+use pgsplit_router::{
+    Balancer, NodeRole, Route, RouteOverride, RouteReason, SessionView, Snapshot, Target, Topology,
+    Unit, route,
+};
+use pgsplit_telemetry::{IntCounter, Metrics};
+use pgsplit_wire::frame::HEADER_LEN;
+use pgsplit_wire::frontend::tags as fe;
+use tokio::time::{Duration, Instant};
+
+use crate::extended::ClientStatements;
+
+/// A unit whose whole messages exceed this without a Sync is routed on what has arrived (to
+/// the primary unless every statement so far is a read... and then still the primary, since
+/// the rest is unknown), so a client cannot make pgsplit buffer without bound.
+const SCAN_LIMIT: usize = 1024 * 1024;
+
+/// What the routing of every session shares: verdicts for messages that carry no SQL, and
+/// metric handles resolved once.
+#[derive(Debug)]
+pub struct RouteKit {
+    /// Something pgsplit cannot classify (a Bind of a statement it does not know, COPY data
+    /// outside COPY, a batch too large to scan): the primary.
+    unknown: Arc<Classification>,
+    /// A unit with no statement in it (only Sync, Describe, Close): runs anywhere.
+    empty: Arc<Classification>,
+    /// A FunctionCall message: may do anything.
+    function_call: Arc<Classification>,
+    /// `pgsplit_route_decisions_total`, by target kind then reason.
+    decisions: Vec<IntCounter>,
+    /// `pgsplit_route_fallbacks_total`, by reason (only the fallback reasons are used).
+    fallbacks: Vec<IntCounter>,
+    /// The registry, to resolve per-server query counters.
+    metrics: Arc<Metrics>,
+}
+
+/// Target kinds as metric labels, in the order [`target_kind`] numbers them.
+const TARGET_KINDS: [&str; 5] = ["primary", "replica", "stay", "wait", "refuse"];
+
+fn target_kind(target: &Target) -> usize {
+    match target {
+        Target::Primary(_) => 0,
+        Target::Replica(_) => 1,
+        Target::Stay => 2,
+        Target::Wait { .. } => 3,
+        Target::Refuse(_) => 4,
+    }
+}
+
+/// Route reasons that mean "a read did not simply go to a replica".
+fn is_fallback(reason: RouteReason) -> bool {
+    matches!(
+        reason,
+        RouteReason::ReadPrimaryFallback
+            | RouteReason::SessionConsistency
+            | RouteReason::AfterWriteWindow
+            | RouteReason::PoolFull
+            | RouteReason::NoReplica
+    )
+}
+
+impl RouteKit {
+    /// Resolves every route metric handle once.
+    pub fn new(metrics: Arc<Metrics>) -> RouteKit {
+        let reasons = RouteReason::ALL;
+        let mut decisions = Vec::with_capacity(TARGET_KINDS.len() * reasons.len());
+        for target in TARGET_KINDS {
+            for reason in reasons {
+                decisions.push(
+                    metrics
+                        .route_decisions_total
+                        .with_label_values(&[target, reason.as_str()]),
+                );
+            }
+        }
+        let fallbacks = reasons
+            .iter()
+            .map(|r| {
+                metrics
+                    .route_fallbacks_total
+                    .with_label_values(&[r.as_str()])
+            })
+            .collect();
+        let fixed = |class, reason| Arc::new(Classification::new(class, reason));
+        RouteKit {
+            unknown: fixed(Class::Unknown, Reason::Unparsed),
+            empty: fixed(Class::Read, Reason::Empty),
+            function_call: fixed(Class::Write, Reason::CallDo),
+            decisions,
+            fallbacks,
+            metrics,
+        }
+    }
+
+    fn count(&self, route: &Route) {
+        let reasons = RouteReason::ALL.len();
+        let reason = route.reason as usize;
+        if let Some(c) = self
+            .decisions
+            .get(target_kind(&route.target) * reasons + reason)
+        {
+            c.inc();
+        }
+        if is_fallback(route.reason)
+            && let Some(c) = self.fallbacks.get(reason)
+        {
+            c.inc();
+        }
+    }
+}
+
+/// The verdict of scanning the buffered start of a unit.
+#[derive(Debug)]
+pub(crate) enum Scan<'a> {
+    /// The unit is not complete yet: read more from the client.
+    Incomplete,
+    /// The unit's dominant classification, and the SQL it came from (for `regex` rules).
+    Unit {
+        class: Arc<Classification>,
+        sql: &'a str,
+    },
+}
+
+/// How much a class weighs when a unit mixes statements: the heaviest decides the unit.
+fn rank(class: Class) -> u8 {
+    match class {
+        Class::Read => 0,
+        Class::TxnBegin(_) => 1,
+        Class::TxnEnd | Class::Savepoint | Class::SessionSet(_) | Class::Cursor => 2,
+        Class::Write | Class::Unknown => 3,
+    }
+}
+
+/// Scans the whole messages at the front of `buf` (the client's unread input) that make up
+/// the next unit, without consuming them. `classify` classifies SQL text (with the session's
+/// `standard_conforming_strings`); `generation` keys the verdicts kept with prepared
+/// statements.
+pub(crate) fn scan_unit<'a>(
+    buf: &'a [u8],
+    max: usize,
+    statements: &ClientStatements,
+    generation: u64,
+    kit: &RouteKit,
+    classify: &dyn Fn(&str) -> Arc<Classification>,
+) -> Scan<'a> {
+    let mut best: Option<(Arc<Classification>, &'a str)> = None;
+    // Statements parsed earlier in this very unit: (name, verdict, sql).
+    let mut parsed: Vec<(&'a [u8], Arc<Classification>, &'a str)> = Vec::new();
+    let mut off = 0;
+    loop {
+        let Some(header) = buf.get(off..off + HEADER_LEN) else {
+            return Scan::Incomplete;
+        };
+        let declared = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        let len = declared + 1;
+        if declared < 4 || len > max {
+            // Malformed: let the relay's framer report it; route nowhere special.
+            return Scan::Unit {
+                class: Arc::clone(&kit.unknown),
+                sql: "",
+            };
+        }
+        let Some(frame) = buf.get(off..off + len) else {
+            return Scan::Incomplete;
+        };
+        let body = &frame[HEADER_LEN..];
+        match header[0] {
+            fe::QUERY => {
+                let Some((sql, _)) = cstr(body) else {
+                    return unknown(kit);
+                };
+                note(&mut best, classify(sql), sql);
+                return done(best, kit);
+            }
+            fe::PARSE => {
+                let Some((name, rest)) = cbytes(body) else {
+                    return unknown(kit);
+                };
+                let sql = cstr(rest).map_or("", |(s, _)| s);
+                let class = match cstr(rest) {
+                    Some(_) => classify(sql),
+                    None => Arc::clone(&kit.unknown),
+                };
+                parsed.push((name, Arc::clone(&class), sql));
+                note(&mut best, class, sql);
+            }
+            fe::BIND => {
+                let Some((_portal, rest)) = cbytes(body) else {
+                    return unknown(kit);
+                };
+                let Some((name, _)) = cbytes(rest) else {
+                    return unknown(kit);
+                };
+                let in_unit = parsed.iter().rev().find(|(n, _, _)| *n == name);
+                match in_unit {
+                    // Already counted at its Parse.
+                    Some(_) => {}
+                    None if name.is_empty() => {
+                        // The unnamed statement of an earlier unit: pgsplit does not know it.
+                        note(&mut best, Arc::clone(&kit.unknown), "");
+                    }
+                    None => match statements.get(name) {
+                        Some(statement) => {
+                            let class = statement.classification(generation, |sql| match sql {
+                                Some(sql) => classify(sql),
+                                None => Arc::clone(&kit.unknown),
+                            });
+                            note(&mut best, class, "");
+                        }
+                        // Unknown name: the server will answer 26000 wherever it runs, but
+                        // stay on the safe side.
+                        None => note(&mut best, Arc::clone(&kit.unknown), ""),
+                    },
+                }
+            }
+            fe::SYNC => return done(best, kit),
+            fe::FLUSH => {
+                // The client wants answers before it sends the rest of the unit, which may
+                // hold anything: the primary, unless a heavier verdict is already known.
+                note(&mut best, Arc::clone(&kit.unknown), "");
+                return done(best, kit);
+            }
+            fe::FUNCTION_CALL => {
+                note(&mut best, Arc::clone(&kit.function_call), "");
+                return done(best, kit);
+            }
+            fe::DESCRIBE | fe::EXECUTE | fe::CLOSE => {}
+            _ => return unknown(kit),
+        }
+        off += len;
+        if off > SCAN_LIMIT {
+            note(&mut best, Arc::clone(&kit.unknown), "");
+            return done(best, kit);
+        }
+    }
+}
+
+/// Keeps `class` if it outweighs the verdict so far (the first of equals wins).
+fn note<'a>(
+    best: &mut Option<(Arc<Classification>, &'a str)>,
+    class: Arc<Classification>,
+    sql: &'a str,
+) {
+    let heavier = best
+        .as_ref()
+        .is_none_or(|(b, _)| rank(class.class) > rank(b.class));
+    if heavier {
+        *best = Some((class, sql));
+    }
+}
+
+fn done<'a>(best: Option<(Arc<Classification>, &'a str)>, kit: &RouteKit) -> Scan<'a> {
+    match best {
+        Some((class, sql)) => Scan::Unit { class, sql },
+        None => Scan::Unit {
+            class: Arc::clone(&kit.empty),
+            sql: "",
+        },
+    }
+}
+
+fn unknown(kit: &RouteKit) -> Scan<'static> {
+    Scan::Unit {
+        class: Arc::clone(&kit.unknown),
+        sql: "",
+    }
+}
+
+/// A NUL-terminated byte string at the front of `buf`, and what follows it.
+fn cbytes(buf: &[u8]) -> Option<(&[u8], &[u8])> {
+    let end = buf.iter().position(|&b| b == 0)?;
+    Some((&buf[..end], &buf[end + 1..]))
+}
+
+/// A NUL-terminated UTF-8 string at the front of `buf`, and what follows it.
+fn cstr(buf: &[u8]) -> Option<(&str, &[u8])> {
+    let (text, rest) = cbytes(buf)?;
+    Some((std::str::from_utf8(text).ok()?, rest))
+}
+
+/// A server a session may send units to, with its pool and its metric handles.
+#[derive(Debug)]
+pub(crate) struct ServerTarget {
+    /// Index in the snapshot's servers (and topology nodes).
+    pub(crate) index: usize,
+    /// The pool of (server, login user, database).
+    pub(crate) key: PoolKey,
+    /// How that pool opens and limits connections.
+    pub(crate) settings: PoolSettings,
+    /// The role the server had when this target was built.
+    pub(crate) role: NodeRole,
+    /// `pgsplit_queries_total{server, role, kind}`, one per class, in [`kind_index`] order.
+    queries: [IntCounter; 8],
+}
+
+impl ServerTarget {
+    /// Counts one unit of this class sent to this server.
+    pub(crate) fn count_query(&self, class: Class) {
+        self.queries[kind_index(class)].inc();
+    }
+}
+
+/// Class names in [`kind_index`] order.
+const KINDS: [&str; 8] = [
+    "read",
+    "write",
+    "txn_begin",
+    "txn_end",
+    "savepoint",
+    "session_set",
+    "cursor",
+    "unknown",
+];
+
+fn kind_index(class: Class) -> usize {
+    match class {
+        Class::Read => 0,
+        Class::Write => 1,
+        Class::TxnBegin(_) => 2,
+        Class::TxnEnd => 3,
+        Class::Savepoint => 4,
+        Class::SessionSet(_) => 5,
+        Class::Cursor => 6,
+        Class::Unknown => 7,
+    }
+}
+
+/// What the session tells the router, and the router's per-session state.
+#[derive(Debug)]
+pub(crate) struct SessionRouter {
+    /// What routing knows about the session (kept current by the session).
+    pub(crate) view: SessionView,
+    /// Round-robin credits; started at a different phase per session so that short sessions
+    /// do not all begin on the same replica.
+    balancer: Balancer,
+    /// The config generation `targets` and `balancer` belong to.
+    generation: u64,
+    /// The primary `targets` were built with (their role labels depend on it).
+    primary: Option<usize>,
+    /// Targets built so far, by server index.
+    targets: Vec<Option<Arc<ServerTarget>>>,
+    /// The session's clock.
+    epoch: Instant,
+    /// Phase for the round-robin start.
+    seed: u32,
+    /// The login user and database on servers (pool keys).
+    login_user: String,
+}
+
+impl SessionRouter {
+    /// A router for a session of `user` on `database` whose server login is `login_user`.
+    pub(crate) fn new(user: &str, database: &str, login_user: &str, seed: u32) -> Self {
+        SessionRouter {
+            view: SessionView {
+                user: user.to_owned(),
+                database: database.to_owned(),
+                ..SessionView::default()
+            },
+            balancer: Balancer::new(),
+            generation: 0,
+            primary: None,
+            targets: Vec::new(),
+            epoch: Instant::now(),
+            seed,
+            login_user: login_user.to_owned(),
+        }
+    }
+
+    /// The session's clock, as the router reads time.
+    pub(crate) fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// Routes one unit against `snapshot` (with `topology`, normally the snapshot's own) and
+    /// counts the decision.
+    pub(crate) fn route(
+        &mut self,
+        snapshot: &Snapshot,
+        topology: &Topology,
+        kit: &RouteKit,
+        class: &Classification,
+        sql: &str,
+    ) -> Route {
+        self.refresh(snapshot);
+        let unit = Unit {
+            class,
+            sql,
+            fingerprint: None,
+        };
+        let now = self.now();
+        let decision = route(
+            &unit,
+            &self.view,
+            topology,
+            &snapshot.routing.policy,
+            &mut self.balancer,
+            now,
+        );
+        kit.count(&decision);
+        decision
+    }
+
+    /// Drops targets and balancing state of an older generation or primary.
+    fn refresh(&mut self, snapshot: &Snapshot) {
+        let primary = snapshot.topology.primary;
+        if self.generation == snapshot.generation && self.primary == primary {
+            return;
+        }
+        let fresh_generation = self.generation != snapshot.generation;
+        self.generation = snapshot.generation;
+        self.primary = primary;
+        self.targets.clear();
+        self.targets.resize(snapshot.config.servers.len(), None);
+        if fresh_generation {
+            self.balancer = Balancer::new();
+            // Start the round robin at a session-specific phase.
+            let nodes = &snapshot.topology.nodes;
+            let replicas = |i: usize| nodes[i].role() == Some(NodeRole::Replica);
+            let total: u32 = nodes
+                .iter()
+                .filter(|n| n.role() == Some(NodeRole::Replica))
+                .map(|n| n.weight.max(1))
+                .sum();
+            if total > 1 {
+                for _ in 0..self.seed % total {
+                    self.balancer
+                        .pick(pgsplit_router::BalancePolicy::RoundRobin, nodes, replicas);
+                }
+            }
+        }
+    }
+
+    /// The target for server `index` of `snapshot` (built at its first use in a generation).
+    pub(crate) fn target(
+        &mut self,
+        snapshot: &Snapshot,
+        kit: &RouteKit,
+        index: usize,
+    ) -> Option<Arc<ServerTarget>> {
+        self.refresh(snapshot);
+        if let Some(Some(t)) = self.targets.get(index) {
+            return Some(Arc::clone(t));
+        }
+        let config: &Config = &snapshot.config;
+        let server = config.servers.get(index)?;
+        let password = config
+            .user(&self.view.user)
+            .and_then(|u| u.server_password.clone());
+        let role = match snapshot.topology.primary {
+            Some(p) if p == index => NodeRole::Primary,
+            Some(_) => NodeRole::Replica,
+            None => snapshot
+                .topology
+                .nodes
+                .get(index)
+                .and_then(|n| n.role())
+                .unwrap_or(NodeRole::Primary),
+        };
+        let role_label = match role {
+            NodeRole::Primary => "primary",
+            NodeRole::Replica => "replica",
+        };
+        let queries = KINDS.map(|kind| {
+            kit.metrics
+                .queries_total
+                .with_label_values(&[server.name.as_str(), role_label, kind])
+        });
+        let target = Arc::new(ServerTarget {
+            index,
+            key: PoolKey::new(&server.name, &self.login_user, &self.view.database),
+            settings: PoolSettings::new(
+                server,
+                &config.pool,
+                password,
+                config.limits.max_message_size,
+            ),
+            role,
+            queries,
+        });
+        if let Some(slot) = self.targets.get_mut(index) {
+            *slot = Some(Arc::clone(&target));
+        }
+        Some(target)
+    }
+
+    /// Applies the session settings routing cares about (after a read-back or at startup).
+    pub(crate) fn note_settings(&mut self, settings: &[(String, String)]) {
+        let get = |name: &str| {
+            settings
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        self.view.default_read_only = get("default_transaction_read_only") == Some("on");
+        self.view.default_serializable =
+            get("default_transaction_isolation") == Some("serializable");
+        let app = get("application_name").unwrap_or("");
+        if self.view.application_name != app {
+            app.clone_into(&mut self.view.application_name);
+        }
+    }
+}
+
+/// A `SET pgsplit.route = ...` / `RESET pgsplit.route` pgsplit answers itself: the new
+/// override, or the error for a bad value.
+pub(crate) fn route_setting(class: &Classification) -> Option<Result<RouteOverride, String>> {
+    let setting = class.setting.as_ref()?;
+    if setting.name != "pgsplit.route" || class.statements != 1 {
+        return None;
+    }
+    match class.class {
+        Class::SessionSet(SetKind::Set { .. }) => {}
+        Class::SessionSet(SetKind::Reset) => return Some(Ok(RouteOverride::Auto)),
+        _ => return None,
+    }
+    Some(
+        match setting.value.as_deref().map(str::to_ascii_lowercase) {
+            None => Ok(RouteOverride::Auto),
+            Some(v) if v == "auto" || v == "default" => Ok(RouteOverride::Auto),
+            Some(v) if v == "primary" => Ok(RouteOverride::Primary),
+            Some(v) if v == "replica" => Ok(RouteOverride::Replica),
+            Some(v) => Err(format!(
+                "invalid value for parameter \"pgsplit.route\": \"{v}\" (use primary, replica or auto)"
+            )),
+        },
+    )
+}
