@@ -394,14 +394,18 @@ impl Session {
                 kit,
                 &classify,
             );
-            let (class, route) = match scan {
+            let (class, route, executes) = match scan {
                 Scan::Incomplete => {
                     client.fill().await?;
                     continue;
                 }
-                Scan::Unit { class, sql } => {
+                Scan::Unit {
+                    class,
+                    sql,
+                    executes,
+                } => {
                     if client.rbuf.first() == Some(&fe::QUERY)
-                        && let Some(setting) = route_setting(&class)
+                        && let Some(setting) = route_setting(&class, sql)
                     {
                         client.read_buffered()?;
                         self.answer_route_setting(client, setting, &class).await?;
@@ -418,7 +422,7 @@ impl Session {
                         }
                         self.router.route(&snapshot, &topology, kit, &class, sql)
                     };
-                    (class, route)
+                    (class, route, executes)
                 }
             };
             let index = match route.target {
@@ -446,6 +450,7 @@ impl Session {
                 return Ok(None);
             };
             let capture = target.role == NodeRole::Primary
+                && executes
                 && writes_wal(class.class)
                 && tracks_writes(&snapshot.routing.policy);
             return Ok(Some((target, class, capture)));

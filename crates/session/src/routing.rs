@@ -126,10 +126,12 @@ impl RouteKit {
 pub(crate) enum Scan<'a> {
     /// The unit is not complete yet: read more from the client.
     Incomplete,
-    /// The unit's dominant classification, and the SQL it came from (for `regex` rules).
+    /// The unit's dominant classification, the SQL it came from (for `regex` rules), and
+    /// whether the unit executes anything (a Parse and Describe alone do not).
     Unit {
         class: Arc<Classification>,
         sql: &'a str,
+        executes: bool,
     },
 }
 
@@ -158,6 +160,7 @@ pub(crate) fn scan_unit<'a>(
     let mut best: Option<(Arc<Classification>, &'a str)> = None;
     // Statements parsed earlier in this very unit: (name, verdict, sql).
     let mut parsed: Vec<(&'a [u8], Arc<Classification>, &'a str)> = Vec::new();
+    let mut executes = false;
     let mut off = 0;
     loop {
         let Some(header) = buf.get(off..off + HEADER_LEN) else {
@@ -167,10 +170,7 @@ pub(crate) fn scan_unit<'a>(
         let len = declared + 1;
         if declared < 4 || len > max {
             // Malformed: let the relay's framer report it; route nowhere special.
-            return Scan::Unit {
-                class: Arc::clone(&kit.unknown),
-                sql: "",
-            };
+            return unknown(kit);
         }
         let Some(frame) = buf.get(off..off + len) else {
             return Scan::Incomplete;
@@ -182,7 +182,7 @@ pub(crate) fn scan_unit<'a>(
                     return unknown(kit);
                 };
                 note(&mut best, classify(sql), sql);
-                return done(best, kit);
+                return done(best, kit, true);
             }
             fe::PARSE => {
                 let Some((name, rest)) = cbytes(body) else {
@@ -225,24 +225,25 @@ pub(crate) fn scan_unit<'a>(
                     },
                 }
             }
-            fe::SYNC => return done(best, kit),
+            fe::SYNC => return done(best, kit, executes),
             fe::FLUSH => {
                 // The client wants answers before it sends the rest of the unit, which may
                 // hold anything: the primary, unless a heavier verdict is already known.
                 note(&mut best, Arc::clone(&kit.unknown), "");
-                return done(best, kit);
+                return done(best, kit, true);
             }
             fe::FUNCTION_CALL => {
                 note(&mut best, Arc::clone(&kit.function_call), "");
-                return done(best, kit);
+                return done(best, kit, true);
             }
-            fe::DESCRIBE | fe::EXECUTE | fe::CLOSE => {}
+            fe::EXECUTE => executes = true,
+            fe::DESCRIBE | fe::CLOSE => {}
             _ => return unknown(kit),
         }
         off += len;
         if off > SCAN_LIMIT {
             note(&mut best, Arc::clone(&kit.unknown), "");
-            return done(best, kit);
+            return done(best, kit, true);
         }
     }
 }
@@ -261,12 +262,21 @@ fn note<'a>(
     }
 }
 
-fn done<'a>(best: Option<(Arc<Classification>, &'a str)>, kit: &RouteKit) -> Scan<'a> {
+fn done<'a>(
+    best: Option<(Arc<Classification>, &'a str)>,
+    kit: &RouteKit,
+    executes: bool,
+) -> Scan<'a> {
     match best {
-        Some((class, sql)) => Scan::Unit { class, sql },
+        Some((class, sql)) => Scan::Unit {
+            class,
+            sql,
+            executes,
+        },
         None => Scan::Unit {
             class: Arc::clone(&kit.empty),
             sql: "",
+            executes,
         },
     }
 }
@@ -275,6 +285,7 @@ fn unknown(kit: &RouteKit) -> Scan<'static> {
     Scan::Unit {
         class: Arc::clone(&kit.unknown),
         sql: "",
+        executes: true,
     }
 }
 
@@ -514,26 +525,52 @@ impl SessionRouter {
 }
 
 /// A `SET pgsplit.route = ...` / `RESET pgsplit.route` pgsplit answers itself: the new
-/// override, or the error for a bad value.
-pub(crate) fn route_setting(class: &Classification) -> Option<Result<RouteOverride, String>> {
-    let setting = class.setting.as_ref()?;
-    if setting.name != "pgsplit.route" || class.statements != 1 {
+/// override, or the error for a bad value. `SET pgsplit.route = primary` is not valid SQL
+/// (`primary` is a reserved word) but is what users write, so unparsed text is read too.
+pub(crate) fn route_setting(
+    class: &Classification,
+    sql: &str,
+) -> Option<Result<RouteOverride, String>> {
+    let value = match (&class.class, &class.setting) {
+        (Class::SessionSet(SetKind::Set { .. }), Some(s)) if s.name == "pgsplit.route" => {
+            s.value.as_deref().map(str::to_ascii_lowercase)
+        }
+        (Class::SessionSet(SetKind::Reset), Some(s)) if s.name == "pgsplit.route" => None,
+        (Class::Unknown, _) => lenient_route_setting(sql)?,
+        _ => return None,
+    };
+    if class.statements > 1 {
         return None;
     }
-    match class.class {
-        Class::SessionSet(SetKind::Set { .. }) => {}
-        Class::SessionSet(SetKind::Reset) => return Some(Ok(RouteOverride::Auto)),
-        _ => return None,
+    Some(match value.as_deref() {
+        None | Some("auto" | "default") => Ok(RouteOverride::Auto),
+        Some("primary") => Ok(RouteOverride::Primary),
+        Some("replica") => Ok(RouteOverride::Replica),
+        Some(v) => Err(format!(
+            "invalid value for parameter \"pgsplit.route\": \"{v}\" (use primary, replica or auto)"
+        )),
+    })
+}
+
+/// `SET [SESSION|LOCAL] pgsplit.route {=|TO} word` or `RESET pgsplit.route`, read word by
+/// word: `Some(Some(value))`, `Some(None)` for a reset, `None` when the text is anything else.
+fn lenient_route_setting(sql: &str) -> Option<Option<String>> {
+    let text = sql.trim().trim_end_matches(';').to_ascii_lowercase();
+    let spaced = text.replace('=', " = ");
+    let mut words = spaced.split_whitespace();
+    match words.next()? {
+        "reset" => (words.next()? == "pgsplit.route" && words.next().is_none()).then_some(None),
+        "set" => {
+            let mut name = words.next()?;
+            if name == "session" || name == "local" {
+                name = words.next()?;
+            }
+            if name != "pgsplit.route" || !matches!(words.next()?, "=" | "to") {
+                return None;
+            }
+            let value = words.next()?.trim_matches(|c| c == '\'' || c == '"');
+            words.next().is_none().then(|| Some(value.to_owned()))
+        }
+        _ => None,
     }
-    Some(
-        match setting.value.as_deref().map(str::to_ascii_lowercase) {
-            None => Ok(RouteOverride::Auto),
-            Some(v) if v == "auto" || v == "default" => Ok(RouteOverride::Auto),
-            Some(v) if v == "primary" => Ok(RouteOverride::Primary),
-            Some(v) if v == "replica" => Ok(RouteOverride::Replica),
-            Some(v) => Err(format!(
-                "invalid value for parameter \"pgsplit.route\": \"{v}\" (use primary, replica or auto)"
-            )),
-        },
-    )
 }

@@ -7,7 +7,7 @@ use pgsplit_testkit::cluster::{APP_PASSWORD, APP_USER, ClusterEnv, Node};
 use tokio_postgres::{Client, NoTls};
 
 /// Connects to `db` on a replica, waiting for the replica to replay its CREATE DATABASE.
-async fn connect_when_replayed(node: &Node, db: &str) -> Client {
+pub(crate) async fn connect_when_replayed(node: &Node, db: &str) -> Client {
     let conninfo = format!(
         "host={} port={} user={APP_USER} password={APP_PASSWORD} dbname={db}",
         node.host, node.port

@@ -31,6 +31,7 @@ pub(crate) struct Case {
     name: &'static str,
     limit: Duration,
     yaml: Box<dyn FnOnce(ProxyYaml) -> ProxyYaml>,
+    replicas: bool,
 }
 
 impl Case {
@@ -39,7 +40,15 @@ impl Case {
             name,
             limit: DEFAULT_LIMIT,
             yaml: Box::new(|y| y),
+            replicas: false,
         }
+    }
+
+    /// Puts the cluster's replicas behind the proxy too (as `replica1`, `replica2`, ...), and
+    /// waits until each has replayed the test database's creation before the body runs.
+    pub(crate) fn replicas(mut self) -> Case {
+        self.replicas = true;
+        self
     }
 
     /// Bounds the whole test (database creation, proxy start, body, proxy stop).
@@ -63,7 +72,14 @@ impl Case {
         let name = self.name;
         bounded(self.limit, name, async move {
             let db = env.fresh_database(name).await;
-            let yaml = (self.yaml)(ProxyYaml::for_primary(&env));
+            let mut yaml = ProxyYaml::for_primary(&env);
+            if self.replicas {
+                yaml = yaml.with_replicas(&env);
+                for node in &env.replicas {
+                    crate::cluster::connect_when_replayed(node, &db).await;
+                }
+            }
+            let yaml = (self.yaml)(yaml);
             let proxy = Proxy::start(yaml, env.primary.clone(), db.clone()).await;
             let px = TestProxy { env, proxy };
             body(&px).await;

@@ -20,6 +20,7 @@ mod harness;
 mod mock_server;
 mod notify;
 mod pooling;
+mod routing;
 mod session;
 mod shutdown;
 mod tools;

@@ -1,0 +1,285 @@
+//! Read/write splitting on the real cluster: every statement reports where it ran
+//! (`pg_is_in_recovery()`, `inet_server_port()`), so each test proves on which server pgsplit
+//! executed it — reads on replicas, writes and anything unsure on the primary.
+
+use std::collections::BTreeSet;
+
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use crate::harness::{Case, TestProxy, expect_sqlstate};
+
+/// Runs `sql` (simple protocol) and returns the first column of its first row, which the
+/// statements below make `pg_is_in_recovery()`, and the second, the server's port.
+async fn ran_on(client: &Client, sql: &str) -> (bool, u16) {
+    let messages = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let row = messages
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{sql}: no row"));
+    let in_recovery = row.get(0) == Some("t");
+    let port = row.get(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    (in_recovery, port)
+}
+
+/// `true` when the test must be skipped: no replicas in this cluster (a failure when the
+/// cluster is required, as under `cargo xtask test`).
+fn no_replicas(px: &TestProxy) -> bool {
+    if px.skip_without_proxy() {
+        return true;
+    }
+    if px.env.replicas.is_empty() {
+        assert!(
+            !pgsplit_testkit::cluster::cluster_required(),
+            "routing tests need replicas"
+        );
+        eprintln!("skipping: no replicas in PGSPLIT_TEST_REPLICAS");
+        return true;
+    }
+    false
+}
+
+const WHERE: &str = "pg_is_in_recovery(), inet_server_port()";
+
+#[tokio::test]
+async fn reads_run_on_replicas_and_writes_on_the_primary() {
+    Case::new("route_split")
+        .replicas()
+        .run(async |px| {
+            if no_replicas(px) {
+                return;
+            }
+            let c = px.client().await;
+            let replica_ports: BTreeSet<u16> = px.env.replicas.iter().map(|n| n.port).collect();
+            let mut seen = BTreeSet::new();
+            for _ in 0..20 {
+                let (replica, port) = ran_on(&c, &format!("SELECT {WHERE}")).await;
+                assert!(replica, "a plain SELECT ran on the primary");
+                assert!(replica_ports.contains(&port), "unknown port {port}");
+                seen.insert(port);
+            }
+            assert_eq!(seen, replica_ports, "round robin reaches every replica");
+
+            c.batch_execute("CREATE TABLE t (a int); CREATE SEQUENCE s")
+                .await
+                .unwrap();
+            let primary = px.env.primary.port;
+            let writes = [
+                format!("INSERT INTO t VALUES (1) RETURNING {WHERE}"),
+                format!("SELECT {WHERE}, nextval('s')"),
+                format!("WITH x AS (INSERT INTO t VALUES (2) RETURNING a) SELECT {WHERE} FROM x"),
+                format!("SELECT {WHERE} FROM t FOR UPDATE"),
+                format!("SELECT {WHERE}; INSERT INTO t VALUES (3)"),
+                format!("SELECT {WHERE}, pg_advisory_xact_lock(1)"),
+                format!("/* pgsplit: route=replica */ INSERT INTO t VALUES (4) RETURNING {WHERE}"),
+                format!("SELECT {WHERE} FROM t WHERE a = ("),
+            ];
+            for sql in &writes[..writes.len() - 1] {
+                assert_eq!(ran_on(&c, sql).await, (false, primary), "{sql}");
+            }
+            // Unparseable text goes to the primary, whose error the client gets.
+            let err = c.simple_query(&writes[writes.len() - 1]).await.unwrap_err();
+            assert_eq!(err.code().map(|c| c.code()), Some("42601"));
+
+            // A hint forces a read to the primary.
+            let hinted = format!("/* pgsplit: route=primary */ SELECT {WHERE}");
+            assert_eq!(ran_on(&c, &hinted).await, (false, primary));
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn read_only_transactions_run_on_a_replica_and_others_on_the_primary() {
+    Case::new("route_txn")
+        .replicas()
+        .run(async |px| {
+            if no_replicas(px) {
+                return;
+            }
+            let c = px.client().await;
+            c.simple_query("BEGIN READ ONLY").await.unwrap();
+            let (replica, port) = ran_on(&c, &format!("SELECT {WHERE}")).await;
+            assert!(replica, "BEGIN READ ONLY ran on the primary");
+            // The whole transaction stays on its server.
+            for _ in 0..5 {
+                assert_eq!(ran_on(&c, &format!("SELECT {WHERE}")).await, (true, port));
+            }
+            // A write inside a read-only transaction fails as PostgreSQL says.
+            let err = c
+                .simple_query("CREATE TEMP TABLE x (a int)")
+                .await
+                .unwrap_err();
+            assert_eq!(err.code().map(|c| c.code()), Some("25006"));
+            c.simple_query("ROLLBACK").await.unwrap();
+
+            c.simple_query("BEGIN").await.unwrap();
+            let (replica, _) = ran_on(&c, &format!("SELECT {WHERE}")).await;
+            assert!(!replica, "a read-write transaction runs on the primary");
+            c.simple_query("COMMIT").await.unwrap();
+
+            // SERIALIZABLE read-only transactions are refused by hot standbys: primary.
+            c.simple_query("BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY")
+                .await
+                .unwrap();
+            let (replica, _) = ran_on(&c, &format!("SELECT {WHERE}")).await;
+            assert!(!replica, "a serializable transaction ran on a replica");
+            c.simple_query("COMMIT").await.unwrap();
+
+            // default_transaction_read_only makes a bare BEGIN read-only (a new client: this
+            // one has written, so its reads now go to the primary until replicas catch up).
+            let c = px.client().await;
+            c.simple_query("SET default_transaction_read_only = on")
+                .await
+                .unwrap();
+            c.simple_query("BEGIN").await.unwrap();
+            let (replica, _) = ran_on(&c, &format!("SELECT {WHERE}")).await;
+            assert!(
+                replica,
+                "default_transaction_read_only BEGIN ran on the primary"
+            );
+            c.simple_query("COMMIT").await.unwrap();
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn pgsplit_route_setting_forces_reads() {
+    Case::new("route_setting")
+        .replicas()
+        .run(async |px| {
+            if no_replicas(px) {
+                return;
+            }
+            let c = px.client().await;
+            let read = format!("SELECT {WHERE}");
+            c.simple_query("SET pgsplit.route = primary").await.unwrap();
+            assert!(!ran_on(&c, &read).await.0);
+            c.simple_query("SET pgsplit.route TO 'replica'")
+                .await
+                .unwrap();
+            assert!(ran_on(&c, &read).await.0);
+            c.simple_query("RESET pgsplit.route").await.unwrap();
+            assert!(ran_on(&c, &read).await.0);
+            c.simple_query("SET pgsplit.route = primary").await.unwrap();
+            assert!(!ran_on(&c, &read).await.0);
+            c.simple_query("SET SESSION pgsplit.route TO auto")
+                .await
+                .unwrap();
+            assert!(ran_on(&c, &read).await.0);
+            // Writes still go to the primary.
+            c.simple_query("SET pgsplit.route = replica").await.unwrap();
+            let (replica, _) = ran_on(&c, &format!("SELECT {WHERE}, txid_current()")).await;
+            assert!(!replica);
+            let err = c
+                .simple_query("SET pgsplit.route = sideways")
+                .await
+                .unwrap_err();
+            expect_sqlstate(Err::<(), _>(err), "22023");
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn extended_protocol_statements_are_routed_by_their_sql() {
+    Case::new("route_extended")
+        .replicas()
+        .run(async |px| {
+            if no_replicas(px) {
+                return;
+            }
+            let c = px.client().await;
+            // Unnamed statements with parameters (Parse/Bind/Execute/Sync).
+            for _ in 0..4 {
+                let row = c
+                    .query_one("SELECT pg_is_in_recovery() WHERE $1::int = 1", &[&1i32])
+                    .await
+                    .unwrap();
+                assert!(row.get::<_, bool>(0), "extended read ran on the primary");
+            }
+            // Named statements prepared once, executed many times (the verdict is kept with
+            // the statement). Preparing a write executes nothing, so this client's reads still
+            // go to replicas afterwards.
+            let c2 = px.client().await;
+            c2.batch_execute("CREATE TABLE t (a int); CREATE SEQUENCE s")
+                .await
+                .unwrap();
+            let read = c.prepare("SELECT pg_is_in_recovery()").await.unwrap();
+            let next = c
+                .prepare("SELECT pg_is_in_recovery(), nextval('s')")
+                .await
+                .unwrap();
+            for _ in 0..5 {
+                assert!(c.query_one(&read, &[]).await.unwrap().get::<_, bool>(0));
+            }
+            for _ in 0..3 {
+                let row = c.query_one(&next, &[]).await.unwrap();
+                assert!(!row.get::<_, bool>(0), "nextval ran on a replica");
+            }
+            let write = c2
+                .prepare("INSERT INTO t VALUES ($1) RETURNING pg_is_in_recovery()")
+                .await
+                .unwrap();
+            for i in 0..5i32 {
+                let w = c2.query_one(&write, &[&i]).await.unwrap();
+                assert!(!w.get::<_, bool>(0), "a prepared INSERT ran on a replica");
+            }
+            let c = c2;
+            // Read-your-writes: the client's own rows are visible right after each write.
+            let count = c
+                .prepare("SELECT count(*) FROM t WHERE a = $1")
+                .await
+                .unwrap();
+            for i in 100..150i32 {
+                c.execute(&write, &[&i]).await.unwrap();
+                let n: i64 = c.query_one(&count, &[&i]).await.unwrap().get(0);
+                assert_eq!(n, 1, "row {i} not visible right after its insert");
+            }
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn routing_decisions_are_counted() {
+    Case::new("route_metrics")
+        .replicas()
+        .run(async |px| {
+            if no_replicas(px) {
+                return;
+            }
+            let metrics = px.metrics().expect("metrics");
+            let c = px.client().await;
+            for _ in 0..6 {
+                c.simple_query("SELECT 1").await.unwrap();
+            }
+            c.simple_query("CREATE TABLE t (a int)").await.unwrap();
+            let text = metrics.render();
+            let value = |needle: &str| -> u64 {
+                text.lines()
+                    .filter(|l| l.starts_with(needle))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                    .sum()
+            };
+            assert!(
+                value(r#"pgsplit_route_decisions_total{reason="read_replica",target="replica"}"#)
+                    >= 6,
+                "{text}"
+            );
+            assert!(
+                value(r#"pgsplit_route_decisions_total{reason="write",target="primary"}"#) >= 1,
+                "{text}"
+            );
+            let replica_reads: u64 = value(r#"pgsplit_queries_total{kind="read",role="replica""#);
+            assert!(replica_reads >= 6, "{text}");
+            assert!(
+                value(r#"pgsplit_queries_total{kind="write",role="primary",server="primary"}"#)
+                    >= 1,
+                "{text}"
+            );
+        })
+        .await;
+}
