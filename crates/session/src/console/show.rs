@@ -383,13 +383,13 @@ pub(crate) fn explain_route(snapshot: &Snapshot, sql: &str, asker: &Asker<'_>) -
 /// `5s`, `250ms`, `1h`: a duration as an operator writes it in the config.
 fn duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let s = ms / 1000;
-    if s != 0 && s % 3600 == 0 {
+    if s != 0 && s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s != 0 && s % 60 == 0 {
+    } else if s != 0 && s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
