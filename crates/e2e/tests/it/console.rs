@@ -179,6 +179,21 @@ async fn show_commands_describe_pools_servers_clients_and_routes() {
             let version = a.parameter("server_version").unwrap_or_default();
             assert!(version.starts_with("16.0 (pgsplit "), "{version}");
 
+            // The session gives its connection back just after the client saw ReadyForQuery.
+            bounded(
+                Duration::from_secs(5),
+                "the app's connection back in its pool",
+                async {
+                    while console(&a, "SHOW POOLS")
+                        .await
+                        .num("database", &px.db, "sv_idle")
+                        != 1
+                    {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                },
+            )
+            .await;
             let pools = console(&a, "SHOW POOLS").await;
             assert_eq!(pools.columns, POOLS);
             assert_eq!(pools.lookup("database", &px.db, "user"), Some(APP_USER));
