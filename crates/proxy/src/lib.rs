@@ -7,6 +7,9 @@
 #![warn(missing_docs)]
 
 mod listener;
+mod reload;
+
+pub use reload::reload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +20,9 @@ use arc_swap::ArcSwap;
 use pgsplit_admin::AdminState;
 use pgsplit_backend::Pools;
 use pgsplit_config::Config;
-use pgsplit_session::{CancelRegistry, Ctx, GreetingCache, RouteKit, SecretCache, Snapshot};
+use pgsplit_session::{
+    CancelRegistry, ClientRegistry, Control, Ctx, GreetingCache, RouteKit, SecretCache, Snapshot,
+};
 use pgsplit_telemetry::Metrics;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -97,6 +102,7 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     let (tx, rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());
     let (server_events, mut server_events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (control, reload_requests) = Control::new(rx.clone());
     let ctx = Ctx {
         snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::new(config))),
         metrics: metrics.clone(),
@@ -109,6 +115,8 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         next_id: Arc::new(AtomicU32::new(1)),
         server_events,
         route_kit: Arc::new(RouteKit::new(metrics.clone())),
+        clients: Arc::new(ClientRegistry::default()),
+        control: Arc::new(control),
     };
     // Until the health checker consumes them, server events are only logged.
     tokio::spawn(async move {
@@ -117,6 +125,7 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         }
     });
     tokio::spawn(maintain_pools(ctx.pools.clone(), ctx.shutdown.clone()));
+    tokio::spawn(reload::serve_requests(ctx.clone(), reload_requests));
     let admin_state = AdminState {
         metrics: metrics.clone(),
         pools: ctx.pools.clone(),

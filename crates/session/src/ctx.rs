@@ -14,7 +14,7 @@ use pgsplit_wire::scram::ScramSecret;
 use tokio::sync::watch;
 use tokio::time::{Duration, Instant};
 
-use crate::CancelRegistry;
+use crate::{CancelRegistry, ClientRegistry, Control};
 
 /// Shared handles a session needs. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -43,6 +43,10 @@ pub struct Ctx {
     /// What sessions observe about servers on real traffic, for the health checker (which
     /// marks a server down at once, or re-checks roles after a failover symptom).
     pub server_events: tokio::sync::mpsc::UnboundedSender<ServerEvent>,
+    /// Every authenticated client (admin console `SHOW CLIENTS`, `SHOW STATS`).
+    pub clients: Arc<ClientRegistry>,
+    /// Reload requests and the pause flag (admin console `RELOAD`, `PAUSE`, `RESUME`).
+    pub control: Arc<Control>,
 }
 
 /// Something a session saw on real traffic that the health checker must act on at once.

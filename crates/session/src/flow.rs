@@ -19,6 +19,7 @@ use tokio::time::{Duration, timeout};
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::client_io::ClientConn;
+use crate::clients::{Activity, ClientGuard};
 use crate::extended::{self, ClientStatements};
 use crate::relay::{RelayEnd, RelayState, idle_sleep, relay, tell_idle_timeout};
 use crate::routing::{Scan, ServerTarget, SessionRouter, route_setting, scan_unit};
@@ -92,9 +93,10 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
         Ok(Err(e)) => return end(client, e).await,
         Err(_) => return end(client, SessionError::StartupTimeout).await,
     }
+    let registered = crate::clients::register(&ctx, id, &startup, &client);
     if ADMIN_DATABASES.contains(&startup.database.as_str()) {
-        let msg = "the admin console is not available in this version of pgsplit";
-        return end(client, refused(sqlstate::FEATURE_NOT_SUPPORTED, msg)).await;
+        let admin = user.is_some_and(|u| u.admin);
+        return crate::console::serve(client, &ctx, id, &startup, admin, registered).await;
     }
     let login_user = user.map_or(startup.user.as_str(), |u| u.server_user.as_str());
     let mut router = SessionRouter::new(&startup.user, &startup.database, login_user, id);
@@ -124,6 +126,7 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
         relay: relay_state,
         mode: config.pool.mode,
         reset_query: config.pool.reset_query.clone(),
+        registered,
     };
     let cached = ctx.greetings.get(&session.target.key, session.state.tag());
     match cached {
@@ -197,6 +200,8 @@ struct Session {
     relay: RelayState,
     mode: PoolMode,
     reset_query: String,
+    /// This client's entry in `SHOW CLIENTS`.
+    registered: ClientGuard,
 }
 
 impl Session {
@@ -285,8 +290,11 @@ impl Session {
         target: Arc<ServerTarget>,
     ) -> Result<(), SessionError> {
         let pools = &self.ctx.pools;
+        self.registered.set_activity(Activity::Waiting);
+        self.ctx.control.wait_resumed().await;
         let started = tokio::time::Instant::now();
         let checkout = pools.checkout(&target.key, &target.settings).await;
+        self.registered.after_checkout(&checkout, started.elapsed());
         let metrics = &self.ctx.metrics;
         metrics
             .checkout_wait_seconds
@@ -331,6 +339,7 @@ impl Session {
         };
         self.ctx.cancels.set_target(self.id, Some(cancel));
         debug!(first, server = %target.key.server, "checked out a server connection");
+        self.registered.set_activity(Activity::Active);
         self.relay.one_unit = target.role == NodeRole::Replica;
         self.current = Some(target);
         self.conn = Some(conn);
@@ -550,6 +559,7 @@ impl Session {
         }
         debug!(pinned, "pin state changed");
         self.state.pinned = pinned;
+        self.registered.set_pinned(pinned);
         if pinned {
             self.ctx.metrics.pins_total.inc();
             self.ctx.metrics.pinned_clients.inc();
@@ -562,6 +572,7 @@ impl Session {
     async fn detach(&mut self, reset_query: Option<&str>) {
         if let Some(mut conn) = self.conn.take() {
             self.current = None;
+            self.registered.set_activity(Activity::Idle);
             self.ctx.cancels.set_target(self.id, None);
             if self.relay.out_of_step {
                 conn.mark_broken();

@@ -16,6 +16,9 @@
 
 mod cancel;
 mod client_io;
+mod clients;
+mod console;
+mod control;
 mod ctx;
 mod error;
 #[allow(dead_code)] // Wired into the relay by the lead; until then only its tests use it.
@@ -30,6 +33,10 @@ mod startup;
 mod state;
 
 pub use cancel::{CancelRegistry, CancelTarget};
+pub use clients::{
+    Activity, ClientGuard, ClientRegistry, ClientRow, DbTotals, NewClient, OTHER_DATABASES,
+};
+pub use control::{Control, ReloadRequest};
 pub use ctx::{Ctx, GreetingCache, SecretCache, ServerEvent};
 pub use error::SessionError;
 pub use flow::{reject, run};

@@ -14,6 +14,7 @@ mod auth;
 mod basic;
 mod cancel;
 mod cluster;
+mod console;
 mod copy;
 mod errors;
 mod harness;
