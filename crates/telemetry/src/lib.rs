@@ -8,9 +8,11 @@
 #![warn(missing_docs)]
 
 mod metrics;
+mod servers;
 
 pub use metrics::Metrics;
-pub use prometheus::{Histogram, IntCounter, IntGauge};
+pub use prometheus::{Gauge, Histogram, IntCounter, IntGauge};
+pub use servers::{ServerHandles, ServerMetrics, ServerRole};
 use tracing_subscriber::EnvFilter;
 
 /// Span and field names used across crates, so logs stay greppable.

@@ -6,6 +6,8 @@
 
 use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry};
 
+use crate::servers::ServerMetrics;
+
 /// Every metric family, registered in its own registry (no process-wide default registry).
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -23,6 +25,8 @@ pub struct Metrics {
     pub checkout_wait_seconds: Histogram,
     /// Checkouts that gave up after `pool.checkout_timeout` (53300).
     pub checkout_timeouts_total: IntCounter,
+    /// Server health, role and lag as the health checker sees them.
+    pub servers: ServerMetrics,
 }
 
 impl Default for Metrics {
@@ -76,7 +80,9 @@ impl Metrics {
         registry
             .register(Box::new(checkout_wait_seconds.clone()))
             .expect("metric registered once");
+        let servers = ServerMetrics::new(&registry);
         Metrics {
+            servers,
             registry,
             client_connections,
             client_connections_total,
