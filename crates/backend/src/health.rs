@@ -259,7 +259,17 @@ mod tests {
     #[test]
     fn malformed_lsn_text() {
         for bad in [
-            "", "/", "0/", "/0", "0", "0/0/0", "G/0", "0/-1", "+1/0", "1FFFFFFFF/0", " 0/0",
+            "",
+            "/",
+            "0/",
+            "/0",
+            "0",
+            "0/0/0",
+            "G/0",
+            "0/-1",
+            "+1/0",
+            "1FFFFFFFF/0",
+            " 0/0",
         ] {
             assert_eq!(parse_lsn(bad), None, "{bad:?}");
         }

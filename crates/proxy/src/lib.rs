@@ -1,11 +1,13 @@
 //! pgsplit's composition root: builds the shared [`pgsplit_session::Ctx`] from a validated
 //! config, binds the client listener, and runs the accept loop with a connection limit and a
-//! graceful drain.
+//! graceful drain. It also runs the background tasks: pool maintenance and the health checker
+//! (`health.rs`), which turns probe results into the routing topology.
 //!
 //! This is the only crate with process-wide wiring; the binary (`main.rs`) adds the CLI,
 //! logging and signal handling on top of [`start`].
 #![warn(missing_docs)]
 
+mod health;
 mod listener;
 
 use std::net::SocketAddr;
@@ -96,7 +98,7 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     let admin_addr = admin_listener.local_addr()?;
     let (tx, rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());
-    let (server_events, mut server_events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (server_events, server_events_rx) = tokio::sync::mpsc::unbounded_channel();
     let ctx = Ctx {
         snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::new(config))),
         metrics: metrics.clone(),
@@ -109,12 +111,7 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         next_id: Arc::new(AtomicU32::new(1)),
         server_events,
     };
-    // Until the health checker consumes them, server events are only logged.
-    tokio::spawn(async move {
-        while let Some(event) = server_events_rx.recv().await {
-            tracing::debug!(?event, "server event");
-        }
-    });
+    health::spawn(&ctx, server_events_rx);
     tokio::spawn(maintain_pools(ctx.pools.clone(), ctx.shutdown.clone()));
     let admin_state = AdminState {
         metrics: metrics.clone(),

@@ -29,7 +29,11 @@ impl ServerRole {
         }
     }
 
-    const ALL: [ServerRole; 3] = [ServerRole::Primary, ServerRole::Replica, ServerRole::Unknown];
+    const ALL: [ServerRole; 3] = [
+        ServerRole::Primary,
+        ServerRole::Replica,
+        ServerRole::Unknown,
+    ];
 }
 
 /// The server families, registered in the [`crate::Metrics`] registry.

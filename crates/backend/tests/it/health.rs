@@ -25,7 +25,9 @@ async fn primary_reports_its_write_position() {
     let mut prober = Prober::new(settings(&env.primary, APP_PASSWORD));
     let first = prober.probe().await.expect("probe the primary");
     assert!(!first.in_recovery);
-    let first_pos = first.position.expect("a primary has a current WAL position");
+    let first_pos = first
+        .position
+        .expect("a primary has a current WAL position");
     assert_eq!(first.received, None, "a primary receives no WAL");
     assert!(prober.is_connected());
     // Write some WAL from another connection (a transaction with an xid writes a commit
@@ -52,7 +54,10 @@ async fn replicas_report_recovery_and_replay_position() {
         let mut prober = Prober::new(settings(node, APP_PASSWORD));
         let status = prober.probe().await.expect("probe a replica");
         assert!(status.in_recovery, "{node}: {status:?}");
-        assert!(status.position.is_some(), "{node} has replayed WAL: {status:?}");
+        assert!(
+            status.position.is_some(),
+            "{node} has replayed WAL: {status:?}"
+        );
         assert!(status.received.is_some(), "{node} streams WAL: {status:?}");
     }
 }
