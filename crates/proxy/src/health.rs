@@ -89,8 +89,19 @@ impl HealthSettings {
 
 /// Starts the checker; it runs until `ctx.shutdown` turns `true`.
 pub(crate) fn spawn(ctx: &Ctx, events: mpsc::UnboundedReceiver<ServerEvent>) -> JoinHandle<()> {
+    spawn_with(ctx, events, HealthSettings::from_config)
+}
+
+/// [`spawn`] with the settings derived from each config by `settings_of` (tests use other
+/// intervals than the defaults).
+fn spawn_with(
+    ctx: &Ctx,
+    events: mpsc::UnboundedReceiver<ServerEvent>,
+    settings_of: fn(&Config) -> HealthSettings,
+) -> JoinHandle<()> {
     let (reports_tx, reports) = mpsc::unbounded_channel();
     let checker = Checker {
+        settings_of,
         snapshot: ctx.snapshot.clone(),
         metrics: ctx.metrics.clone(),
         shutdown: ctx.shutdown.clone(),
@@ -137,6 +148,8 @@ struct Worker {
 
 /// The supervisor's state.
 struct Checker {
+    /// The health settings of a config.
+    settings_of: fn(&Config) -> HealthSettings,
     /// The proxy's snapshot, read to follow reloads and updated with every report.
     snapshot: Arc<ArcSwap<Snapshot>>,
     /// Where the server families live.
@@ -184,7 +197,7 @@ impl Checker {
     /// Starts, restarts and stops probe tasks to match the current snapshot's servers.
     fn reconcile(&mut self) {
         let snapshot = self.snapshot.load_full();
-        let settings = HealthSettings::from_config(&snapshot.config);
+        let settings = (self.settings_of)(&snapshot.config);
         let servers = &snapshot.config.servers;
         let metrics = &self.metrics;
         self.workers.retain(|name, _| {
@@ -430,6 +443,9 @@ fn log_changes(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 /// One server's probe loop.
 struct ProbeTask {
