@@ -17,6 +17,7 @@ mod cluster;
 mod copy;
 mod errors;
 mod harness;
+mod health;
 mod mock_server;
 mod notify;
 mod pooling;
