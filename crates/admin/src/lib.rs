@@ -1,5 +1,10 @@
 //! pgsplit's HTTP admin endpoint: `/metrics`, `/healthz`, `/readyz` and `/status`.
 //!
+//! `/readyz` answers 503, with the reason in the body, while the proxy drains and while no
+//! usable primary is known. `/status` is JSON: the config generation, readiness, the primary
+//! (or null) and split brain, one entry per server (addresses, configured and detected role,
+//! health, lag, lag exclusion, pool usage summed over its pools), and one entry per pool.
+//!
 //! Read-only views only: the server renders what [`AdminState`] points at and never changes
 //! it. The SQL admin console (`SHOW ...`, `RELOAD`, `PAUSE`) lives in the session crate.
 #![warn(missing_docs)]
@@ -15,8 +20,9 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use pgsplit_backend::Pools;
-use pgsplit_router::Snapshot;
+use pgsplit_backend::{PoolStats, Pools};
+use pgsplit_config::Role;
+use pgsplit_router::{NodeRole, Snapshot};
 use pgsplit_telemetry::Metrics;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -104,22 +110,93 @@ fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
     match path {
         "/metrics" => respond(StatusCode::OK, METRICS_CONTENT_TYPE, state.metrics.render()),
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" => {
-            if *state.draining.borrow() {
-                text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-            } else {
-                text(StatusCode::OK, "ready\n")
-            }
-        }
+        "/readyz" => match not_ready(state) {
+            Some(why) => respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                format!("{why}\n"),
+            ),
+            None => text(StatusCode::OK, "ready\n"),
+        },
         _ => respond(StatusCode::OK, "application/json", status_json(state)),
     }
 }
 
-/// The `/status` document: config generation, readiness and one entry per pool.
+/// Why the proxy should take no traffic now, or `None` when it is ready: it is draining, or
+/// no usable primary is known (none configured or detected, it is down, or split brain).
+fn not_ready(state: &AdminState) -> Option<String> {
+    if *state.draining.borrow() {
+        return Some("draining".to_owned());
+    }
+    let snapshot = state.snapshot.load();
+    let topology = &snapshot.topology;
+    if topology.usable_primary().is_some() {
+        return None;
+    }
+    Some(if topology.split_brain {
+        "no primary: split brain, more than one server claims to be the primary".to_owned()
+    } else if let Some(p) = topology.primary {
+        format!("no primary: primary {} is down", topology.nodes[p].name)
+    } else {
+        "no primary: no server is known to be the primary".to_owned()
+    })
+}
+
+/// A role as `/status` spells it.
+fn role_name(role: Option<NodeRole>) -> &'static str {
+    match role {
+        Some(NodeRole::Primary) => "primary",
+        Some(NodeRole::Replica) => "replica",
+        None => "unknown",
+    }
+}
+
+/// One entry per configured server: roles, health, lag and pool usage.
+fn servers_json(snapshot: &Snapshot, stats: &[PoolStats]) -> Vec<serde_json::Value> {
+    let topology = &snapshot.topology;
+    snapshot
+        .config
+        .servers
+        .iter()
+        .zip(&topology.nodes)
+        .map(|(server, node)| {
+            let (mut busy, mut idle, mut open) = (0, 0, 0);
+            for s in stats.iter().filter(|s| *s.key.server == *server.name) {
+                busy += s.busy;
+                idle += s.idle;
+                open += s.open;
+            }
+            let lag = node.lag.map(|l| (l.bytes, l.delay.as_secs_f64()));
+            serde_json::json!({
+                "name": &server.name,
+                "addr": server.addr(),
+                "configured_role": match server.role {
+                    Role::Primary => "primary",
+                    Role::Replica => "replica",
+                    Role::Auto => "auto",
+                },
+                "detected_role": role_name(node.detected_role),
+                "health": if node.is_up() { "up" } else { "down" },
+                "lag_bytes": lag.map(|l| l.0),
+                "lag_seconds": lag.map(|l| l.1),
+                "lag_excluded": node.lag_excluded,
+                "busy": busy,
+                "idle": idle,
+                "open": open,
+            })
+        })
+        .collect()
+}
+
+/// The `/status` document: config generation, readiness, servers, the primary and one entry
+/// per pool.
 fn status_json(state: &AdminState) -> String {
-    let pools: Vec<serde_json::Value> = state
-        .pools
-        .stats()
+    let snapshot = state.snapshot.load();
+    let stats = state.pools.stats();
+    let servers = servers_json(&snapshot, &stats);
+    let topology = &snapshot.topology;
+    let primary = topology.primary.map(|i| topology.nodes[i].name.as_str());
+    let pools: Vec<serde_json::Value> = stats
         .into_iter()
         .map(|s| {
             serde_json::json!({
@@ -138,8 +215,12 @@ fn status_json(state: &AdminState) -> String {
         })
         .collect();
     let doc = serde_json::json!({
-        "generation": state.snapshot.load().generation,
+        "generation": snapshot.generation,
         "draining": *state.draining.borrow(),
+        "ready": not_ready(state).is_none(),
+        "primary": primary,
+        "split_brain": topology.split_brain,
+        "servers": servers,
         "pools": pools,
     });
     let mut out = doc.to_string();

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use pgsplit_router::Snapshot;
+use pgsplit_router::{HealthReport, Lsn, Probe, Snapshot, Topology};
 use std::time::Duration;
 
 use pgsplit_admin::{AdminState, serve};
@@ -67,7 +67,32 @@ struct Server {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// A primary `primary` on port 5432 and replicas `replica1`, `replica2` on 5433 and 5434.
+const THREE_SERVERS: &str = "users:\n  - name: app\n    password: app\nservers:\n  \
+    - { name: primary, host: 127.0.0.1, port: 5432, role: primary }\n  \
+    - { name: replica1, host: 127.0.0.1, port: 5433, role: replica }\n  \
+    - { name: replica2, host: 127.0.0.1, port: 5434, role: auto }\n";
+
+/// A snapshot of `yaml` at generation 7.
+fn snapshot_of(yaml: &str) -> Snapshot {
+    let config = pgsplit_config::parse(yaml, "test.yaml").expect("a valid config");
+    let mut snapshot = Snapshot::new(config);
+    snapshot.generation = 7;
+    snapshot
+}
+
 async fn start() -> Server {
+    start_with(snapshot_of(
+        "users:\n  - name: app\n    password: app\nservers:\n  - host: 127.0.0.1\n    role: primary\n",
+    ))
+    .await
+}
+
+async fn start_with(snapshot: Snapshot) -> Server {
+    start_shared(Arc::new(ArcSwap::from_pointee(snapshot))).await
+}
+
+async fn start_shared(snapshot: Arc<ArcSwap<Snapshot>>) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (drain, draining) = watch::channel(false);
@@ -75,16 +100,7 @@ async fn start() -> Server {
     let state = AdminState {
         metrics: Arc::new(Metrics::new()),
         pools: Pools::new(),
-        snapshot: Arc::new(ArcSwap::from_pointee({
-            let config = pgsplit_config::parse(
-                "users:\n  - name: app\n    password: app\nservers:\n  - host: 127.0.0.1\n    role: primary\n",
-                "test.yaml",
-            )
-            .expect("a minimal config");
-            let mut snapshot = Snapshot::new(config);
-            snapshot.generation = 7;
-            snapshot
-        })),
+        snapshot,
         draining,
     };
     let task = tokio::spawn(serve(listener, state, stop_rx));
@@ -93,6 +109,25 @@ async fn start() -> Server {
         drain,
         stop,
         task,
+    }
+}
+
+/// Applies one probe result to the node named `name`.
+fn report(snapshot: &Snapshot, name: &str, at_ms: u64, probe: Probe) -> Snapshot {
+    let mut topology = Topology::clone(&snapshot.topology);
+    let node = snapshot.server_index(name).expect("a configured server");
+    topology.apply_health(HealthReport {
+        node,
+        at: Duration::from_millis(at_ms),
+        probe,
+    });
+    snapshot.with_topology(topology)
+}
+
+fn ok(in_recovery: bool, lsn: u64) -> Probe {
+    Probe::Ok {
+        in_recovery,
+        lsn: Some(Lsn(lsn)),
     }
 }
 
@@ -158,4 +193,109 @@ async fn stop_ends_serve_and_closes_the_listener() {
         .expect("serve returns after stop")
         .unwrap();
     assert!(TcpStream::connect(s.addr).await.is_err());
+}
+
+#[tokio::test]
+async fn status_lists_servers_with_roles_health_and_lag() {
+    let mut snap = snapshot_of(THREE_SERVERS);
+    snap = report(&snap, "primary", 0, ok(false, 1000));
+    snap = report(&snap, "replica1", 10, ok(true, 400));
+    snap = report(&snap, "replica2", 20, ok(true, 1000));
+    let s = start_with(snap).await;
+    let r = request(s.addr, "GET", "/status").await;
+    assert_eq!(r.status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(doc["primary"], "primary");
+    assert_eq!(doc["split_brain"], false);
+    assert_eq!(doc["ready"], true);
+    let servers = doc["servers"].as_array().expect("a servers array");
+    assert_eq!(servers.len(), 3, "{doc}");
+    let by_name = |n: &str| {
+        servers
+            .iter()
+            .find(|s| s["name"] == n)
+            .unwrap_or_else(|| panic!("{n} missing: {doc}"))
+    };
+    let p = by_name("primary");
+    assert_eq!(p["addr"], "127.0.0.1:5432");
+    assert_eq!(p["configured_role"], "primary");
+    assert_eq!(p["detected_role"], "primary");
+    assert_eq!(p["health"], "up");
+    assert_eq!(p["lag_bytes"], serde_json::Value::Null);
+    assert_eq!(
+        (p["busy"].as_u64(), p["idle"].as_u64(), p["open"].as_u64()),
+        (Some(0), Some(0), Some(0))
+    );
+    let r1 = by_name("replica1");
+    assert_eq!(r1["configured_role"], "replica");
+    assert_eq!(r1["detected_role"], "replica");
+    assert_eq!(r1["lag_bytes"], 600);
+    assert_eq!(r1["lag_excluded"], false);
+    assert!(r1["lag_seconds"].as_f64().is_some(), "{r1}");
+    let r2 = by_name("replica2");
+    assert_eq!(r2["configured_role"], "auto");
+    assert_eq!(r2["detected_role"], "replica");
+    assert_eq!(r2["lag_bytes"], 0);
+}
+
+#[tokio::test]
+async fn status_shows_a_down_server_and_unknown_roles() {
+    let mut snap = snapshot_of(THREE_SERVERS);
+    snap = report(&snap, "replica1", 0, Probe::Failed);
+    let s = start_with(snap).await;
+    let doc: serde_json::Value =
+        serde_json::from_str(&request(s.addr, "GET", "/status").await.body).unwrap();
+    let servers = doc["servers"].as_array().unwrap();
+    assert_eq!(servers[1]["name"], "replica1");
+    assert_eq!(servers[1]["health"], "down");
+    assert_eq!(servers[1]["detected_role"], "unknown");
+    assert_eq!(servers[0]["health"], "up");
+}
+
+#[tokio::test]
+async fn readyz_is_503_without_a_primary() {
+    // Only `auto` and replica servers: no primary until one is detected.
+    let snap = snapshot_of(
+        "users:\n  - name: app\n    password: app\nservers:\n  \
+         - { name: a, host: 127.0.0.1, port: 5432, role: auto }\n  \
+         - { name: b, host: 127.0.0.1, port: 5433, role: replica }\n",
+    );
+    let shared = Arc::new(ArcSwap::from_pointee(snap));
+    let s = start_shared(shared.clone()).await;
+    let r = request(s.addr, "GET", "/readyz").await;
+    assert_eq!(r.status, 503);
+    assert!(r.body.contains("no primary"), "{}", r.body);
+    let doc: serde_json::Value =
+        serde_json::from_str(&request(s.addr, "GET", "/status").await.body).unwrap();
+    assert_eq!(doc["primary"], serde_json::Value::Null);
+    assert_eq!(doc["ready"], false);
+
+    // `a` is detected as the primary: ready.
+    let next = report(&shared.load(), "a", 0, ok(false, 100));
+    shared.store(Arc::new(next));
+    let r = request(s.addr, "GET", "/readyz").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "ready\n"));
+
+    // The primary goes down: 503 naming it.
+    let next = report(&shared.load(), "a", 10, Probe::Failed);
+    shared.store(Arc::new(next));
+    let r = request(s.addr, "GET", "/readyz").await;
+    assert_eq!(r.status, 503);
+    assert!(r.body.contains("primary a is down"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn readyz_and_status_report_split_brain() {
+    let mut snap = snapshot_of(THREE_SERVERS);
+    snap = report(&snap, "primary", 0, ok(false, 1000));
+    snap = report(&snap, "replica1", 10, ok(false, 2000));
+    assert!(snap.topology.split_brain);
+    let s = start_with(snap).await;
+    let r = request(s.addr, "GET", "/readyz").await;
+    assert_eq!(r.status, 503);
+    assert!(r.body.contains("split brain"), "{}", r.body);
+    let doc: serde_json::Value =
+        serde_json::from_str(&request(s.addr, "GET", "/status").await.body).unwrap();
+    assert_eq!(doc["split_brain"], true);
+    assert_eq!(doc["primary"], serde_json::Value::Null);
 }

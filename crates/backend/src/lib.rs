@@ -15,7 +15,9 @@
 //! with only `user` and `database`, and sessions replay their settings themselves (using
 //! [`ServerConn::state_tag`] to skip a replay that is already in place). It spawns no
 //! background task of its own: the proxy calls [`Pools::maintain`] on its own schedule.
-//! Health checks and lag probes arrive with their issues and live here too.
+//! [`Prober`] runs health probes: one kept-open connection per server and one query per probe
+//! that reads the server's role and WAL position; what a result means for routing is decided
+//! by the caller.
 //!
 //! # Cancel safety
 //! [`ServerConn::read_frame`] keeps every received byte in the connection's own buffer, so
@@ -28,17 +30,27 @@
 //! connecting, the half-open connection is dropped and its slot freed. [`PooledConn::release`]
 //! dropped halfway (e.g. during the reset query) closes the connection and frees its slot.
 //! [`Pools::maintain`] dropped halfway aborts its connects and frees their slots.
+//!
+//! [`Prober::probe`] dropped halfway leaves the prober without a connection (never with one
+//! that is out of step); the next probe reconnects.
 #![warn(missing_docs)]
 
 mod auth;
 mod conn;
 mod connect;
 mod error;
+mod health;
 mod pool;
+mod query;
 mod statements;
 
 pub use conn::ServerConn;
 pub use connect::{ConnectParams, cancel, connect};
 pub use error::BackendError;
+pub use health::{
+    PROBE_APPLICATION_NAME, PROBE_SQL, ProbeError, ProbeSettings, Prober, ServerStatus, parse_lsn,
+    parse_status,
+};
 pub use pool::{PoolError, PoolKey, PoolSettings, PoolStats, PooledConn, Pools};
+pub use query::TextRows;
 pub use statements::{DEFAULT_STATEMENT_CAPACITY, StatementCache};

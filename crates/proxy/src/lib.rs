@@ -1,11 +1,13 @@
 //! pgsplit's composition root: builds the shared [`pgsplit_session::Ctx`] from a validated
 //! config, binds the client listener, and runs the accept loop with a connection limit and a
-//! graceful drain.
+//! graceful drain. It also runs the background tasks: pool maintenance and the health checker
+//! (`health.rs`), which turns probe results into the routing topology.
 //!
 //! This is the only crate with process-wide wiring; the binary (`main.rs`) adds the CLI,
 //! logging and signal handling on top of [`start`].
 #![warn(missing_docs)]
 
+mod health;
 mod listener;
 mod reload;
 
@@ -13,16 +15,12 @@ pub use reload::reload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU32;
 
 use anyhow::Context as _;
-use arc_swap::ArcSwap;
 use pgsplit_admin::AdminState;
 use pgsplit_backend::Pools;
 use pgsplit_config::Config;
-use pgsplit_session::{
-    CancelRegistry, ClientRegistry, Control, Ctx, GreetingCache, RouteKit, SecretCache, Snapshot,
-};
+use pgsplit_session::Ctx;
 use pgsplit_telemetry::Metrics;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -101,31 +99,10 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     let admin_addr = admin_listener.local_addr()?;
     let (tx, rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());
-    let (server_events, mut server_events_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (control, reload_requests) = Control::new(rx.clone());
-    let ctx = Ctx {
-        snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::new(config))),
-        metrics: metrics.clone(),
-        pools: Pools::new(),
-        cancels: Arc::new(CancelRegistry::default()),
-        secrets: Arc::new(SecretCache::default()),
-        statement_ids: std::hash::RandomState::new(),
-        greetings: Arc::new(GreetingCache::default()),
-        shutdown: rx,
-        next_id: Arc::new(AtomicU32::new(1)),
-        server_events,
-        route_kit: Arc::new(RouteKit::new(metrics.clone())),
-        clients: Arc::new(ClientRegistry::default()),
-        control: Arc::new(control),
-    };
-    // Until the health checker consumes them, server events are only logged.
-    tokio::spawn(async move {
-        while let Some(event) = server_events_rx.recv().await {
-            tracing::debug!(?event, "server event");
-        }
-    });
+    let (ctx, inbox) = Ctx::new(config, metrics.clone(), rx);
+    health::spawn(&ctx, inbox.server_events);
     tokio::spawn(maintain_pools(ctx.pools.clone(), ctx.shutdown.clone()));
-    tokio::spawn(reload::serve_requests(ctx.clone(), reload_requests));
+    tokio::spawn(reload::serve_requests(ctx.clone(), inbox.reload_requests));
     let admin_state = AdminState {
         metrics: metrics.clone(),
         pools: ctx.pools.clone(),

@@ -52,9 +52,15 @@ pub struct Ctx {
 /// Something a session saw on real traffic that the health checker must act on at once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ServerEvent {
-    /// Connecting to this server (by config name) failed, or its connection broke mid-unit:
-    /// mark it down now instead of waiting for the next probe.
+    /// Connecting to this server (by config name) failed: mark it down now instead of
+    /// waiting for the next probe.
     Failed {
+        /// The server's config name.
+        server: String,
+    },
+    /// A connection to this server broke in the middle of a unit (it may have been killed
+    /// alone, e.g. by `pg_terminate_backend`): probe the server now rather than mark it down.
+    Suspect {
         /// The server's config name.
         server: String,
     },
@@ -66,7 +72,47 @@ pub enum ServerEvent {
     },
 }
 
+/// The receiving ends of what sessions send to the composition root.
+#[derive(Debug)]
+pub struct CtxInbox {
+    /// [`ServerEvent`]s for the health checker.
+    pub server_events: tokio::sync::mpsc::UnboundedReceiver<ServerEvent>,
+    /// Admin console `RELOAD` requests.
+    pub reload_requests: tokio::sync::mpsc::UnboundedReceiver<crate::ReloadRequest>,
+}
+
 impl Ctx {
+    /// A context serving `config`, with fresh registries and pools, recording into `metrics`
+    /// and draining when `shutdown` turns `true`; plus the receivers the caller must serve.
+    pub fn new(
+        config: pgsplit_config::Config,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+    ) -> (Ctx, CtxInbox) {
+        let (server_events, server_events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (control, reload_requests) = Control::new(shutdown.clone());
+        let ctx = Ctx {
+            snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::new(config))),
+            route_kit: Arc::new(crate::RouteKit::new(metrics.clone())),
+            metrics,
+            pools: Pools::new(),
+            cancels: Arc::new(CancelRegistry::default()),
+            secrets: Arc::new(SecretCache::default()),
+            statement_ids: std::hash::RandomState::new(),
+            greetings: Arc::new(GreetingCache::default()),
+            shutdown,
+            next_id: Arc::new(AtomicU32::new(1)),
+            server_events,
+            clients: Arc::new(ClientRegistry::default()),
+            control: Arc::new(control),
+        };
+        let inbox = CtxInbox {
+            server_events: server_events_rx,
+            reload_requests,
+        };
+        (ctx, inbox)
+    }
+
     /// A fresh id for a new client connection.
     pub fn new_conn_id(&self) -> u32 {
         self.next_id.fetch_add(1, Ordering::Relaxed)

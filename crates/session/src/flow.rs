@@ -516,11 +516,11 @@ impl Session {
         Ok(())
     }
 
-    /// The server of the held connection broke: tell the health checker at once.
+    /// The held connection broke mid-unit: have the health checker probe its server now.
     fn note_failed(&self) {
         if let Some(target) = &self.current {
             let server = target.key.server.to_string();
-            let _ = self.ctx.server_events.send(ServerEvent::Failed { server });
+            let _ = self.ctx.server_events.send(ServerEvent::Suspect { server });
         }
     }
 

@@ -37,7 +37,7 @@ pub use clients::{
     Activity, ClientGuard, ClientRegistry, ClientRow, DbTotals, NewClient, OTHER_DATABASES,
 };
 pub use control::{Control, ReloadRequest};
-pub use ctx::{Ctx, GreetingCache, SecretCache, ServerEvent};
+pub use ctx::{Ctx, CtxInbox, GreetingCache, SecretCache, ServerEvent};
 pub use error::SessionError;
 pub use flow::{reject, run};
 pub use pgsplit_router::Snapshot;

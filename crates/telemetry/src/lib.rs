@@ -3,14 +3,17 @@
 //! This crate owns the process-wide `tracing` subscriber initialisation (called once, from the
 //! `pgsplit` binary) and the span/field name constants shared by the data path.
 //! It also defines [`Metrics`], the one typed struct holding every Prometheus family, created
-//! once by the composition root and handed to whoever records. It holds no configuration or
+//! once by the composition root and handed to whoever records; the server families (health,
+//! role, lag, failovers) are grouped in [`ServerMetrics`]. It holds no configuration or
 //! pool state and no global: the registry lives inside the struct.
 #![warn(missing_docs)]
 
 mod metrics;
+mod servers;
 
 pub use metrics::Metrics;
-pub use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
+pub use prometheus::{Gauge, Histogram, IntCounter, IntCounterVec, IntGauge};
+pub use servers::{ServerHandles, ServerMetrics, ServerRole};
 use tracing_subscriber::EnvFilter;
 
 /// Span and field names used across crates, so logs stay greppable.

@@ -8,6 +8,8 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
+use crate::servers::ServerMetrics;
+
 /// Every metric family, registered in its own registry (no process-wide default registry).
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -39,6 +41,8 @@ pub struct Metrics {
     pub read_retries_total: IntCounter,
     /// Classification cache lookups by `result` (hit, miss).
     pub parse_cache_total: IntCounterVec,
+    /// Server health, role and lag as the health checker sees them.
+    pub servers: ServerMetrics,
 }
 
 impl Default for Metrics {
@@ -123,7 +127,9 @@ impl Metrics {
             "Classification cache lookups by result (hit, miss).",
             &["result"],
         );
+        let servers = ServerMetrics::new(&registry);
         Metrics {
+            servers,
             registry,
             route_decisions_total,
             queries_total,

@@ -9,4 +9,5 @@
 //! By hand: `PGSPLIT_TEST_PRIMARY=127.0.0.1:15432 cargo test -p pgsplit-backend`.
 
 mod harness;
+mod health;
 mod pool;

@@ -18,6 +18,7 @@ mod console;
 mod copy;
 mod errors;
 mod harness;
+mod health;
 mod mock_server;
 mod notify;
 mod pooling;
