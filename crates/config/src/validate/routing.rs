@@ -204,8 +204,11 @@ impl Checker<'_> {
         };
         let users = self.names(&format!("{key}.user"), raw.user, false);
         let databases = self.names(&format!("{key}.database"), raw.database, false);
-        let application_names =
-            self.names(&format!("{key}.application_name"), raw.application_name, true);
+        let application_names = self.names(
+            &format!("{key}.application_name"),
+            raw.application_name,
+            true,
+        );
         let tables = self.names(&format!("{key}.tables"), raw.tables, false);
         let functions = self.names(&format!("{key}.functions"), raw.functions, false);
         let kind_key = format!("{key}.kind");
@@ -242,16 +245,18 @@ impl Checker<'_> {
                 );
             }
         }
-        let regex = raw.regex.and_then(|pattern| match regex::Regex::new(&pattern) {
-            Ok(_) => Some(pattern),
-            Err(error) => {
-                self.error(
-                    &format!("{key}.regex"),
-                    format!("invalid regex: {}", regex_message(&error)),
-                );
-                None
-            }
-        });
+        let regex = raw
+            .regex
+            .and_then(|pattern| match regex::Regex::new(&pattern) {
+                Ok(_) => Some(pattern),
+                Err(error) => {
+                    self.error(
+                        &format!("{key}.regex"),
+                        format!("invalid regex: {}", regex_message(&error)),
+                    );
+                    None
+                }
+            });
         RuleMatch {
             users,
             databases,
@@ -297,12 +302,7 @@ impl Checker<'_> {
             interval
         };
         let timeout = self.duration("health.timeout", raw.timeout.as_ref(), secs(1), true);
-        let rise = self.integer(
-            "health.rise",
-            raw.rise.as_ref(),
-            2,
-            1..=u64::from(u32::MAX),
-        );
+        let rise = self.integer("health.rise", raw.rise.as_ref(), 2, 1..=u64::from(u32::MAX));
         let user = match raw.user {
             Some(user) => {
                 if user.trim().is_empty() {
