@@ -62,7 +62,8 @@ servers:
 #[test]
 fn routing_health_lag_and_failover_changes_are_listed() {
     let old = parse(BASE).unwrap();
-    let cases: [(&str, fn(&ConfigDiff) -> bool); 5] = [
+    type Flag = fn(&ConfigDiff) -> bool;
+    let cases: [(&str, Flag); 5] = [
         ("rules: [{ target: primary }]\n", |d| d.routing_changed),
         ("functions: { read: [my_fn] }\n", |d| d.routing_changed),
         ("health: { rise: 3 }\n", |d| d.health_changed),

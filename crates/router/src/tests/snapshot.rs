@@ -131,7 +131,9 @@ fn rules_route_in_order_first_match_wins() {
     );
     // Not a read or write (a SET): the blocking rule does not match; the catch-all does.
     assert_eq!(
-        decide("SET search_path = x", "reporting").split(' ').last(),
+        decide("SET search_path = x", "reporting")
+            .split(' ')
+            .next_back(),
         Some("rule:3")
     );
     // A fingerprint condition with no fingerprint given does not match.
