@@ -32,6 +32,8 @@
 //! - **`standard_conforming_strings = off`**: backslashes change how literals end, which
 //!   pg_query cannot follow, so such text fails closed ([`Classifier::classify_with`]).
 //!
+//! [`fingerprint`] gives pg_query's fingerprint of a text, for rules that match on one.
+//!
 //! Alongside, the guarded [`Tokens`] lexer and the [`session_effects`] scan that pooling
 //! uses: whether a unit may change session settings (SET, RESET, DISCARD, `set_config`,
 //! DO, CALL) or create or drop state that cannot be replayed on another server connection
@@ -52,6 +54,7 @@ mod class;
 mod classifier;
 mod effects;
 mod fast;
+mod fingerprint;
 pub mod functions;
 mod hint;
 mod lexer;
@@ -61,6 +64,7 @@ mod walk;
 pub use class::{Class, Classification, Isolation, Reason, SetKind, Setting, Target, TxnMode};
 pub use classifier::{Classifier, Options};
 pub use effects::{Effects, session_effects};
+pub use fingerprint::fingerprint;
 pub use functions::{FnClass, UnknownFunctions};
 pub use hint::leading_hint;
 pub use lexer::{Token, Tokens};

@@ -40,6 +40,15 @@ pub struct ConfigDiff {
     pub limits_changed: bool,
     /// Whether `shutdown_timeout` changed.
     pub shutdown_timeout_changed: bool,
+    /// Whether any routing key changed (`primary_reads`, `balance`, `consistency`,
+    /// `causal_wait`, `functions`, `rules`): the routing policy and classifier are rebuilt.
+    pub routing_changed: bool,
+    /// Whether any `health` setting changed.
+    pub health_changed: bool,
+    /// Whether any `lag` limit changed.
+    pub lag_changed: bool,
+    /// Whether any `failover` setting changed.
+    pub failover_changed: bool,
 }
 
 impl ConfigDiff {
@@ -95,5 +104,9 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     d.log_changed = old.log != new.log;
     d.limits_changed = old.limits != new.limits;
     d.shutdown_timeout_changed = old.shutdown_timeout != new.shutdown_timeout;
+    d.routing_changed = old.routing != new.routing;
+    d.health_changed = old.health != new.health;
+    d.lag_changed = old.lag != new.lag;
+    d.failover_changed = old.failover != new.failover;
     d
 }

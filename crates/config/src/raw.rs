@@ -39,6 +39,24 @@ pub(crate) struct RawConfig {
     pub(crate) pool: Option<RawPool>,
     /// Servers; at least one is required.
     pub(crate) servers: Option<Vec<RawServer>>,
+    /// `never`, `fallback` or `always`.
+    pub(crate) primary_reads: Option<String>,
+    /// `round_robin`, `least_connections` or `weighted_least_connections`.
+    pub(crate) balance: Option<String>,
+    /// `eventual`, `session` or `{ primary_after_write: DURATION }`.
+    pub(crate) consistency: Option<RawConsistency>,
+    /// Duration.
+    pub(crate) causal_wait: Option<Scalar>,
+    /// Function lists.
+    pub(crate) functions: Option<RawFunctions>,
+    /// Routing rules, in order.
+    pub(crate) rules: Option<Vec<RawRule>>,
+    /// Health checker settings.
+    pub(crate) health: Option<RawHealth>,
+    /// Replica lag limits.
+    pub(crate) lag: Option<RawLag>,
+    /// Failover settings.
+    pub(crate) failover: Option<RawFailover>,
 }
 
 /// `admin:`.
@@ -142,6 +160,231 @@ pub(crate) struct RawServer {
     pub(crate) weight: Option<Scalar>,
     /// Integer.
     pub(crate) max_connections: Option<Scalar>,
+}
+
+/// `functions:`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a mapping of function lists"
+)]
+pub(crate) struct RawFunctions {
+    /// Function names (or `prefix*`) that write.
+    pub(crate) write: Option<OneOrMany>,
+    /// Function names (or `prefix*`) that only read.
+    pub(crate) read: Option<OneOrMany>,
+    /// `primary` or `replica`.
+    pub(crate) unknown: Option<String>,
+}
+
+/// One item of `rules:`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a mapping describing a rule"
+)]
+pub(crate) struct RawRule {
+    /// Name for logs and metrics; defaults to `rules[N]`.
+    pub(crate) name: Option<String>,
+    /// Conditions; absent matches everything.
+    #[serde(rename = "match")]
+    pub(crate) when: Option<RawMatch>,
+    /// `primary` or `replica`.
+    pub(crate) target: Option<String>,
+    /// Same values as the global `consistency`.
+    pub(crate) consistency: Option<RawConsistency>,
+    /// Refuse matching statements with this message.
+    pub(crate) block: Option<String>,
+}
+
+/// `rules[N].match:`. Each condition is a scalar or a list of scalars.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a mapping of rule conditions"
+)]
+pub(crate) struct RawMatch {
+    /// Client user names.
+    pub(crate) user: Option<OneOrMany>,
+    /// Database names.
+    pub(crate) database: Option<OneOrMany>,
+    /// `application_name` values.
+    pub(crate) application_name: Option<OneOrMany>,
+    /// Statement kinds.
+    pub(crate) kind: Option<OneOrMany>,
+    /// Table names.
+    pub(crate) tables: Option<OneOrMany>,
+    /// Function names.
+    pub(crate) functions: Option<OneOrMany>,
+    /// Query fingerprints (hex).
+    pub(crate) fingerprint: Option<OneOrMany>,
+    /// A regular expression searched in the SQL text.
+    pub(crate) regex: Option<String>,
+}
+
+/// `health:`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a mapping of health check settings"
+)]
+pub(crate) struct RawHealth {
+    /// Duration.
+    pub(crate) interval: Option<Scalar>,
+    /// Duration.
+    pub(crate) timeout: Option<Scalar>,
+    /// Integer.
+    pub(crate) rise: Option<Scalar>,
+    /// Role the checker logs in as.
+    pub(crate) user: Option<String>,
+    /// Its password.
+    pub(crate) password: Option<String>,
+    /// Database the checker connects to.
+    pub(crate) database: Option<String>,
+}
+
+/// `lag:`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a mapping of lag limits")]
+pub(crate) struct RawLag {
+    /// Size.
+    pub(crate) max_bytes: Option<Scalar>,
+    /// Duration.
+    pub(crate) max_delay: Option<Scalar>,
+}
+
+/// `failover:`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a mapping of failover settings"
+)]
+pub(crate) struct RawFailover {
+    /// Duration.
+    pub(crate) write_wait: Option<Scalar>,
+}
+
+/// `consistency:` as written: a name, or a mapping for the time-window form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum RawConsistency {
+    /// `eventual`, `session` (or anything else, refused during validation).
+    Name(String),
+    /// `{ primary_after_write: DURATION }`.
+    Window(RawWindow),
+}
+
+/// The mapping form of `consistency:`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a mapping with `primary_after_write`"
+)]
+pub(crate) struct RawWindow {
+    /// Duration.
+    pub(crate) primary_after_write: Option<Scalar>,
+}
+
+impl<'de> Deserialize<'de> for RawConsistency {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ConsistencyVisitor)
+    }
+}
+
+struct ConsistencyVisitor;
+
+impl<'de> Visitor<'de> for ConsistencyVisitor {
+    type Value = RawConsistency;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("`eventual`, `session` or a mapping `{ primary_after_write: DURATION }`")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawConsistency, E> {
+        Ok(RawConsistency::Name(v.to_owned()))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RawConsistency, A::Error> {
+        RawWindow::deserialize(de::value::MapAccessDeserializer::new(map))
+            .map(RawConsistency::Window)
+    }
+}
+
+/// A scalar or a list of scalars, each kept as text (`user: app` or `user: [app, other]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct OneOrMany {
+    /// The values, in order.
+    pub(crate) items: Vec<String>,
+    /// Whether they were written as a list (error keys then name the item: `kind[1]`).
+    pub(crate) list: bool,
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(OneOrManyVisitor)
+    }
+}
+
+struct OneOrManyVisitor;
+
+impl OneOrManyVisitor {
+    fn one<E>(text: String) -> Result<OneOrMany, E> {
+        Ok(OneOrMany {
+            items: vec![text],
+            list: false,
+        })
+    }
+}
+
+impl<'de> Visitor<'de> for OneOrManyVisitor {
+    type Value = OneOrMany;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a value or a list of values")
+    }
+
+    // A lone scalar arrives parsed (deserialize_any must tell a scalar from a list), so a
+    // number is turned back into its decimal text; list items are read verbatim.
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<OneOrMany, E> {
+        Self::one(v.to_string())
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<OneOrMany, E> {
+        Self::one(v.to_string())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<OneOrMany, E> {
+        Self::one(v.to_string())
+    }
+
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<OneOrMany, E> {
+        Self::one(v.to_string())
+    }
+
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<OneOrMany, E> {
+        Self::one(v.to_string())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<OneOrMany, E> {
+        Self::one(v.to_string())
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+        Self::one(v.to_owned())
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Scalar(text)) = seq.next_element()? {
+            items.push(text);
+        }
+        Ok(OneOrMany { items, list: true })
+    }
 }
 
 /// A number, boolean or string kept as text, to be parsed during validation.

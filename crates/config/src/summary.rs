@@ -6,7 +6,10 @@
 use std::fmt;
 
 use crate::units::{format_duration, format_size};
-use crate::{AuthMethod, Config, LogFormat, PoolMode, Role};
+use crate::{
+    AuthMethod, Balance, Config, Consistency, LogFormat, PoolMode, PrimaryReads, Role, RuleTarget,
+    StatementKind, UnknownFunctions,
+};
 
 macro_rules! spelled {
     ($ty:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
@@ -34,6 +37,37 @@ spelled!(LogFormat { Text => "text", Json => "json" });
 spelled!(AuthMethod { ScramSha256 => "scram-sha-256", Md5 => "md5", Trust => "trust" });
 spelled!(PoolMode { Transaction => "transaction", Session => "session" });
 spelled!(Role { Primary => "primary", Replica => "replica", Auto => "auto" });
+spelled!(PrimaryReads { Never => "never", Fallback => "fallback", Always => "always" });
+spelled!(Balance {
+    RoundRobin => "round_robin",
+    LeastConnections => "least_connections",
+    WeightedLeastConnections => "weighted_least_connections",
+});
+spelled!(UnknownFunctions { Primary => "primary", Replica => "replica" });
+spelled!(RuleTarget { Primary => "primary", Replica => "replica" });
+spelled!(StatementKind {
+    Read => "read",
+    Write => "write",
+    TxnBegin => "txn_begin",
+    TxnEnd => "txn_end",
+    Savepoint => "savepoint",
+    SessionSet => "session_set",
+    Cursor => "cursor",
+    Unknown => "unknown",
+});
+
+impl fmt::Display for Consistency {
+    /// `eventual`, `session` or `{ primary_after_write: 2s }`, as written in the file.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Consistency::Eventual => f.write_str("eventual"),
+            Consistency::Session => f.write_str("session"),
+            Consistency::PrimaryAfterWrite(d) => {
+                write!(f, "{{ primary_after_write: {} }}", format_duration(*d))
+            }
+        }
+    }
+}
 
 /// Placeholder printed instead of a secret.
 const REDACTED: &str = "<redacted>";
@@ -111,6 +145,83 @@ impl fmt::Display for Config {
                 s.name, s.host, s.port, s.role, s.weight, s.max_connections,
             )?;
         }
-        Ok(())
+        self.fmt_routing(f)
+    }
+}
+
+impl Config {
+    /// The routing, health, lag and failover part of the summary.
+    fn fmt_routing(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.routing;
+        writeln!(f, "primary_reads: {}", r.primary_reads)?;
+        writeln!(f, "balance: {}", r.balance)?;
+        writeln!(f, "consistency: {}", r.consistency)?;
+        writeln!(f, "causal_wait: {}", format_duration(r.causal_wait))?;
+        writeln!(
+            f,
+            "functions: {{ write: {:?}, read: {:?}, unknown: {} }}",
+            r.functions.write, r.functions.read, r.functions.unknown
+        )?;
+        writeln!(f, "rules:{}", if r.rules.is_empty() { " []" } else { "" })?;
+        for rule in &r.rules {
+            let m = &rule.when;
+            let mut parts = vec![format!("name: {:?}", rule.name)];
+            for (key, values) in [
+                ("user", &m.users),
+                ("database", &m.databases),
+                ("application_name", &m.application_names),
+                ("tables", &m.tables),
+                ("functions", &m.functions),
+                ("fingerprint", &m.fingerprints),
+            ] {
+                if !values.is_empty() {
+                    parts.push(format!("{key}: {values:?}"));
+                }
+            }
+            if !m.kinds.is_empty() {
+                let kinds: Vec<&str> = m.kinds.iter().map(|k| k.as_str()).collect();
+                parts.push(format!("kind: [{}]", kinds.join(", ")));
+            }
+            if let Some(regex) = &m.regex {
+                parts.push(format!("regex: {regex:?}"));
+            }
+            if let Some(target) = rule.target {
+                parts.push(format!("target: {target}"));
+            }
+            if let Some(consistency) = rule.consistency {
+                parts.push(format!("consistency: {consistency}"));
+            }
+            if let Some(block) = &rule.block {
+                parts.push(format!("block: {block:?}"));
+            }
+            writeln!(f, "  - {{ {} }}", parts.join(", "))?;
+        }
+        let h = &self.health;
+        let password = if h.password.is_some() {
+            REDACTED
+        } else {
+            "none"
+        };
+        writeln!(
+            f,
+            "health: {{ interval: {}, timeout: {}, rise: {}, user: {:?}, password: {password}, \
+             database: {:?} }}",
+            format_duration(h.interval),
+            format_duration(h.timeout),
+            h.rise,
+            h.user,
+            h.database,
+        )?;
+        writeln!(
+            f,
+            "lag: {{ max_bytes: {}, max_delay: {} }}",
+            format_size(self.lag.max_bytes),
+            format_duration(self.lag.max_delay)
+        )?;
+        writeln!(
+            f,
+            "failover: {{ write_wait: {} }}",
+            format_duration(self.failover.write_wait)
+        )
     }
 }

@@ -28,6 +28,15 @@ pub struct Config {
     pub pool: PoolConfig,
     /// PostgreSQL servers. Invariant: non-empty, names unique, at most one `role: primary`.
     pub servers: Vec<Server>,
+    /// How statements are routed: `primary_reads`, `balance`, `consistency`, `causal_wait`,
+    /// `functions` and `rules` (all top-level keys in the file).
+    pub routing: RoutingConfig,
+    /// The background health checker (`health:`).
+    pub health: HealthConfig,
+    /// Replica lag limits (`lag:`).
+    pub lag: LagConfig,
+    /// Failover behaviour (`failover:`).
+    pub failover: FailoverConfig,
 }
 
 impl Config {
@@ -191,4 +200,198 @@ pub enum Role {
     Replica,
     /// Discovered from `pg_is_in_recovery()`.
     Auto,
+}
+
+/// Routing settings: the top-level keys `primary_reads`, `balance`, `consistency`,
+/// `causal_wait`, `functions` and `rules`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoutingConfig {
+    /// Whether the primary takes reads. Default `fallback`.
+    pub primary_reads: PrimaryReads,
+    /// How reads are spread among eligible servers. Default `round_robin`.
+    pub balance: Balance,
+    /// Read-after-write consistency when no rule says otherwise. Default `session`.
+    pub consistency: Consistency,
+    /// Under `session` consistency, how long a read waits for a replica to catch up before
+    /// it goes to the primary. Default 0 (go at once).
+    pub causal_wait: Duration,
+    /// User function lists for the classifier.
+    pub functions: FunctionsConfig,
+    /// `rules`, in file order; the first match wins.
+    pub rules: Vec<RuleConfig>,
+}
+
+/// `primary_reads:` whether the primary takes reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrimaryReads {
+    /// Never.
+    Never,
+    /// Only when no replica is eligible (the default).
+    Fallback,
+    /// Always: the primary is one more candidate.
+    Always,
+}
+
+/// `balance:` how reads are spread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Balance {
+    /// Smooth weighted round robin (the default).
+    RoundRobin,
+    /// Fewest busy server connections.
+    LeastConnections,
+    /// Fewest busy server connections per unit of weight.
+    WeightedLeastConnections,
+}
+
+/// `consistency:` read-after-write consistency, globally or per rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consistency {
+    /// Any eligible replica.
+    Eventual,
+    /// After a write, only replicas that replayed it (the default).
+    Session,
+    /// `{ primary_after_write: DURATION }`: for this long after a write, reads go to the
+    /// primary. Invariant: greater than zero.
+    PrimaryAfterWrite(Duration),
+}
+
+/// `functions:` what the classifier is told about functions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FunctionsConfig {
+    /// `functions.write`: calls route to the primary. Invariant: each entry is a lower-case
+    /// name, optionally `schema.`-qualified, optionally ending in `*` (a prefix).
+    pub write: Vec<String>,
+    /// `functions.read`: known read-only. Same form as `write`.
+    pub read: Vec<String>,
+    /// `functions.unknown`: functions in no list. Default `primary`.
+    pub unknown: UnknownFunctions,
+}
+
+/// `functions.unknown:` where a statement calling an unlisted function goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnknownFunctions {
+    /// It may write: the primary (the default).
+    Primary,
+    /// Trust it to be read-only.
+    Replica,
+}
+
+/// One entry of `rules`.
+///
+/// Invariant: at least one of `target`, `consistency` and `block` is set, and `block` is
+/// set alone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuleConfig {
+    /// `name`, default `rules[N]` (N = index). Invariant: unique among rules, non-empty.
+    pub name: String,
+    /// `match`: the conditions (all absent: matches every statement).
+    pub when: RuleMatch,
+    /// `target`: force the primary or a replica (a replica only for reads).
+    pub target: Option<RuleTarget>,
+    /// `consistency`: for matching reads.
+    pub consistency: Option<Consistency>,
+    /// `block`: refuse matching statements with this message. Invariant: non-empty.
+    pub block: Option<String>,
+}
+
+/// `rules[N].match`: every condition set must hold; a list holds when any entry does; an
+/// empty list matches anything.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RuleMatch {
+    /// `user`: client user names.
+    pub users: Vec<String>,
+    /// `database`: database names.
+    pub databases: Vec<String>,
+    /// `application_name`: values of the client's `application_name`.
+    pub application_names: Vec<String>,
+    /// `kind`: statement kinds.
+    pub kinds: Vec<StatementKind>,
+    /// `tables`: tables named anywhere in the statement (`users` or `public.users`).
+    pub tables: Vec<String>,
+    /// `functions`: functions called anywhere in the statement.
+    pub functions: Vec<String>,
+    /// `fingerprint`: pg_query fingerprints. Invariant: 16 lower-case hex digits each.
+    pub fingerprints: Vec<String>,
+    /// `regex`: searched in the SQL text. Invariant: compiles with `regex::Regex::new`.
+    pub regex: Option<String>,
+}
+
+/// `rules[N].match.kind:` a statement's class, spelled as the classifier spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatementKind {
+    /// A read (SELECT without locking or writing functions, SHOW, ...).
+    Read,
+    /// A write (DML, DDL, ...).
+    Write,
+    /// BEGIN / START TRANSACTION.
+    TxnBegin,
+    /// COMMIT / ROLLBACK / END / ABORT and friends.
+    TxnEnd,
+    /// SAVEPOINT / RELEASE / ROLLBACK TO.
+    Savepoint,
+    /// SET / RESET / DISCARD and other session settings.
+    SessionSet,
+    /// FETCH / MOVE / CLOSE.
+    Cursor,
+    /// Could not be classified (routes to the primary).
+    Unknown,
+}
+
+/// `rules[N].target:` where a rule sends matching statements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleTarget {
+    /// The primary.
+    Primary,
+    /// A replica (reads only; anything else still goes to the primary).
+    Replica,
+}
+
+/// `health:` the background health checker.
+#[derive(Clone, PartialEq)]
+pub struct HealthConfig {
+    /// Time between probes of one server. Default 500 ms; invariant: at least 100 ms.
+    pub interval: Duration,
+    /// How long one probe may take before it counts as failed. Default 1 s; invariant:
+    /// greater than zero.
+    pub timeout: Duration,
+    /// Consecutive good probes a down server needs to come back. Default 2; invariant: >= 1.
+    pub rise: u32,
+    /// Role the checker logs in as. Default: `server_user` of the first configured user.
+    pub user: String,
+    /// Its password. Default: the `server_password` of the first user whose `server_user`
+    /// is `user` (so, by default, the first user's); `None` = no password (trust).
+    pub password: Option<String>,
+    /// Database the checker connects to. Default `postgres`.
+    pub database: String,
+}
+
+impl fmt::Debug for HealthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HealthConfig")
+            .field("interval", &self.interval)
+            .field("timeout", &self.timeout)
+            .field("rise", &self.rise)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("database", &self.database)
+            .finish()
+    }
+}
+
+/// `lag:` replica lag limits. A replica over either stops taking reads until it is back
+/// under half of both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LagConfig {
+    /// `lag.max_bytes`. Default 16 MiB; invariant: greater than zero.
+    pub max_bytes: u64,
+    /// `lag.max_delay`. Default 5 s; invariant: greater than zero.
+    pub max_delay: Duration,
+}
+
+/// `failover:` what happens while the primary is unknown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailoverConfig {
+    /// How long a statement that needs the primary waits for one before it fails.
+    /// Default 10 s.
+    pub write_wait: Duration,
 }

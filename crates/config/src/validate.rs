@@ -6,6 +6,8 @@
 //! Each error is placed on the offending key (or its nearest written parent) with the
 //! [`Locator`].
 
+mod routing;
+
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::time::Duration;
@@ -36,6 +38,9 @@ pub(crate) fn validate(
         errors: Vec::new(),
     };
     let c = &mut checker;
+    let routing = c.routing(&raw);
+    let lag = c.lag(raw.lag.clone().unwrap_or_default());
+    let failover = c.failover(raw.failover.clone().unwrap_or_default());
     let listen = c.address("listen", raw.listen.as_deref(), DEFAULT_LISTEN);
     let admin_listen = c.address(
         "admin.listen",
@@ -53,6 +58,7 @@ pub(crate) fn validate(
     let users = c.users(raw.users);
     let pool = c.pool(raw.pool.unwrap_or_default());
     let servers = c.servers(raw.servers);
+    let health = c.health(raw.health.unwrap_or_default(), &users);
     let mut errors = checker.errors;
     if !errors.is_empty() {
         errors.sort_by_key(|e| (e.line.is_none(), e.line, e.col));
@@ -70,6 +76,10 @@ pub(crate) fn validate(
         users,
         pool,
         servers,
+        routing,
+        health,
+        lag,
+        failover,
     })
 }
 

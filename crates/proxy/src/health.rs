@@ -30,12 +30,6 @@ use tokio::task::JoinHandle;
 use tokio::time::{Duration, Instant, MissedTickBehavior};
 use tracing::Instrument as _;
 
-/// Default `health.interval`.
-const DEFAULT_INTERVAL: Duration = Duration::from_millis(500);
-/// Default `health.timeout`.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Default `health.database`.
-const DEFAULT_DATABASE: &str = "postgres";
 /// How often the supervisor compares its probe tasks with the current config.
 const RECONCILE_EVERY: Duration = Duration::from_millis(500);
 
@@ -55,23 +49,15 @@ pub(crate) struct HealthSettings {
 }
 
 impl HealthSettings {
-    /// The settings of `config`.
-    ///
-    /// Probes log in as the first configured user that is not admin-only (else the first
-    /// user), with its server credentials.
+    /// The settings of `config` (its `health.*` keys).
     pub(crate) fn from_config(config: &Config) -> HealthSettings {
-        // health.* keys: filled from config once they land
-        let user = config
-            .users
-            .iter()
-            .find(|u| !u.admin)
-            .or(config.users.first());
+        let health = &config.health;
         HealthSettings {
-            interval: DEFAULT_INTERVAL,
-            timeout: DEFAULT_TIMEOUT,
-            user: user.map(|u| u.server_user.clone()).unwrap_or_default(),
-            password: user.and_then(|u| u.server_password.clone()),
-            database: DEFAULT_DATABASE.to_owned(),
+            interval: health.interval,
+            timeout: health.timeout,
+            user: health.user.clone(),
+            password: health.password.clone(),
+            database: health.database.clone(),
         }
     }
 

@@ -39,34 +39,19 @@ pub async fn reload(ctx: &Ctx) -> Result<u64, String> {
         }
     };
     warn_about_restart_only_changes(&current.config, &config);
-    let fresh = Snapshot::new(config);
-    let (config, routing) = (fresh.config, fresh.routing);
+    let config = Arc::new(config);
+    let routing = Arc::new(pgsplit_router::Routing::from_config(&config));
     let previous = ctx.snapshot.rcu(|now| Snapshot {
         generation: now.generation + 1,
         config: Arc::clone(&config),
         routing: Arc::clone(&routing),
-        // The health state of servers is carried over while the server list is unchanged;
-        // once servers are added, removed or reordered, the new config's own topology is
-        // used (every server up with its configured role) until the next health report.
-        topology: if same_servers(&now.config, &config) {
-            Arc::clone(&now.topology)
-        } else {
-            Arc::clone(&fresh.topology)
-        },
+        // Servers that stayed (same name and address) keep their health, role and lag;
+        // new ones start as configured until their first probe.
+        topology: Arc::new(pgsplit_router::Topology::carry_over(&config, &now.topology)),
     });
     let generation = previous.generation + 1;
     info!(path = %path.display(), generation, "config reloaded");
     Ok(generation)
-}
-
-/// Whether two configs list the same servers by name, in the same order (so topology
-/// indexes stay valid).
-fn same_servers(a: &Config, b: &Config) -> bool {
-    a.servers.len() == b.servers.len()
-        && a.servers
-            .iter()
-            .zip(&b.servers)
-            .all(|(x, y)| x.name == y.name)
 }
 
 fn warn_about_restart_only_changes(old: &Config, new: &Config) {

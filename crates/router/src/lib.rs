@@ -4,7 +4,9 @@
 //!
 //! - [`Topology`]: a snapshot of every server (configured and detected role, health, weight,
 //!   `max_connections`, busy connections, WAL position, lag, lag exclusion), the primary
-//!   and the split-brain flag, built by [`Topology::from_config`] and changed by
+//!   and the split-brain flag, built by [`Topology::from_config`] (`health.rise` and the
+//!   `lag` limits come from the config), carried over a reload by [`Topology::carry_over`]
+//!   (servers with the same name and address keep what was learned), and changed by
 //!   [`Topology::apply_health`]: down at once on a failure, up after `rise` consecutive
 //!   good probes, lag in bytes and in time (from a history of primary positions, so it is
 //!   right on an idle primary), exclusion over `lag.max_bytes` / `lag.max_delay` and
@@ -42,7 +44,10 @@
 //! No IO, no tokio, no clock reads, no globals: it does not probe servers (that is
 //! `backend`), hold connections or queues (`backend`, `session`), classify SQL
 //! (`pgsplit-classify`, whose [`Classification`](pgsplit_classify::Classification) it
-//! takes), count metrics, or read YAML (rules and policy are built by the caller).
+//! takes), count metrics, or read YAML: [`Routing::from_config`] turns an already
+//! validated [`pgsplit_config::Config`] into a [`Policy`] (rules with compiled regexes) and
+//! a classifier told the `functions` lists; [`Snapshot`] bundles config, routing and
+//! topology, and [`Snapshot::reload`] builds the next generation.
 #![warn(missing_docs)]
 
 mod balance;

@@ -8,10 +8,13 @@
 
 use std::sync::Arc;
 
-use pgsplit_classify::{Classifier, Options};
+use pgsplit_classify::{Classifier, Options, UnknownFunctions};
+use pgsplit_config as config;
 use pgsplit_config::Config;
+use regex::Regex;
 
-use crate::policy::Policy;
+use crate::policy::{BalancePolicy, Consistency, Policy, PrimaryReads};
+use crate::rules::{Action, Match, Rule, RuleTarget};
 use crate::topology::Topology;
 
 /// What a config generation decides about routing: the policy (balancing, consistency,
@@ -26,13 +29,87 @@ pub struct Routing {
 }
 
 impl Routing {
-    /// The routing of `config`.
+    /// The routing of `config`: its policy (`balance`, `primary_reads`, `consistency`,
+    /// `causal_wait`, `failover.write_wait`, `rules` in order) and a classifier told its
+    /// `functions` lists (with the default cache size).
     pub fn from_config(config: &Config) -> Routing {
-        let _ = config;
-        Routing {
-            policy: Policy::default(),
-            classifier: Classifier::new(Options::default()),
-        }
+        let r = &config.routing;
+        let policy = Policy {
+            balance: match r.balance {
+                config::Balance::RoundRobin => BalancePolicy::RoundRobin,
+                config::Balance::LeastConnections => BalancePolicy::LeastConnections,
+                config::Balance::WeightedLeastConnections => {
+                    BalancePolicy::WeightedLeastConnections
+                }
+            },
+            primary_reads: match r.primary_reads {
+                config::PrimaryReads::Never => PrimaryReads::Never,
+                config::PrimaryReads::Fallback => PrimaryReads::Fallback,
+                config::PrimaryReads::Always => PrimaryReads::Always,
+            },
+            consistency: consistency(r.consistency),
+            causal_wait: r.causal_wait,
+            write_wait: config.failover.write_wait,
+            rules: r.rules.iter().map(rule).collect(),
+        };
+        let classifier = Classifier::new(Options {
+            write_functions: r.functions.write.clone(),
+            read_functions: r.functions.read.clone(),
+            unknown_functions: match r.functions.unknown {
+                config::UnknownFunctions::Primary => UnknownFunctions::Primary,
+                config::UnknownFunctions::Replica => UnknownFunctions::Replica,
+            },
+            ..Options::default()
+        });
+        Routing { policy, classifier }
+    }
+
+    /// Whether any rule matches on query fingerprints, so the caller must compute
+    /// [`pgsplit_classify::fingerprint`] for [`crate::Unit::fingerprint`] (it costs a
+    /// parse; skip it otherwise).
+    pub fn needs_fingerprint(&self) -> bool {
+        self.policy
+            .rules
+            .iter()
+            .any(|r| !r.when.fingerprints.is_empty())
+    }
+}
+
+fn consistency(c: config::Consistency) -> Consistency {
+    match c {
+        config::Consistency::Eventual => Consistency::Eventual,
+        config::Consistency::Session => Consistency::Session,
+        config::Consistency::PrimaryAfterWrite(d) => Consistency::PrimaryAfterWrite(d),
+    }
+}
+
+fn rule(r: &config::RuleConfig) -> Rule {
+    let m = &r.when;
+    let regex = m.regex.as_deref().map(|pattern| {
+        // Cannot fail: pgsplit-config refuses a config whose regex does not compile, and it
+        // compiles it with this same `Regex::new` of the same workspace `regex` crate.
+        Regex::new(pattern).expect("rule regex was validated by pgsplit-config")
+    });
+    Rule {
+        name: r.name.clone(),
+        when: Match {
+            users: m.users.clone(),
+            databases: m.databases.clone(),
+            application_names: m.application_names.clone(),
+            kinds: m.kinds.iter().map(|k| k.as_str().to_owned()).collect(),
+            tables: m.tables.clone(),
+            functions: m.functions.clone(),
+            fingerprints: m.fingerprints.clone(),
+            regex,
+        },
+        then: Action {
+            target: r.target.map(|t| match t {
+                config::RuleTarget::Primary => RuleTarget::Primary,
+                config::RuleTarget::Replica => RuleTarget::Replica,
+            }),
+            consistency: r.consistency.map(consistency),
+            block: r.block.as_deref().map(Arc::from),
+        },
     }
 }
 
@@ -59,6 +136,18 @@ impl Snapshot {
             config: Arc::new(config),
             routing,
             topology,
+        }
+    }
+
+    /// The snapshot of a reloaded `config`: the next generation, a new [`Routing`] (and so
+    /// an empty classification cache), and a topology that keeps what this one learned
+    /// about servers that stayed ([`Topology::carry_over`]).
+    pub fn reload(&self, config: Config) -> Snapshot {
+        Snapshot {
+            generation: self.generation + 1,
+            routing: Arc::new(Routing::from_config(&config)),
+            topology: Arc::new(Topology::carry_over(&config, &self.topology)),
+            config: Arc::new(config),
         }
     }
 

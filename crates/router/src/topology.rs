@@ -46,6 +46,16 @@ impl LagLimits {
             || self.max_delay.is_some_and(|max| lag.delay > max)
     }
 
+    /// Whether a node with this `lag` is excluded, given whether it `was`: a node gets
+    /// excluded over a limit and re-admitted only under half of every limit.
+    pub fn excludes(&self, was: bool, lag: Lag) -> bool {
+        if was {
+            !self.under_half(lag)
+        } else {
+            self.over(lag)
+        }
+    }
+
     /// Whether `lag` is under half of every limit (an excluded node may come back).
     pub fn under_half(&self, lag: Lag) -> bool {
         let bytes_ok = self
@@ -66,6 +76,19 @@ pub struct HealthParams {
     pub rise: u32,
     /// Lag limits for replicas.
     pub lag: LagLimits,
+}
+
+impl HealthParams {
+    /// `health.rise` and the `lag` limits of `config`.
+    pub fn from_config(config: &Config) -> Self {
+        HealthParams {
+            rise: config.health.rise.max(1),
+            lag: LagLimits {
+                max_bytes: Some(config.lag.max_bytes),
+                max_delay: Some(config.lag.max_delay),
+            },
+        }
+    }
 }
 
 impl Default for HealthParams {
@@ -204,16 +227,67 @@ pub struct Topology {
     history: WalHistory,
     /// The node whose positions `history` holds.
     history_node: Option<usize>,
+    /// `host:port` of each node when built from a config (empty otherwise), so a reload
+    /// can tell a server that moved from one that stayed.
+    addrs: Vec<String>,
 }
 
 impl Topology {
     /// The topology of a config before any probe: every server up, with its configured
-    /// role, no load and no lag known. Health parameters are the defaults.
+    /// role, no load and no lag known; `health.rise` and the `lag` limits from the config.
     pub fn from_config(config: &Config) -> Self {
-        Topology::new(
+        let mut topology = Topology::new(
             config.servers.iter().map(Node::from_server).collect(),
-            HealthParams::default(),
-        )
+            HealthParams::from_config(config),
+        );
+        topology.addrs = config.servers.iter().map(|s| s.addr()).collect();
+        topology
+    }
+
+    /// The topology of a reloaded `config`, keeping what `old` learned about servers that
+    /// stayed.
+    ///
+    /// A server stayed when the new config has one with the same name and the same
+    /// `host:port` (when `old` was not built from a config, the same name is enough). It
+    /// keeps its detected role, health, run of good probes, WAL position, lag, lag
+    /// exclusion and busy count; its weight, `max_connections` and configured role come
+    /// from the new config. Other servers start as in [`Topology::from_config`]. The
+    /// primary's WAL history is kept when the server it belongs to stayed. The primary is
+    /// elected again, and lag exclusions are re-checked against the new limits (with the
+    /// usual hysteresis).
+    pub fn carry_over(config: &Config, old: &Topology) -> Topology {
+        let mut new = Topology::from_config(config);
+        let mut old_index_of = vec![None; new.nodes.len()];
+        for (i, node) in new.nodes.iter_mut().enumerate() {
+            let stayed = old.nodes.iter().enumerate().find(|(j, before)| {
+                before.name == node.name && old.addrs.get(*j).is_none_or(|a| *a == new.addrs[i])
+            });
+            let Some((j, before)) = stayed else { continue };
+            old_index_of[i] = Some(j);
+            node.detected_role = before.detected_role;
+            node.health = before.health;
+            node.successes = before.successes;
+            node.busy = before.busy;
+            node.lsn = before.lsn;
+            node.lag = before.lag;
+            node.lag_excluded = before.lag_excluded;
+        }
+        if let Some(old_node) = old.history_node
+            && let Some(i) = old_index_of.iter().position(|j| *j == Some(old_node))
+        {
+            new.history = old.history.clone();
+            new.history_node = Some(i);
+        }
+        new.elect();
+        let limits = new.params.lag;
+        for node in &mut new.nodes {
+            if node.role() == Some(NodeRole::Replica)
+                && let Some(lag) = node.lag
+            {
+                node.lag_excluded = limits.excludes(node.lag_excluded, lag);
+            }
+        }
+        new
     }
 
     /// A topology of these nodes; the primary is derived from their roles and health.
@@ -225,6 +299,7 @@ impl Topology {
             params,
             history: WalHistory::default(),
             history_node: None,
+            addrs: Vec::new(),
         };
         topology.elect();
         topology
@@ -349,13 +424,13 @@ impl Topology {
             // Unknown lag changes nothing: a replica is neither excluded nor re-admitted
             // on missing data.
             let Some(lag) = node.lag else { continue };
-            if !node.lag_excluded && limits.over(lag) {
-                node.lag_excluded = true;
-                changes.lag_excluded += 1;
-            } else if node.lag_excluded && limits.under_half(lag) {
-                node.lag_excluded = false;
-                changes.lag_readmitted += 1;
+            let excluded = limits.excludes(node.lag_excluded, lag);
+            match (node.lag_excluded, excluded) {
+                (false, true) => changes.lag_excluded += 1,
+                (true, false) => changes.lag_readmitted += 1,
+                _ => {}
             }
+            node.lag_excluded = excluded;
         }
     }
 }

@@ -405,10 +405,15 @@ impl SessionRouter {
         sql: &str,
     ) -> Route {
         self.refresh(snapshot);
+        let fingerprint = if snapshot.routing.needs_fingerprint() && !sql.is_empty() {
+            pgsplit_classify::fingerprint(sql)
+        } else {
+            None
+        };
         let unit = Unit {
             class,
             sql,
-            fingerprint: None,
+            fingerprint: fingerprint.as_deref(),
         };
         let now = self.now();
         let decision = route(

@@ -11,7 +11,7 @@ const CASES: &[(&str, &str, &[&str])] = &[
         "unknown top-level key",
         "listen: 127.0.0.1:6432\nlisten_port: 6432\n",
         &[
-            "test.yaml:2:1: listen_port: unknown field `listen_port`, expected one of `listen`, `admin`, `log`, `limits`, `shutdown_timeout`, `users`, `pool`, `servers`",
+            "test.yaml:2:1: listen_port: unknown field `listen_port`, expected one of `listen`, `admin`, `log`, `limits`, `shutdown_timeout`, `users`, `pool`, `servers`, `primary_reads`, `balance`, `consistency`, `causal_wait`, `functions`, `rules`, `health`, `lag`, `failover`",
         ],
     ),
     (
@@ -287,6 +287,196 @@ const CASES: &[(&str, &str, &[&str])] = &[
             "test.yaml:11:5: servers[0].port: must be between 1 and 65535, found 0",
             "test.yaml:14:5: servers[1].role: only one server may have role primary, and servers[0] does",
         ],
+    ),
+    (
+        "primary_reads: unknown value",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nprimary_reads: sometimes\n",
+        &[
+            "test.yaml:3:1: primary_reads: unknown value `sometimes`, expected one of `never`, `fallback`, `always`",
+        ],
+    ),
+    (
+        "balance: unknown value",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nbalance: random\n",
+        &[
+            "test.yaml:3:1: balance: unknown value `random`, expected one of `round_robin`, `least_connections`, `weighted_least_connections`",
+        ],
+    ),
+    (
+        "consistency: unknown name",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nconsistency: strong\n",
+        &[
+            "test.yaml:3:1: consistency: unknown value `strong`, expected `eventual`, `session` or `{ primary_after_write: DURATION }`",
+        ],
+    ),
+    (
+        "consistency: primary_after_write without a duration",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nconsistency: primary_after_write\n",
+        &[
+            "test.yaml:3:1: consistency: primary_after_write needs a duration: write `{ primary_after_write: 2s }`",
+        ],
+    ),
+    (
+        "consistency: unknown key in the mapping",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nconsistency: { primary_after_writes: 2s }\n",
+        &[
+            "test.yaml:3:16: consistency.primary_after_writes: unknown field `primary_after_writes`, expected `primary_after_write`",
+        ],
+    ),
+    (
+        "consistency: zero window",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nconsistency:\n  primary_after_write: 0s\n",
+        &["test.yaml:4:3: consistency.primary_after_write: must be greater than zero"],
+    ),
+    (
+        "consistency: a number",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nconsistency: 5\n",
+        &[
+            "test.yaml:3:14: consistency: invalid type: integer `5`, expected `eventual`, `session` or a mapping `{ primary_after_write: DURATION }`",
+        ],
+    ),
+    (
+        "causal_wait: bad duration",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\ncausal_wait: soon\n",
+        &["test.yaml:3:1: causal_wait: invalid duration `soon`: …"],
+    ),
+    (
+        "functions: bad names and unknown value",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nfunctions:\n  write:\n    - My_Fn\n    - '*'\n  read: [ok_fn, app.pure*, a.b.c, app.*]\n  unknown: maybe\n",
+        &[
+            "test.yaml:5:5: functions.write[0]: function names are lower case (PostgreSQL folds unquoted names), write `my_fn`",
+            "test.yaml:6:5: functions.write[1]: `*` alone would match every function; list names or prefixes",
+            "test.yaml:7:28: functions.read[2]: invalid function name `a.b.c`: expected `name` or `schema.name` (letters, digits, `_`), optionally ending in `*` to match a prefix",
+            "test.yaml:8:3: functions.unknown: unknown value `maybe`, expected one of `primary`, `replica`",
+        ],
+    ),
+    (
+        "functions: unknown key",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nfunctions: { writes: [a] }\n",
+        &[
+            "test.yaml:3:14: functions.writes: unknown field `writes`, expected one of `write`, `read`, `unknown`",
+        ],
+    ),
+    (
+        "rule without an action",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nrules:\n  - name: reports\n    match: { user: app }\n",
+        &["test.yaml:4:3: rules[0]: a rule needs an action: `target`, `consistency` or `block`"],
+    ),
+    (
+        "rule with block and target",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nrules:\n  - match: { database: app }\n    target: replica\n    block: no exports\n",
+        &[
+            "test.yaml:6:5: rules[0].block: `block` cannot be combined with `target`: a blocked statement goes nowhere",
+        ],
+    ),
+    (
+        "rule with block and consistency",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nrules:\n  - { consistency: eventual, block: nope }\n",
+        &[
+            "test.yaml:4:30: rules[0].block: `block` cannot be combined with `consistency`: a blocked statement is never read",
+        ],
+    ),
+    (
+        "rule with an unknown kind",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nrules:\n  - match:\n      kind: select\n    target: primary\n",
+        &[
+            "test.yaml:5:7: rules[0].match.kind: unknown value `select`, expected one of `read`, `write`, `txn_begin`, `txn_end`, `savepoint`, `session_set`, `cursor`, `unknown`",
+        ],
+    ),
+    (
+        "rule with an unknown kind in a list",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nrules:\n  - target: primary\n  - match: { kind: [read, ddl] }\n    target: primary\n",
+        &["test.yaml:5:27: rules[1].match.kind[1]: unknown value `ddl`, expected one of `read`, …"],
+    ),
+    (
+        "rule with an invalid regex",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nrules:\n  - match:\n      regex: \"(?i)^select (\"\n    target: replica\n",
+        &["test.yaml:5:7: rules[0].match.regex: invalid regex: unclosed group"],
+    ),
+    (
+        "rule with a bad fingerprint",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nrules:\n  - match:\n      fingerprint: [0a1b2c3d4e5f6789, xyz]\n    target: primary\n",
+        &[
+            "test.yaml:5:39: rules[0].match.fingerprint[1]: expected a query fingerprint of 16 hexadecimal digits, found `xyz` (quote it if YAML reads it as a number)",
+        ],
+    ),
+    (
+        "rule with a bad target and consistency",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nrules:\n  - target: standby\n    consistency: strict\n",
+        &[
+            "test.yaml:4:5: rules[0].target: unknown value `standby`, expected one of `primary`, `replica`",
+            "test.yaml:5:5: rules[0].consistency: unknown value `strict`, expected `eventual`, `session` or `{ primary_after_write: DURATION }`",
+        ],
+    ),
+    (
+        "rule with an unknown match key",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nrules:\n  - match: { usr: app }\n    target: primary\n",
+        &[
+            "test.yaml:4:14: rules[0].match.usr: unknown field `usr`, expected one of `user`, `database`, `application_name`, `kind`, `tables`, `functions`, `fingerprint`, `regex`",
+        ],
+    ),
+    (
+        "rule with an unknown key",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nrules:\n  - match: { user: app }\n    route: primary\n",
+        &[
+            "test.yaml:5:5: rules[0].route: unknown field `route`, expected one of `name`, `match`, `target`, `consistency`, `block`",
+        ],
+    ),
+    (
+        "rules: duplicate names, empty user and block",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nrules:\n  - { name: r, target: primary }\n  - name: r\n    match: { user: [app, ''] }\n    block: ''\n",
+        &[
+            "test.yaml:5:5: rules[1].name: duplicate rule name `r` (first used by rules[0])",
+            "test.yaml:6:26: rules[1].match.user[1]: must not be empty",
+            "test.yaml:7:5: rules[1].block: must not be empty",
+        ],
+    ),
+    (
+        "health: interval below 100ms, zero timeout, rise 0",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nhealth:\n  interval: 50ms\n  timeout: 0s\n  rise: 0\n",
+        &[
+            "test.yaml:4:3: health.interval: must be at least 100ms, found 50ms",
+            "test.yaml:5:3: health.timeout: must be greater than zero",
+            "test.yaml:6:3: health.rise: must be at least 1, found 0",
+        ],
+    ),
+    (
+        "health: empty user and database",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nhealth: { user: '', database: '' }\n",
+        &[
+            "test.yaml:3:11: health.user: must not be empty",
+            "test.yaml:3:21: health.database: must not be empty",
+        ],
+    ),
+    (
+        "health: unknown key",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nhealth:\n  fall: 3\n",
+        &[
+            "test.yaml:4:3: health.fall: unknown field `fall`, expected one of `interval`, `timeout`, `rise`, `user`, `password`, `database`",
+        ],
+    ),
+    (
+        "lag: decimal size and zero delay",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nlag:\n  max_bytes: 16MB\n  max_delay: 0\n",
+        &[
+            "test.yaml:4:3: lag.max_bytes: invalid size `16MB`: `MB` is ambiguous, write `MiB` (sizes use powers of 1024: KiB, MiB, GiB)",
+            "test.yaml:5:3: lag.max_delay: must be greater than zero",
+        ],
+    ),
+    (
+        "lag: zero bytes",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nlag: { max_bytes: 0 }\n",
+        &["test.yaml:3:8: lag.max_bytes: must be greater than zero"],
+    ),
+    (
+        "failover: bad duration",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nfailover:\n  write_wait: forever\n",
+        &["test.yaml:4:3: failover.write_wait: invalid duration `forever`: …"],
+    ),
+    (
+        "failover: unknown key",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nfailover: { wait: 1s }\n",
+        &["test.yaml:3:13: failover.wait: unknown field `wait`, expected `write_wait`"],
     ),
 ];
 

@@ -52,5 +52,34 @@ servers:
     assert!(d.listen_changed);
     assert!(!d.admin_changed && !d.log_changed && !d.limits_changed);
     assert!(!d.shutdown_timeout_changed);
+    // The health checker logs in with the first user's server credentials by default, and
+    // `app`'s password changed.
+    assert!(d.health_changed);
+    assert!(!d.routing_changed && !d.lag_changed && !d.failover_changed);
     assert!(!d.is_empty());
+}
+
+#[test]
+fn routing_health_lag_and_failover_changes_are_listed() {
+    let old = parse(BASE).unwrap();
+    type Flag = fn(&ConfigDiff) -> bool;
+    let cases: [(&str, Flag); 5] = [
+        ("rules: [{ target: primary }]\n", |d| d.routing_changed),
+        ("functions: { read: [my_fn] }\n", |d| d.routing_changed),
+        ("health: { rise: 3 }\n", |d| d.health_changed),
+        ("lag: { max_delay: 1s }\n", |d| d.lag_changed),
+        ("failover: { write_wait: 1s }\n", |d| d.failover_changed),
+    ];
+    for (extra, changed) in cases {
+        let new = parse(&format!("{BASE}{extra}")).unwrap();
+        let d = diff(&old, &new);
+        assert!(changed(&d), "{extra}: {d:?}");
+        let flags = [
+            d.routing_changed,
+            d.health_changed,
+            d.lag_changed,
+            d.failover_changed,
+        ];
+        assert_eq!(flags.iter().filter(|f| **f).count(), 1, "{extra}: {d:?}");
+    }
 }

@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 use pgsplit_config::{
-    AdminConfig, AuthMethod, Config, Limits, LogConfig, LogFormat, PasswordKind, PoolConfig,
-    PoolMode, Role, Server, User,
+    AdminConfig, AuthMethod, Balance, Config, Consistency, FailoverConfig, FunctionsConfig,
+    HealthConfig, LagConfig, Limits, LogConfig, LogFormat, PasswordKind, PoolConfig, PoolMode,
+    PrimaryReads, Role, RoutingConfig, RuleConfig, RuleMatch, RuleTarget, Server, StatementKind,
+    UnknownFunctions, User,
 };
 
 use crate::parse;
@@ -53,6 +55,47 @@ servers:
     role: replica
     weight: 3
   - { name: spare, host: 10.0.0.9, port: 5433 }
+primary_reads: always
+balance: weighted_least_connections
+consistency: { primary_after_write: 2s }
+causal_wait: 250ms
+functions:
+  write: [my_audit_fn, app.bump*]
+  read:
+    - my_pure_fn
+    - "reporting.*"
+  unknown: replica
+rules:
+  - name: reports
+    match:
+      user: reporting
+      database: [app, analytics]
+      application_name: [reporting, ""]
+      kind: read
+      tables: [orders, public.users]
+      functions: pg_sleep
+      fingerprint: [0A1B2C3D4E5F6789, "1234567890123456"]
+      regex: "(?i)^select .* from big_table"
+    target: replica
+    consistency: eventual
+  - match: { kind: [write, txn_begin] }
+    consistency: session
+  - match:
+      database: legacy
+    block: "bulk exports are disabled"
+  - target: primary
+health:
+  interval: 100ms
+  timeout: 2s
+  rise: 3
+  user: monitor
+  password: monitor-pw
+  database: template1
+lag:
+  max_bytes: 1GiB
+  max_delay: 30s
+failover:
+  write_wait: 0
 "#;
 
 fn full_expected() -> Config {
@@ -143,6 +186,77 @@ fn full_expected() -> Config {
                 max_connections: 100,
             },
         ],
+        routing: RoutingConfig {
+            primary_reads: PrimaryReads::Always,
+            balance: Balance::WeightedLeastConnections,
+            consistency: Consistency::PrimaryAfterWrite(Duration::from_secs(2)),
+            causal_wait: Duration::from_millis(250),
+            functions: FunctionsConfig {
+                write: vec!["my_audit_fn".into(), "app.bump*".into()],
+                read: vec!["my_pure_fn".into(), "reporting.*".into()],
+                unknown: UnknownFunctions::Replica,
+            },
+            rules: vec![
+                RuleConfig {
+                    name: "reports".into(),
+                    when: RuleMatch {
+                        users: vec!["reporting".into()],
+                        databases: vec!["app".into(), "analytics".into()],
+                        application_names: vec!["reporting".into(), String::new()],
+                        kinds: vec![StatementKind::Read],
+                        tables: vec!["orders".into(), "public.users".into()],
+                        functions: vec!["pg_sleep".into()],
+                        fingerprints: vec!["0a1b2c3d4e5f6789".into(), "1234567890123456".into()],
+                        regex: Some("(?i)^select .* from big_table".into()),
+                    },
+                    target: Some(RuleTarget::Replica),
+                    consistency: Some(Consistency::Eventual),
+                    block: None,
+                },
+                RuleConfig {
+                    name: "rules[1]".into(),
+                    when: RuleMatch {
+                        kinds: vec![StatementKind::Write, StatementKind::TxnBegin],
+                        ..RuleMatch::default()
+                    },
+                    target: None,
+                    consistency: Some(Consistency::Session),
+                    block: None,
+                },
+                RuleConfig {
+                    name: "rules[2]".into(),
+                    when: RuleMatch {
+                        databases: vec!["legacy".into()],
+                        ..RuleMatch::default()
+                    },
+                    target: None,
+                    consistency: None,
+                    block: Some("bulk exports are disabled".into()),
+                },
+                RuleConfig {
+                    name: "rules[3]".into(),
+                    when: RuleMatch::default(),
+                    target: Some(RuleTarget::Primary),
+                    consistency: None,
+                    block: None,
+                },
+            ],
+        },
+        health: HealthConfig {
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_secs(2),
+            rise: 3,
+            user: "monitor".into(),
+            password: Some("monitor-pw".into()),
+            database: "template1".into(),
+        },
+        lag: LagConfig {
+            max_bytes: 1024 * 1024 * 1024,
+            max_delay: Duration::from_secs(30),
+        },
+        failover: FailoverConfig {
+            write_wait: Duration::ZERO,
+        },
     }
 }
 
@@ -208,6 +322,33 @@ fn minimal_config_gets_the_defaults() {
             weight: 1,
             max_connections: 100,
         }],
+        routing: RoutingConfig {
+            primary_reads: PrimaryReads::Fallback,
+            balance: Balance::RoundRobin,
+            consistency: Consistency::Session,
+            causal_wait: Duration::ZERO,
+            functions: FunctionsConfig {
+                write: vec![],
+                read: vec![],
+                unknown: UnknownFunctions::Primary,
+            },
+            rules: vec![],
+        },
+        health: HealthConfig {
+            interval: Duration::from_millis(500),
+            timeout: Duration::from_secs(1),
+            rise: 2,
+            user: "app".into(),
+            password: Some("app".into()),
+            database: "postgres".into(),
+        },
+        lag: LagConfig {
+            max_bytes: 16 * 1024 * 1024,
+            max_delay: Duration::from_secs(5),
+        },
+        failover: FailoverConfig {
+            write_wait: Duration::from_secs(10),
+        },
     };
     assert_eq!(config, expected);
     // With no `role: primary`, the first `auto` server is the presumed primary.
@@ -278,8 +419,29 @@ fn summary_is_redacted() {
             "{secret} leaked into:\n{summary}"
         );
     }
+    for secret in ["ops-pw", "c3RvcmVk", "md5aaaa", "monitor-pw"] {
+        assert!(
+            !summary.contains(secret),
+            "{secret} leaked into:\n{summary}"
+        );
+    }
     let debug = format!("{config:?}");
     assert!(!debug.contains("ops-pw"), "{debug}");
+    assert!(!debug.contains("monitor-pw"), "{debug}");
+    for line in [
+        "primary_reads: always\n",
+        "balance: weighted_least_connections\n",
+        "consistency: { primary_after_write: 2s }\n",
+        "causal_wait: 250ms\n",
+        "functions: { write: [\"my_audit_fn\", \"app.bump*\"], read: [\"my_pure_fn\", \"reporting.*\"], unknown: replica }\n",
+        "  - { name: \"rules[2]\", database: [\"legacy\"], block: \"bulk exports are disabled\" }\n",
+        "  - { name: \"rules[1]\", kind: [write, txn_begin], consistency: session }\n",
+        "health: { interval: 100ms, timeout: 2s, rise: 3, user: \"monitor\", password: <redacted>, database: \"template1\" }\n",
+        "lag: { max_bytes: 1GiB, max_delay: 30s }\n",
+        "failover: { write_wait: 0s }\n",
+    ] {
+        assert!(summary.contains(line), "{line:?} missing from:\n{summary}");
+    }
     assert!(summary.contains("password: <redacted>"), "{summary}");
     assert!(summary.contains("limits: { max_client_connections: 500, max_message_size: 64MiB, startup_timeout: 2500ms }"), "{summary}");
     assert!(
@@ -334,4 +496,44 @@ fn query_wait_timeout_is_checkout_timeout() {
         config.pool.checkout_timeout,
         std::time::Duration::from_millis(750)
     );
+}
+
+#[test]
+fn health_credentials_default_to_the_matching_user() {
+    // The default health user is the first user's server_user; the password is taken from
+    // the first user logging in to the servers as that role.
+    let text = "users:\n  - { name: a, password: SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy, \
+                server_user: app, server_password: app-pw }\n  - { name: ops, password: ops }\n\
+                servers: [{ host: h }]\n";
+    let config = parse(text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.health.user, "app");
+    assert_eq!(config.health.password.as_deref(), Some("app-pw"));
+
+    let named = format!("{text}health: {{ user: ops }}\n");
+    let config = parse(&named).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.health.user, "ops");
+    assert_eq!(config.health.password.as_deref(), Some("ops"));
+
+    let stranger = format!("{text}health: {{ user: monitor }}\n");
+    let config = parse(&stranger).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.health.password, None, "no user logs in as monitor");
+}
+
+#[test]
+fn routing_scalars_and_nulls() {
+    // A scalar where a list may stand, `null` for a default, and a numeric fingerprint.
+    let text = "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\n\
+                consistency: eventual\nlag: { max_bytes: null, max_delay: 1m }\n\
+                functions: { write: audit }\n\
+                rules:\n  - match: { user: 42, fingerprint: 1234567890123456 }\n    target: primary\n";
+    let config = parse(text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.routing.consistency, Consistency::Eventual);
+    assert_eq!(config.lag.max_bytes, 16 * 1024 * 1024);
+    assert_eq!(config.lag.max_delay, Duration::from_secs(60));
+    assert_eq!(config.routing.functions.write, ["audit"]);
+    let when = &config.routing.rules[0].when;
+    assert_eq!(when.users, ["42"]);
+    assert_eq!(when.fingerprints, ["1234567890123456"]);
+    assert_eq!(config.health.user, "a");
+    assert_eq!(config.health.password, None);
 }

@@ -3,6 +3,7 @@
 mod balance;
 mod invariant;
 mod route;
+mod snapshot;
 mod topology;
 
 use std::time::Duration;
