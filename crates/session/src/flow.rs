@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::{Bytes, BytesMut};
 use pgsplit_backend::{PoolError, PooledConn, ServerConn};
 use pgsplit_classify::{Class, Classification, SetKind};
 use pgsplit_config::PoolMode;
@@ -33,9 +34,45 @@ const ADMIN_DATABASES: [&str; 2] = ["pgsplit", "pgbouncer"];
 /// How often a unit waiting for a server (a failover, a replica catching up) routes again.
 const WAIT_POLL: Duration = Duration::from_millis(20);
 
-/// A routed unit: its server, its classification, and whether to capture the primary's WAL
-/// position after it commits.
-type RoutedUnit = (Arc<ServerTarget>, Arc<Classification>, bool);
+/// A routed unit: its server, its classification, whether to capture the primary's WAL
+/// position after it commits, and a copy of its messages to retry it with.
+type RoutedUnit = (Arc<ServerTarget>, Arc<Classification>, bool, Option<Bytes>);
+
+/// How many times a unit is routed again after connecting to its server failed.
+const MAX_CONNECT_RETRIES: usize = 8;
+
+/// Units larger than this are not kept for a retry (a read that big is rare; it fails instead).
+const RETRY_COPY_LIMIT: usize = 64 * 1024;
+
+/// Servers a unit must not be routed to again, while the topology still thinks they are up.
+#[derive(Debug, Default)]
+struct Avoid {
+    /// Node indexes.
+    nodes: Vec<usize>,
+    /// The topology the failures were seen against; a newer one (the health checker acted)
+    /// replaces this list.
+    seen: Option<Arc<pgsplit_router::Topology>>,
+}
+
+impl Avoid {
+    fn add(&mut self, node: usize, topology: &Arc<pgsplit_router::Topology>) {
+        self.refresh(topology);
+        self.seen = Some(Arc::clone(topology));
+        self.nodes.push(node);
+    }
+
+    /// Forgets the list once the topology changed since the failures.
+    fn refresh(&mut self, topology: &Arc<pgsplit_router::Topology>) {
+        if self
+            .seen
+            .as_ref()
+            .is_some_and(|t| !Arc::ptr_eq(t, topology))
+        {
+            self.nodes.clear();
+            self.seen = None;
+        }
+    }
+}
 
 /// How long forwarding a cancel request may take.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -122,6 +159,8 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
         current: None,
         capture: false,
         failed_server: None,
+        retry_copy: None,
+        retry_avoid: None,
         conn: None,
         relay: relay_state,
         mode: config.pool.mode,
@@ -193,6 +232,11 @@ struct Session {
     capture: bool,
     /// The server whose connect failed in the last checkout, if any.
     failed_server: Option<usize>,
+    /// The messages of the unit in flight on a replica, kept until its answer begins so that
+    /// it can be retried on another server.
+    retry_copy: Option<Bytes>,
+    /// The server a retried unit must avoid.
+    retry_avoid: Option<usize>,
     /// The server connection, held for a transaction (transaction mode), for the session
     /// (session mode), or while pinned.
     conn: Option<PooledConn>,
@@ -241,6 +285,8 @@ impl Session {
             }
             match res {
                 Ok(RelayEnd::Boundary) => {
+                    self.retry_copy = None;
+                    self.relay.retry_armed = false;
                     let effects = std::mem::take(&mut self.relay.effects);
                     if effects.statements {
                         // DISCARD / DEALLOCATE dropped statements on the server, the client's
@@ -268,6 +314,24 @@ impl Session {
                 Err(e) => {
                     conn.mark_broken();
                     self.relay.plan.abandon(&mut self.relay.statements);
+                    let retry = std::mem::take(&mut self.relay.retry_failed);
+                    if retry && let Some(copy) = self.retry_copy.take() {
+                        // The replica failed before any of the answer reached the client:
+                        // put the unit back in front of the client's input and route it again.
+                        debug!(error = %e, "retrying a read on another server");
+                        let mut input = BytesMut::with_capacity(copy.len() + client.rbuf.len());
+                        input.extend_from_slice(&copy);
+                        input.extend_from_slice(&client.rbuf);
+                        client.rbuf = input;
+                        if let Some(target) = &self.current {
+                            self.retry_avoid = Some(target.index);
+                            let server = target.key.server.to_string();
+                            let _ = self.ctx.server_events.send(ServerEvent::Failed { server });
+                        }
+                        self.ctx.metrics.read_retries_total.inc();
+                        self.detach(None).await;
+                        continue;
+                    }
                     if matches!(e, SessionError::Server(_) | SessionError::ServerGone(_)) {
                         self.note_failed();
                     }
@@ -351,24 +415,36 @@ impl Session {
     /// failed checkout reported to the client).
     async fn route_and_attach(&mut self, client: &mut ClientConn) -> Result<bool, SessionError> {
         // Servers whose connect failed for this unit (rare, so no allocation otherwise).
-        let mut avoid: Vec<usize> = Vec::new();
+        let mut avoid = Avoid::default();
+        if let Some(index) = self.retry_avoid.take() {
+            // The unit failed on this server before its answer began: it is being retried.
+            avoid.add(index, &self.ctx.snapshot.load().topology);
+        }
+        let mut attempts = 0;
         loop {
-            let Some((target, class, capture)) = self.route_next(client, &avoid).await? else {
+            let Some((target, class, capture, copy)) = self.route_next(client, &mut avoid).await?
+            else {
                 return Ok(false);
             };
             match self.attach(client, false, Arc::clone(&target)).await {
                 Ok(()) => {
                     target.count_query(class.class);
                     self.capture = capture;
+                    self.retry_copy = copy;
+                    self.relay.retry_armed = self.retry_copy.is_some();
                     return Ok(true);
                 }
                 Err(SessionError::Refused(fields)) if fields.severity == "ERROR" => {
                     let failed = self.failed_server.take() == Some(target.index);
-                    if failed && target.role == NodeRole::Replica && avoid.len() < 2 {
-                        // A read whose replica cannot be reached: nothing was sent yet, so
-                        // it goes to another eligible server.
-                        avoid.push(target.index);
-                        self.ctx.metrics.read_retries_total.inc();
+                    attempts += 1;
+                    if failed && attempts <= MAX_CONNECT_RETRIES {
+                        // The server cannot be reached and nothing was sent yet: route the
+                        // unit again without it (a read goes to another eligible server, a
+                        // write waits for the failover up to `failover.write_wait`).
+                        avoid.add(target.index, &self.ctx.snapshot.load().topology);
+                        if target.role == NodeRole::Replica {
+                            self.ctx.metrics.read_retries_total.inc();
+                        }
                         continue;
                     }
                     // No connection for this unit (pool timeout, server down): fail the
@@ -387,10 +463,11 @@ impl Session {
     async fn route_next(
         &mut self,
         client: &mut ClientConn,
-        avoid: &[usize],
+        avoid: &mut Avoid,
     ) -> Result<Option<RoutedUnit>, SessionError> {
         loop {
             let snapshot = self.ctx.snapshot.load_full();
+            avoid.refresh(&snapshot.topology);
             let kit = &self.ctx.route_kit;
             let scs = param(&self.view, "standard_conforming_strings") != Some("off");
             let routing = &snapshot.routing;
@@ -403,7 +480,7 @@ impl Session {
                 kit,
                 &classify,
             );
-            let (class, route, executes) = match scan {
+            let (class, route, executes, end) = match scan {
                 Scan::Incomplete => {
                     client.fill().await?;
                     continue;
@@ -412,6 +489,7 @@ impl Session {
                     class,
                     sql,
                     executes,
+                    end,
                 } => {
                     if client.rbuf.first() == Some(&fe::QUERY)
                         && let Some(setting) = route_setting(&class, sql)
@@ -420,18 +498,18 @@ impl Session {
                         self.answer_route_setting(client, setting, &class).await?;
                         return Ok(None);
                     }
-                    let route = if avoid.is_empty() {
+                    let route = if avoid.nodes.is_empty() {
                         self.router
                             .route(&snapshot, &snapshot.topology, kit, &class, sql)
                     } else {
                         let mut topology = (*snapshot.topology).clone();
                         let now = self.router.now();
-                        for &i in avoid {
+                        for &i in &avoid.nodes {
                             topology.mark_down(i, now);
                         }
                         self.router.route(&snapshot, &topology, kit, &class, sql)
                     };
-                    (class, route, executes)
+                    (class, route, executes, end)
                 }
             };
             let index = match route.target {
@@ -462,7 +540,11 @@ impl Session {
                 && executes
                 && writes_wal(class.class)
                 && tracks_writes(&snapshot.routing.policy);
-            return Ok(Some((target, class, capture)));
+            // A unit on a replica keeps a copy of its messages until its answer begins, so
+            // that it can be retried elsewhere if the replica fails first.
+            let copy = (target.role == NodeRole::Replica && end > 0 && end <= RETRY_COPY_LIMIT)
+                .then(|| Bytes::copy_from_slice(&client.rbuf[..end]));
+            return Ok(Some((target, class, capture, copy)));
         }
     }
 

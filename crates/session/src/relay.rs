@@ -77,6 +77,14 @@ pub(crate) struct RelayState {
     held: bool,
     /// The server answered SQLSTATE 25006 (read-only transaction) during this relay.
     pub(crate) read_only_error: bool,
+    /// The unit in flight may be retried elsewhere if the server fails before answering
+    /// (the session kept a copy of it).
+    pub(crate) retry_armed: bool,
+    /// Something reached the client's outbox during this relay: a retry is no longer possible.
+    forwarded: bool,
+    /// The server failed before any of the answer was forwarded, with a retry armed: the
+    /// relay ended with an error and the client was told nothing.
+    pub(crate) retry_failed: bool,
 }
 
 impl RelayState {
@@ -95,12 +103,20 @@ impl RelayState {
             one_unit: false,
             held: false,
             read_only_error: false,
+            retry_armed: false,
+            forwarded: false,
+            retry_failed: false,
         }
     }
 
     /// Idle: no response due, no extended-protocol batch open, no transaction open.
     pub(crate) fn idle(&self) -> bool {
         self.plan.is_empty() && !self.plan.awaiting_sync() && self.txn_status == b'I'
+    }
+
+    /// Whether a server failure now can still be retried elsewhere unseen by the client.
+    fn retryable(&self) -> bool {
+        self.retry_armed && !self.forwarded
     }
 
     /// Whether the relay should hand the connection back to the session now.
@@ -120,6 +136,8 @@ pub(crate) async fn relay(
     state.txn_status = server.txn_status();
     state.server_fatal = false;
     state.held = false;
+    state.forwarded = false;
+    state.retry_failed = false;
     // The statement cache travels with the connection; it is taken out for the relay because
     // the socket halves stay borrowed for the whole loop.
     let mut cache = std::mem::take(server.statements_mut());
@@ -161,14 +179,29 @@ async fn relay_inner(
                 res.map_err(SessionError::ClientIo)?;
             }
             res = to_server.write_some(swr), if !to_server.is_empty() => {
-                res.map_err(|source| server_io(addr, source))?;
+                if let Err(source) = res {
+                    state.retry_failed = state.retryable();
+                    return Err(server_io(addr, source));
+                }
             }
             res = srd.read_buf(sbuf), if client.out.len() < HIGH_WATER => {
-                if res.map_err(|source| server_io(addr, source))? == 0 {
-                    return Err(server_closed(client, addr, state).await);
+                match res {
+                    Ok(0) if state.retryable() => {
+                        state.retry_failed = true;
+                        return Err(SessionError::ServerGone(addr.to_owned()));
+                    }
+                    Ok(0) => return Err(server_closed(client, addr, state).await),
+                    Ok(_) => {}
+                    Err(source) => {
+                        state.retry_failed = state.retryable();
+                        return Err(server_io(addr, source));
+                    }
                 }
                 from_server(sbuf, max_server, state, cache, &mut client.out)
                     .map_err(|source| BackendError::Protocol { addr: addr.to_owned(), source })?;
+                if state.retry_failed {
+                    return Err(SessionError::ServerGone(addr.to_owned()));
+                }
                 if state.at_boundary() && to_server.is_empty() {
                     client.flush().await?;
                     return Ok(RelayEnd::Boundary);
@@ -290,6 +323,9 @@ fn from_client(
     }
     flush_parts(&mut out, to_server);
     state.parts = out;
+    if !synthetic.is_empty() {
+        state.forwarded = true;
+    }
     flush_parts(&mut synthetic, &mut client.out);
     Ok(false)
 }
@@ -329,6 +365,15 @@ fn from_server(
         let Some(frame) = next_frame(buf, max)? else {
             break;
         };
+        if frame.tag() == be::ERROR && out.is_empty() && state.retryable() && is_fatal(frame.body())
+        {
+            // The server is going away before answering (e.g. shutting down): the unit can
+            // still be retried elsewhere, so the client must not see this.
+            state.server_fatal = true;
+            state.retry_failed = true;
+            state.parts = out;
+            return Ok(());
+        }
         note_server(&frame, state);
         if let Err(e) = filter_server(
             frame,
@@ -342,6 +387,9 @@ fn from_server(
             }
             state.out_of_step = true;
         }
+    }
+    if !out.is_empty() {
+        state.forwarded = true;
     }
     flush_parts(&mut out, to_client);
     state.parts = out;

@@ -132,6 +132,8 @@ pub(crate) enum Scan<'a> {
         class: Arc<Classification>,
         sql: &'a str,
         executes: bool,
+        /// Bytes of the client's input the unit takes (0 when not known exactly).
+        end: usize,
     },
 }
 
@@ -182,7 +184,7 @@ pub(crate) fn scan_unit<'a>(
                     return unknown(kit);
                 };
                 note(&mut best, classify(sql), sql);
-                return done(best, kit, true);
+                return done(best, kit, true, off + len);
             }
             fe::PARSE => {
                 let Some((name, rest)) = cbytes(body) else {
@@ -225,16 +227,16 @@ pub(crate) fn scan_unit<'a>(
                     },
                 }
             }
-            fe::SYNC => return done(best, kit, executes),
+            fe::SYNC => return done(best, kit, executes, off + len),
             fe::FLUSH => {
                 // The client wants answers before it sends the rest of the unit, which may
                 // hold anything: the primary, unless a heavier verdict is already known.
                 note(&mut best, Arc::clone(&kit.unknown), "");
-                return done(best, kit, true);
+                return done(best, kit, true, 0);
             }
             fe::FUNCTION_CALL => {
                 note(&mut best, Arc::clone(&kit.function_call), "");
-                return done(best, kit, true);
+                return done(best, kit, true, off + len);
             }
             fe::EXECUTE => executes = true,
             fe::DESCRIBE | fe::CLOSE => {}
@@ -243,7 +245,7 @@ pub(crate) fn scan_unit<'a>(
         off += len;
         if off > SCAN_LIMIT {
             note(&mut best, Arc::clone(&kit.unknown), "");
-            return done(best, kit, true);
+            return done(best, kit, true, 0);
         }
     }
 }
@@ -266,17 +268,20 @@ fn done<'a>(
     best: Option<(Arc<Classification>, &'a str)>,
     kit: &RouteKit,
     executes: bool,
+    end: usize,
 ) -> Scan<'a> {
     match best {
         Some((class, sql)) => Scan::Unit {
             class,
             sql,
             executes,
+            end,
         },
         None => Scan::Unit {
             class: Arc::clone(&kit.empty),
             sql: "",
             executes,
+            end,
         },
     }
 }
@@ -286,6 +291,7 @@ fn unknown(kit: &RouteKit) -> Scan<'static> {
         class: Arc::clone(&kit.unknown),
         sql: "",
         executes: true,
+        end: 0,
     }
 }
 
