@@ -50,6 +50,8 @@
 mod cache;
 mod class;
 mod classifier;
+#[doc(hidden)]
+pub mod corpus;
 mod effects;
 mod fast;
 pub mod functions;
