@@ -152,8 +152,8 @@ async fn in_transaction(client: &Client, body: &[&str]) -> Result<(), tokio_post
 async fn execute(client: &Client, entry: &Entry, class: &Classification) -> (Outcome, bool) {
     let sql = entry.sql.as_str();
     let mut extended = false;
-    let upper = sql.to_ascii_uppercase();
-    let copy = upper.trim_start().starts_with("COPY");
+    let upper = sql.trim_start().to_ascii_uppercase();
+    let copy = upper.starts_with("COPY");
     let result = if copy && upper.contains("TO STDOUT") {
         run_copy_out(client, sql).await
     } else if copy && upper.contains("FROM STDIN") {
