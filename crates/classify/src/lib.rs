@@ -52,6 +52,8 @@
 mod cache;
 mod class;
 mod classifier;
+#[doc(hidden)]
+pub mod corpus;
 mod effects;
 mod fast;
 mod fingerprint;

@@ -2,62 +2,10 @@
 //! reason (see the file's header for the format). Every entry is checked; a failure lists
 //! every mismatching entry with its line number, what was expected and what came out.
 
-use pgsplit_classify::{Class, Classification, Classifier, Options, SetKind, UnknownFunctions};
+use pgsplit_classify::{Class, Classification, Classifier, SetKind, UnknownFunctions};
 use std::fmt::Write as _;
 
-/// One corpus entry.
-pub(crate) struct Entry {
-    /// Line of the `==` header.
-    pub(crate) line: usize,
-    /// Expected class name.
-    pub(crate) class: String,
-    /// Expected reason name.
-    pub(crate) reason: String,
-    /// Extra expectations: `key=value`.
-    pub(crate) extras: Vec<(String, String)>,
-    /// The SQL text (lines joined with `\n`, surrounding blank lines trimmed).
-    pub(crate) sql: String,
-}
-
-/// Parses a file of `== header` + body entries; `##` lines are comments.
-pub(crate) fn parse_entries(text: &str) -> Vec<Entry> {
-    let mut out: Vec<Entry> = Vec::new();
-    let mut body: Vec<&str> = Vec::new();
-    let flush = |out: &mut Vec<Entry>, body: &mut Vec<&str>| {
-        if let Some(e) = out.last_mut() {
-            e.sql = body.join("\n").trim().to_owned();
-        }
-        body.clear();
-    };
-    for (i, line) in text.lines().enumerate() {
-        if line.starts_with("##") {
-            continue;
-        }
-        if let Some(header) = line.strip_prefix("== ") {
-            flush(&mut out, &mut body);
-            let mut words = header.split_whitespace();
-            let class = words.next().unwrap_or_default().to_owned();
-            let reason = words.next().unwrap_or_default().to_owned();
-            let extras = words
-                .map(|w| {
-                    let (k, v) = w.split_once('=').unwrap_or((w, ""));
-                    (k.to_owned(), v.to_owned())
-                })
-                .collect();
-            out.push(Entry {
-                line: i + 1,
-                class,
-                reason,
-                extras,
-                sql: String::new(),
-            });
-        } else if !out.is_empty() {
-            body.push(line);
-        }
-    }
-    flush(&mut out, &mut body);
-    out
-}
+pub(crate) use pgsplit_classify::corpus::{Entry, parse_entries};
 
 fn opt_bool(v: Option<bool>) -> String {
     v.map_or("-".to_owned(), |b| b.to_string())
@@ -94,21 +42,14 @@ fn extra(c: &Classification, key: &str) -> String {
     }
 }
 
-/// The corpus's classifier: default options plus a user function of each kind, so the
-/// corpus can show user lists at work.
+/// The corpus's classifier (user function lists of each kind, see the corpus header).
 pub(crate) fn corpus_classifier(unknown: UnknownFunctions) -> Classifier {
-    Classifier::new(Options {
-        write_functions: vec!["app.bump_counter".into(), "audit_*".into()],
-        read_functions: vec!["app.price_of".into(), "slugify".into()],
-        unknown_functions: unknown,
-        ..Options::default()
-    })
+    pgsplit_classify::corpus::classifier(unknown)
 }
 
+/// Every corpus entry.
 pub(crate) fn load() -> Vec<Entry> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus.txt");
-    let text = std::fs::read_to_string(path).expect("read corpus");
-    parse_entries(&text)
+    pgsplit_classify::corpus::entries()
 }
 
 #[test]

@@ -23,6 +23,7 @@ mod mock_server;
 mod notify;
 mod pooling;
 mod routing;
+mod safety;
 mod session;
 mod shutdown;
 mod tools;
