@@ -576,10 +576,14 @@ impl Session {
     /// Records the primary's WAL position after the client's write committed, on the same
     /// connection, after the client already has its answer: later reads of this client go only
     /// to replicas that have replayed this far (`consistency: session`).
+    ///
+    /// The insert position, not `pg_current_wal_lsn()` (the write position): with
+    /// `synchronous_commit = off` a commit returns before its WAL is written out, so the
+    /// write position can still be before the commit record.
     async fn capture_write_position(&mut self) -> Result<(), SessionError> {
         self.capture = false;
         let conn = self.conn.as_mut().expect("capture with a connection");
-        let out = internal::run(conn, "SELECT pg_catalog.pg_current_wal_lsn()").await?;
+        let out = internal::run(conn, "SELECT pg_catalog.pg_current_wal_insert_lsn()").await?;
         let lsn = match out.error {
             None => out
                 .rows

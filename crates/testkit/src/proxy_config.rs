@@ -22,6 +22,7 @@ pub const ADMIN_PASSWORD: &str = "admin";
 #[derive(Clone, Debug)]
 pub struct ProxyYaml {
     servers: Vec<(String, Node, &'static str)>,
+    server_extra: Vec<(String, String)>,
     pool: Vec<(String, String)>,
     top: Vec<(String, String)>,
     extra_users: Vec<String>,
@@ -32,6 +33,7 @@ impl ProxyYaml {
     pub fn new(primary: Node) -> ProxyYaml {
         ProxyYaml {
             servers: vec![("primary".to_owned(), primary, "primary")],
+            server_extra: Vec::new(),
             pool: Vec::new(),
             top: Vec::new(),
             extra_users: Vec::new(),
@@ -55,6 +57,13 @@ impl ProxyYaml {
     /// Sets `pool.<key>: <value>` (value is YAML, e.g. `"1"` or `session`).
     pub fn pool(mut self, key: &str, value: &str) -> ProxyYaml {
         self.pool.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Adds `key: value` (YAML) to the entry of server `name` (e.g. `max_connections`, `5`).
+    pub fn server_option(mut self, name: &str, key: &str, value: &str) -> ProxyYaml {
+        self.server_extra
+            .push((name.to_owned(), format!("{key}: {value}")));
         self
     }
 
@@ -113,8 +122,14 @@ impl ProxyYaml {
         }
         y.push_str("servers:\n");
         for (name, node, role) in &self.servers {
+            let extra: String = self
+                .server_extra
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, field)| format!(", {field}"))
+                .collect();
             y.push_str(&format!(
-                "  - {{ name: {name}, host: {}, port: {}, role: {role} }}\n",
+                "  - {{ name: {name}, host: {}, port: {}, role: {role}{extra} }}\n",
                 node.host, node.port
             ));
         }

@@ -6,69 +6,14 @@
 //! shared test cluster is never paused or stopped. Without `PGSPLIT_TEST_XTASK` it skips, unless
 //! `PGSPLIT_REQUIRE_CLUSTER=1` makes that a failure.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use pgsplit_testkit::cluster::{APP_DATABASE, APP_PASSWORD, APP_USER, cluster_required};
 use pgsplit_testkit::{ClusterEnv, ProxyYaml};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::harness::{bounded, bypass_proxy};
-
-/// `GET path` on the admin endpoint; the status code and the body.
-async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect to admin");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    bounded(
-        Duration::from_secs(5),
-        "admin response",
-        stream.read_to_string(&mut raw),
-    )
-    .await
-    .unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
-    (status, body.to_owned())
-}
-
-/// The value of one sample line, e.g. `pgsplit_server_up{server="replica1"}`.
-fn metric(handle: &pgsplit::ProxyHandle, series: &str) -> Option<f64> {
-    handle.metrics().render().lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')
-            .and_then(|v| v.parse().ok())
-    })
-}
-
-/// Polls `metric` until `want` holds, failing after `limit`; returns how long it took.
-async fn metric_until(
-    handle: &pgsplit::ProxyHandle,
-    series: &str,
-    limit: Duration,
-    want: impl Fn(f64) -> bool,
-) -> Duration {
-    let start = Instant::now();
-    loop {
-        let value = metric(handle, series);
-        if value.is_some_and(&want) {
-            return Instant::now() - start;
-        }
-        assert!(
-            Instant::now() - start < limit,
-            "{series} is {value:?} after {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use crate::own_cluster::{OwnCluster, http_get, metric, metric_until};
 
 /// Whether the `/status` document shows `name` up with `role` detected.
 fn shows(doc: &serde_json::Value, name: &str, role: &str) -> bool {
@@ -154,111 +99,17 @@ async fn status_shows_the_primary_and_the_replicas_up() {
 /// The base port of this file's own cluster (primary 28432, replicas 28433 and 28434).
 const BASE_PORT: u16 = 28432;
 
-/// This test's own cluster, driven through xtask; brought down when dropped, even on panic.
-struct OwnCluster {
-    xtask: PathBuf,
-}
-
-impl OwnCluster {
-    /// The xtask binary from `PGSPLIT_TEST_XTASK`, or `None` (after a skip notice).
-    ///
-    /// # Panics
-    ///
-    /// When it is missing but `PGSPLIT_REQUIRE_CLUSTER=1`.
-    fn xtask() -> Option<PathBuf> {
-        match std::env::var_os("PGSPLIT_TEST_XTASK").filter(|v| !v.is_empty()) {
-            Some(path) => Some(PathBuf::from(path)),
-            None if cluster_required() => panic!(
-                "PGSPLIT_REQUIRE_CLUSTER=1 but PGSPLIT_TEST_XTASK is not set: the health fault test \
-                 cannot start its own cluster (run `cargo xtask test`, or build xtask and export \
-                 PGSPLIT_TEST_XTASK=target/debug/xtask)"
-            ),
-            None => {
-                eprintln!(
-                    "skipping: PGSPLIT_TEST_XTASK is not set, so the health fault test cannot \
-                     start its own cluster (run `cargo xtask test`)"
-                );
-                None
-            }
-        }
-    }
-
-    /// `xtask cluster --base-port 28432 ARGS...`, aimed at this cluster's own directory even
-    /// when the environment names the shared test cluster's.
-    fn command(xtask: &PathBuf, args: &[&str]) -> std::process::Command {
-        let mut c = std::process::Command::new(xtask);
-        c.arg("cluster")
-            .args(["--base-port", &BASE_PORT.to_string()])
-            .args(args)
-            .env(
-                "PGSPLIT_CLUSTER_DIR",
-                format!("/tmp/pgsplit-cluster-{BASE_PORT}"),
-            )
-            .env_remove("PGSPLIT_CLUSTER_BASE_PORT")
-            .stdin(std::process::Stdio::null());
-        c
-    }
-
-    /// Runs a cluster command to completion, failing the test if it fails or takes over
-    /// `limit`.
-    async fn run(&self, args: &[&str], limit: Duration) {
-        let mut cmd = tokio::process::Command::from(Self::command(&self.xtask, args));
-        cmd.kill_on_drop(true);
-        let what = format!("xtask cluster {}", args.join(" "));
-        let out = bounded(limit, &what, cmd.output())
-            .await
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert!(
-            out.status.success(),
-            "{what} failed ({}):\n{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// The cluster as the testkit describes one.
-    fn env() -> ClusterEnv {
-        ClusterEnv::from_vars(
-            &format!("127.0.0.1:{BASE_PORT}"),
-            Some(&format!(
-                "127.0.0.1:{},127.0.0.1:{}",
-                BASE_PORT + 1,
-                BASE_PORT + 2
-            )),
-            Some("postgres:postgres"),
-        )
-    }
-}
-
-impl Drop for OwnCluster {
-    fn drop(&mut self) {
-        // Blocking here is fine: the test is over either way, and the cluster must not outlive it.
-        let out = Self::command(&self.xtask, &["down"]).output();
-        if let Ok(out) = out
-            && !out.status.success()
-        {
-            eprintln!(
-                "xtask cluster down failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_rises_while_replay_is_paused_and_a_stopped_replica_goes_down() {
     if bypass_proxy() {
         eprintln!("skipping: this test needs the proxy (PGSPLIT_E2E_BYPASS_PROXY=1)");
         return;
     }
-    let Some(xtask) = OwnCluster::xtask() else {
-        return;
-    };
     bounded(Duration::from_secs(300), "health fault test", async {
-        let cluster = OwnCluster { xtask };
-        cluster.run(&["up"], Duration::from_secs(180)).await;
-        let env = OwnCluster::env();
+        let Some(cluster) = OwnCluster::start(BASE_PORT).await else {
+            return;
+        };
+        let env = cluster.env();
         let (replica1, replica2) = (BASE_PORT + 1, BASE_PORT + 2);
         let config = ProxyYaml::for_primary(&env).with_replicas(&env).config();
         let handle = pgsplit::start(config).await.expect("proxy starts");
