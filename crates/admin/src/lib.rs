@@ -7,7 +7,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -35,6 +35,26 @@ pub struct AdminState {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     /// `true` once the proxy is draining; `/readyz` answers 503 from then on.
     pub draining: watch::Receiver<bool>,
+    /// The outcome of the latest config reload (`None` before the first one), shown by
+    /// `/status` as `reload`. The proxy's reloader stores into it; the endpoint only reads.
+    pub last_reload: Arc<ArcSwapOption<LastReload>>,
+}
+
+/// How the latest config reload (file watch, `SIGHUP` or console `RELOAD`) ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastReload {
+    /// `None` when the new config was applied; otherwise why it was refused (for a config
+    /// error, one `FILE:LINE:COL: key: message` line per problem). The old config stays.
+    pub error: Option<String>,
+    /// When it ended, in seconds since the Unix epoch.
+    pub at_unix: u64,
+}
+
+impl LastReload {
+    /// `"ok"` or `"failed"`, as `/status` and the reload metric name it.
+    pub fn result(&self) -> &'static str {
+        if self.error.is_none() { "ok" } else { "failed" }
+    }
 }
 
 /// Serves the admin endpoint on `listener` until `stop` turns `true` (or its sender is
@@ -115,8 +135,10 @@ fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
     }
 }
 
-/// The `/status` document: config generation, readiness and one entry per pool.
+/// The `/status` document: config generation, the latest reload, readiness, the config's
+/// pool settings and servers, and one entry per pool.
 fn status_json(state: &AdminState) -> String {
+    let snapshot = state.snapshot.load();
     let pools: Vec<serde_json::Value> = state
         .pools
         .stats()
@@ -137,14 +159,63 @@ fn status_json(state: &AdminState) -> String {
             })
         })
         .collect();
+    let last = state.last_reload.load();
+    let reload = serde_json::json!({
+        "generation": snapshot.generation,
+        "last_result": last.as_ref().map(|l| l.result()),
+        "last_error": last.as_ref().and_then(|l| l.error.as_deref()),
+        "at": last.as_ref().map(|l| l.at_unix),
+    });
+    let config = &snapshot.config;
+    let servers: Vec<serde_json::Value> = config
+        .servers
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "name": s.name,
+                "host": s.host,
+                "port": s.port,
+                "role": role_name(s.role),
+                "weight": s.weight,
+                "max_connections": s.max_connections,
+            })
+        })
+        .collect();
+    let pool = &config.pool;
+    let config_doc = serde_json::json!({
+        "source": config.source.as_ref().map(|p| p.display().to_string()),
+        "pool": {
+            "size": pool.size,
+            "min_idle": pool.min_idle,
+            "checkout_timeout_ms": millis(pool.checkout_timeout),
+            "connect_timeout_ms": millis(pool.connect_timeout),
+            "server_idle_timeout_ms": millis(pool.server_idle_timeout),
+            "server_lifetime_ms": millis(pool.server_lifetime),
+        },
+        "servers": servers,
+    });
     let doc = serde_json::json!({
-        "generation": state.snapshot.load().generation,
+        "generation": snapshot.generation,
+        "reload": reload,
         "draining": *state.draining.borrow(),
+        "config": config_doc,
         "pools": pools,
     });
     let mut out = doc.to_string();
     out.push('\n');
     out
+}
+
+fn role_name(role: pgsplit_config::Role) -> &'static str {
+    match role {
+        pgsplit_config::Role::Primary => "primary",
+        pgsplit_config::Role::Replica => "replica",
+        pgsplit_config::Role::Auto => "auto",
+    }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

@@ -8,15 +8,16 @@
 
 mod listener;
 mod reload;
+mod filewatch;
 
-pub use reload::reload;
+pub use filewatch::POLL_EVERY as CONFIG_POLL_INTERVAL;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
 
 use anyhow::Context as _;
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use pgsplit_admin::AdminState;
 use pgsplit_backend::Pools;
 use pgsplit_config::Config;
@@ -36,6 +37,7 @@ pub struct ProxyHandle {
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
     metrics: Arc<Metrics>,
+    control: Arc<Control>,
 }
 
 impl ProxyHandle {
@@ -52,6 +54,13 @@ impl ProxyHandle {
     /// The proxy's metric families (rendered by the admin endpoint's `/metrics`).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Re-reads the config file and, when it is valid, serves it as the next generation
+    /// (what `SIGHUP` does). Returns that generation, or why the file was refused (the old
+    /// config stays). Logged, counted and shown in `/status` like every other reload.
+    pub async fn reload(&self) -> Result<u64, String> {
+        self.control.reload().await
     }
 
     /// Starts a graceful drain: stop accepting, let in-flight transactions finish up to
@@ -88,6 +97,9 @@ async fn maintain_pools(pools: Pools, mut shutdown: watch::Receiver<bool>) {
 /// Binds `config.listen` and `config.admin.listen` and starts serving on the current tokio
 /// runtime.
 ///
+/// When the config was read from a file (`config.source`), that file is watched (polled every
+/// [`CONFIG_POLL_INTERVAL`]) and reloaded when its content changes.
+///
 /// The admin endpoint keeps answering while the proxy drains (so `/readyz` can say 503) and
 /// stops once the accept loop has finished.
 pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
@@ -103,6 +115,7 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     let metrics = Arc::new(Metrics::new());
     let (server_events, mut server_events_rx) = tokio::sync::mpsc::unbounded_channel();
     let (control, reload_requests) = Control::new(rx.clone());
+    let source = config.source.clone();
     let ctx = Ctx {
         snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::new(config))),
         metrics: metrics.clone(),
@@ -125,13 +138,28 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         }
     });
     tokio::spawn(maintain_pools(ctx.pools.clone(), ctx.shutdown.clone()));
-    tokio::spawn(reload::serve_requests(ctx.clone(), reload_requests));
+    let last_reload = Arc::new(ArcSwapOption::empty());
+    tokio::spawn(reload::serve_requests(
+        ctx.clone(),
+        last_reload.clone(),
+        reload_requests,
+    ));
+    if let Some(path) = source {
+        tokio::spawn(filewatch::watch_config(
+            path,
+            filewatch::POLL_EVERY,
+            ctx.control.clone(),
+            ctx.shutdown.clone(),
+        ));
+    }
     let admin_state = AdminState {
         metrics: metrics.clone(),
         pools: ctx.pools.clone(),
         snapshot: ctx.snapshot.clone(),
         draining: ctx.shutdown.clone(),
+        last_reload,
     };
+    let control = ctx.control.clone();
     let (admin_stop, admin_stop_rx) = watch::channel(false);
     let admin = tokio::spawn(pgsplit_admin::serve(
         admin_listener,
@@ -150,5 +178,6 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         shutdown: tx,
         task,
         metrics,
+        control,
     })
 }

@@ -1,26 +1,33 @@
 //! Config reload: re-read the config file, validate it, and swap in a new snapshot.
 //!
-//! [`reload`] is the one way a config changes at runtime; the admin console's `RELOAD` reaches
-//! it through [`serve_requests`], and file watching and `SIGHUP` call it directly. An invalid
-//! file changes nothing: the error is logged and returned, and the old snapshot stays.
+//! [`reload`] is the one way a config changes at runtime. Every trigger (the file watcher,
+//! `SIGHUP` through [`crate::ProxyHandle::reload`], and the admin console's `RELOAD`) sends a
+//! request down the `Control` channel, and [`serve_requests`] answers them one at a time and
+//! records each outcome the same way ([`record`]): a log line, the
+//! `pgsplit_config_reloads_total{result}` counter, the `pgsplit_config_generation` gauge and
+//! the `reload` object of `/status`. An invalid file changes nothing: the old snapshot stays.
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
+use pgsplit_admin::LastReload;
 use pgsplit_config::Config;
+use pgsplit_router::Topology;
 use pgsplit_session::{Ctx, ReloadRequest, Snapshot};
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Re-reads the file the running config came from and, when it is valid, publishes a new
 /// snapshot with the next generation. Returns that generation, or why nothing changed.
 ///
 /// The new config's listen addresses only take effect after a restart (the sockets are
 /// bound once); a change to them is logged.
-pub async fn reload(ctx: &Ctx) -> Result<u64, String> {
+///
+/// Logs nothing and records nothing itself: [`serve_requests`] does, for every trigger.
+pub(crate) async fn reload(ctx: &Ctx) -> Result<u64, String> {
     let current = ctx.snapshot.load_full();
     let Some(path) = current.config.source.clone() else {
         let message = "the running config was not read from a file, so there is nothing to reload";
-        warn!("config reload refused: {message}");
         return Err(message.to_owned());
     };
     let read = {
@@ -29,14 +36,8 @@ pub async fn reload(ctx: &Ctx) -> Result<u64, String> {
     };
     let config = match read {
         Ok(Ok(config)) => config,
-        Ok(Err(errors)) => {
-            warn!(path = %path.display(), errors = %errors, "config reload rejected");
-            return Err(errors.to_string());
-        }
-        Err(e) => {
-            warn!(error = %e, "config reload failed");
-            return Err(format!("reading the config failed: {e}"));
-        }
+        Ok(Err(errors)) => return Err(errors.to_string()),
+        Err(e) => return Err(format!("reading the config failed: {e}")),
     };
     warn_about_restart_only_changes(&current.config, &config);
     let fresh = Snapshot::new(config);
@@ -45,28 +46,39 @@ pub async fn reload(ctx: &Ctx) -> Result<u64, String> {
         generation: now.generation + 1,
         config: Arc::clone(&config),
         routing: Arc::clone(&routing),
-        // The health state of servers is carried over while the server list is unchanged;
-        // once servers are added, removed or reordered, the new config's own topology is
-        // used (every server up with its configured role) until the next health report.
-        topology: if same_servers(&now.config, &config) {
-            Arc::clone(&now.topology)
-        } else {
-            Arc::clone(&fresh.topology)
-        },
+        topology: carry_topology(&now.config, &now.topology, &config, &fresh.topology),
     });
-    let generation = previous.generation + 1;
-    info!(path = %path.display(), generation, "config reloaded");
-    Ok(generation)
+    Ok(previous.generation + 1)
 }
 
-/// Whether two configs list the same servers by name, in the same order (so topology
-/// indexes stay valid).
-fn same_servers(a: &Config, b: &Config) -> bool {
-    a.servers.len() == b.servers.len()
-        && a.servers
+/// The topology for a new config. The health state of servers is carried over while the
+/// server list is the same (names, order, addresses and configured roles), with the new
+/// weights and connection limits; otherwise the new config's own topology is used (every
+/// server up with its configured role) until the next health report.
+fn carry_topology(
+    old_config: &Config,
+    old: &Arc<Topology>,
+    new_config: &Config,
+    fresh: &Arc<Topology>,
+) -> Arc<Topology> {
+    let same = old_config.servers.len() == new_config.servers.len()
+        && old.nodes.len() == new_config.servers.len()
+        && old_config
+            .servers
             .iter()
-            .zip(&b.servers)
-            .all(|(x, y)| x.name == y.name)
+            .zip(&new_config.servers)
+            .all(|(a, b)| {
+                a.name == b.name && a.host == b.host && a.port == b.port && a.role == b.role
+            });
+    if !same {
+        return Arc::clone(fresh);
+    }
+    let mut topology = Topology::clone(old);
+    for (node, fresh_node) in topology.nodes.iter_mut().zip(&fresh.nodes) {
+        node.weight = fresh_node.weight;
+        node.max_connections = fresh_node.max_connections;
+    }
+    Arc::new(topology)
 }
 
 fn warn_about_restart_only_changes(old: &Config, new: &Config) {
@@ -78,14 +90,49 @@ fn warn_about_restart_only_changes(old: &Config, new: &Config) {
     }
 }
 
-/// Answers reload requests (from the admin console) until the proxy starts draining.
-pub(crate) async fn serve_requests(ctx: Ctx, mut requests: mpsc::UnboundedReceiver<ReloadRequest>) {
+/// Logs one reload outcome and publishes it to the metrics and `/status`.
+pub(crate) fn record(ctx: &Ctx, last: &ArcSwapOption<LastReload>, outcome: &Result<u64, String>) {
+    let at_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let source = ctx.snapshot.load().config.source.clone();
+    let path = source.as_deref().map(|p| p.display().to_string());
+    let path = path.as_deref().unwrap_or("-");
+    let error = match outcome {
+        Ok(generation) => {
+            info!(path, generation, "config reloaded");
+            ctx.metrics
+                .config_generation
+                .set(i64::try_from(*generation).unwrap_or(i64::MAX));
+            None
+        }
+        Err(reason) => {
+            error!(path, reason = %reason, "config reload refused; the previous config stays in effect");
+            Some(reason.clone())
+        }
+    };
+    let entry = LastReload { error, at_unix };
+    ctx.metrics
+        .config_reloads_total
+        .with_label_values(&[entry.result()])
+        .inc();
+    last.store(Some(Arc::new(entry)));
+}
+
+/// Answers reload requests (console `RELOAD`, `SIGHUP`, the file watcher) one at a time until
+/// the proxy starts draining, recording each outcome.
+pub(crate) async fn serve_requests(
+    ctx: Ctx,
+    last: Arc<ArcSwapOption<LastReload>>,
+    mut requests: mpsc::UnboundedReceiver<ReloadRequest>,
+) {
     let mut shutdown = ctx.shutdown.clone();
     loop {
         tokio::select! {
             request = requests.recv() => {
                 let Some(request) = request else { return };
                 let outcome = reload(&ctx).await;
+                record(&ctx, &last, &outcome);
                 let _ = request.reply.send(outcome);
             }
             _ = draining(&mut shutdown) => return,
@@ -97,4 +144,60 @@ pub(crate) async fn serve_requests(ctx: Ctx, mut requests: mpsc::UnboundedReceiv
 /// dropped inside, so callers stay `Send`.
 async fn draining(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|d| *d).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgsplit_router::{HealthReport, Probe};
+
+    fn config(servers: &str) -> Config {
+        let text = format!("users:\n  - {{ name: app, password: app }}\nservers:\n{servers}");
+        pgsplit_config::parse(&text, "t.yaml").unwrap()
+    }
+
+    const TWO: &str = "  - { name: p, host: 127.0.0.1, port: 1, role: primary }\n  \
+                       - { name: r, host: 127.0.0.1, port: 2, role: replica, weight: 1 }\n";
+
+    /// The old topology with the replica marked down by a failed probe.
+    fn old_with_replica_down(old: &Config) -> Arc<Topology> {
+        let mut t = Topology::from_config(old);
+        t.apply_health(HealthReport {
+            node: 1,
+            at: std::time::Duration::from_secs(1),
+            probe: Probe::Failed,
+        });
+        assert!(!t.nodes[1].is_up());
+        Arc::new(t)
+    }
+
+    #[test]
+    fn unchanged_servers_keep_their_health_and_take_new_weights() {
+        let old = config(TWO);
+        let new = config(&TWO.replace("weight: 1", "weight: 5, max_connections: 7"));
+        let carried = carry_topology(
+            &old,
+            &old_with_replica_down(&old),
+            &new,
+            &Arc::new(Topology::from_config(&new)),
+        );
+        assert!(!carried.nodes[1].is_up(), "health carried over");
+        assert_eq!(carried.nodes[1].weight, 5);
+        assert_eq!(carried.nodes[1].max_connections, 7);
+    }
+
+    #[test]
+    fn moved_or_renamed_servers_start_from_the_new_config() {
+        let old = config(TWO);
+        for changed in [
+            TWO.replace("port: 2", "port: 3"),
+            TWO.replace("name: r", "name: r2"),
+            TWO.replace("role: replica", "role: auto"),
+        ] {
+            let new = config(&changed);
+            let fresh = Arc::new(Topology::from_config(&new));
+            let carried = carry_topology(&old, &old_with_replica_down(&old), &new, &fresh);
+            assert!(Arc::ptr_eq(&carried, &fresh), "{changed}");
+        }
+    }
 }
