@@ -2,7 +2,7 @@
 //! the Kubernetes ConfigMap `..data` symlink swap, and asks for a reload once the new content
 //! has settled.
 //!
-//! Every [`POLL_EVERY`] the watcher looks at the path the config was loaded from: the file it
+//! Every [`POLL_EVERY`] (half that while a change is settling) the watcher looks at the path the config was loaded from: the file it
 //! resolves to through any symlinks, that file's device, inode, size and modification time,
 //! and (when any of those moved) a hash of its content. A change is acted on once two polls in
 //! a row see the same thing and its content differs from the content last acted on, so a file
@@ -153,24 +153,39 @@ impl FileWatch {
     }
 }
 
-/// Polls `path` every `every` until the proxy drains, asking `control` for a reload whenever
-/// the file changed and settled.
+impl FileWatch {
+    /// Whether the last poll saw new content that has not settled yet (the next poll should
+    /// come soon).
+    pub(crate) fn pending(&self) -> bool {
+        matches!(&self.last, Seen::File(fp) if self.applied != Some(fp.hash))
+    }
+}
+
+/// Takes the first look at `path` (its content then counts as the one running), so that a
+/// change made any time after this returns is noticed.
+pub(crate) async fn first_look(path: PathBuf) -> FileWatch {
+    let fallback = path.clone();
+    tokio::task::spawn_blocking(move || FileWatch::new(path))
+        .await
+        .unwrap_or_else(|_| FileWatch::new(fallback))
+}
+
+/// Polls the file of `state` every `every` until the proxy drains, asking `control` for a
+/// reload whenever the file changed and settled.
 pub(crate) async fn watch_config(
-    path: PathBuf,
+    mut state: FileWatch,
     every: Duration,
     control: Arc<Control>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let start = path.clone();
-    let Ok(mut state) = tokio::task::spawn_blocking(move || FileWatch::new(start)).await else {
-        return;
-    };
+    let path = state.path.clone();
     info!(path = %path.display(), every = ?every, "watching the config file");
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // New content is confirmed after half a period, so a change shows within about
+        // 1.5 periods (plus the reload itself).
+        let wait = if state.pending() { every / 2 } else { every };
         tokio::select! {
-            _ = tick.tick() => {}
+            () = tokio::time::sleep(wait) => {}
             () = async { drop(shutdown.wait_for(|d| *d).await) } => return,
         }
         let polled = tokio::task::spawn_blocking(move || {
@@ -262,9 +277,11 @@ mod tests {
         let mut w = FileWatch::new(path.clone());
         std::fs::write(&path, "a: 1\nb:").unwrap();
         assert!(!w.poll(), "first sight of a change");
+        assert!(w.pending());
         std::fs::write(&path, "a: 1\nb: 2\n").unwrap();
         assert!(!w.poll(), "the content moved since the last poll");
         assert!(w.poll(), "stable now");
+        assert!(!w.pending());
     }
 
     #[test]
@@ -280,7 +297,8 @@ mod tests {
 
     #[test]
     fn a_missing_file_changes_nothing_and_its_return_with_new_content_reloads() {
-        let dir = Dir::new("a_missing_file_changes_nothing_and_its_return_with_new_content_reloads");
+        let dir =
+            Dir::new("a_missing_file_changes_nothing_and_its_return_with_new_content_reloads");
         let path = dir.path("config.yaml");
         std::fs::write(&path, "a: 1\n").unwrap();
         let mut w = FileWatch::new(path.clone());

@@ -6,9 +6,9 @@
 //! logging and signal handling on top of [`start`].
 #![warn(missing_docs)]
 
+mod filewatch;
 mod listener;
 mod reload;
-mod filewatch;
 
 pub use filewatch::POLL_EVERY as CONFIG_POLL_INTERVAL;
 
@@ -145,8 +145,10 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         reload_requests,
     ));
     if let Some(path) = source {
+        // The first look happens before `start` returns: a change made after that is seen.
+        let state = filewatch::first_look(path).await;
         tokio::spawn(filewatch::watch_config(
-            path,
+            state,
             filewatch::POLL_EVERY,
             ctx.control.clone(),
             ctx.shutdown.clone(),

@@ -191,11 +191,20 @@ mod tests {
     fn reload_families_exist_before_any_reload() {
         let m = Metrics::new();
         let text = m.render();
-        assert!(text.contains("pgsplit_config_reloads_total{result=\"ok\"} 0"), "{text}");
-        assert!(text.contains("pgsplit_config_reloads_total{result=\"failed\"} 0"), "{text}");
+        assert!(
+            text.contains("pgsplit_config_reloads_total{result=\"ok\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pgsplit_config_reloads_total{result=\"failed\"} 0"),
+            "{text}"
+        );
         assert!(text.contains("pgsplit_config_generation 1"), "{text}");
         m.config_reloads_total.with_label_values(&["failed"]).inc();
-        assert!(m.render().contains("pgsplit_config_reloads_total{result=\"failed\"} 1"));
+        assert!(
+            m.render()
+                .contains("pgsplit_config_reloads_total{result=\"failed\"} 1")
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod harness;
 mod mock_server;
 mod notify;
 mod pooling;
+mod reload;
 mod routing;
 mod session;
 mod shutdown;
