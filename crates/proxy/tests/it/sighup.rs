@@ -75,7 +75,9 @@ fn get(addr: SocketAddr, path: &str) -> String {
     .unwrap();
     let mut raw = String::new();
     stream.read_to_string(&mut raw).unwrap();
-    raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap()
+    raw.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap()
 }
 
 fn yaml(size: u32) -> String {
