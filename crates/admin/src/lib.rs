@@ -46,6 +46,8 @@ pub struct LastReload {
     /// `None` when the new config was applied; otherwise why it was refused (for a config
     /// error, one `FILE:LINE:COL: key: message` line per problem). The old config stays.
     pub error: Option<String>,
+    /// The generation served once this reload was done (unchanged after a failure).
+    pub generation: u64,
     /// When it ended, in seconds since the Unix epoch.
     pub at_unix: u64,
 }
@@ -161,7 +163,7 @@ fn status_json(state: &AdminState) -> String {
         .collect();
     let last = state.last_reload.load();
     let reload = serde_json::json!({
-        "generation": snapshot.generation,
+        "generation": last.as_ref().map_or(snapshot.generation, |l| l.generation),
         "last_result": last.as_ref().map(|l| l.result()),
         "last_error": last.as_ref().and_then(|l| l.error.as_deref()),
         "at": last.as_ref().map(|l| l.at_unix),

@@ -156,6 +156,7 @@ async fn status_shows_the_latest_reload() {
     let s = start().await;
     s.last_reload.store(Some(Arc::new(LastReload {
         error: Some("a.yaml:3:5: pool.size: must be at least 1".to_owned()),
+        generation: 7,
         at_unix: 1_700_000_000,
     })));
     let r = request(s.addr, "GET", "/status").await;
@@ -169,12 +170,14 @@ async fn status_shows_the_latest_reload() {
     assert_eq!(doc["reload"]["generation"], 7);
     s.last_reload.store(Some(Arc::new(LastReload {
         error: None,
+        generation: 8,
         at_unix: 1_700_000_001,
     })));
     let r = request(s.addr, "GET", "/status").await;
     let doc: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(doc["reload"]["last_result"], "ok", "{doc}");
     assert_eq!(doc["reload"]["last_error"], serde_json::Value::Null);
+    assert_eq!(doc["reload"]["generation"], 8);
 }
 
 #[tokio::test]

@@ -18,12 +18,25 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use parking_lot::Mutex;
 use pgsplit_session::Control;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 /// How often the config file is looked at.
 pub const POLL_EVERY: Duration = Duration::from_millis(250);
+
+/// The hash of the config file content last read for a reload, by any trigger (or found by
+/// the watcher's first look), shared by the reloader and the watcher so that content already
+/// tried (by `SIGHUP` or `RELOAD`) is not reloaded again when the watcher notices it.
+pub(crate) type Tried = Arc<Mutex<Option<u64>>>;
+
+/// The hash the watcher and the reloader compare config contents by.
+pub(crate) fn content_hash(content: &[u8]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    hasher.write(content);
+    hasher.finish()
+}
 
 /// What one poll saw at the config path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,9 +98,7 @@ fn observe(path: &Path, previous: Option<&Seen>) -> Seen {
     }
     match std::fs::read(&fp.target) {
         Ok(content) => {
-            let mut hasher = DefaultHasher::new();
-            hasher.write(&content);
-            fp.hash = hasher.finish();
+            fp.hash = content_hash(&content);
             Seen::File(fp)
         }
         Err(e) => Seen::Missing(e.to_string()),
@@ -100,24 +111,23 @@ pub(crate) struct FileWatch {
     path: PathBuf,
     /// What the previous poll saw.
     last: Seen,
-    /// The content hash last acted on (or found at start).
-    applied: Option<u64>,
+    /// The content hash last acted on, by this watcher or another trigger (or found at start).
+    tried: Tried,
     /// Whether the missing file was already reported.
     reported_missing: bool,
 }
 
 impl FileWatch {
-    /// Starts watching `path`; its current content counts as applied.
-    pub(crate) fn new(path: PathBuf) -> FileWatch {
+    /// Starts watching `path`; its current content counts as tried.
+    pub(crate) fn new(path: PathBuf, tried: Tried) -> FileWatch {
         let last = observe(&path, None);
-        let applied = match &last {
-            Seen::File(fp) => Some(fp.hash),
-            Seen::Missing(_) => None,
-        };
+        if let Seen::File(fp) = &last {
+            *tried.lock() = Some(fp.hash);
+        }
         FileWatch {
             path,
             last,
-            applied,
+            tried,
             reported_missing: false,
         }
     }
@@ -142,10 +152,14 @@ impl FileWatch {
                     self.reported_missing = false;
                     info!(path = %self.path.display(), "the config file is back");
                 }
-                if !settled || self.applied == Some(fp.hash) {
+                if !settled {
                     return false;
                 }
-                self.applied = Some(fp.hash);
+                let mut tried = self.tried.lock();
+                if *tried == Some(fp.hash) {
+                    return false;
+                }
+                *tried = Some(fp.hash);
                 debug!(path = %self.path.display(), target = %fp.target.display(), "config file changed");
                 true
             }
@@ -157,17 +171,17 @@ impl FileWatch {
     /// Whether the last poll saw new content that has not settled yet (the next poll should
     /// come soon).
     pub(crate) fn pending(&self) -> bool {
-        matches!(&self.last, Seen::File(fp) if self.applied != Some(fp.hash))
+        matches!(&self.last, Seen::File(fp) if *self.tried.lock() != Some(fp.hash))
     }
 }
 
 /// Takes the first look at `path` (its content then counts as the one running), so that a
 /// change made any time after this returns is noticed.
-pub(crate) async fn first_look(path: PathBuf) -> FileWatch {
-    let fallback = path.clone();
-    tokio::task::spawn_blocking(move || FileWatch::new(path))
+pub(crate) async fn first_look(path: PathBuf, tried: Tried) -> FileWatch {
+    let (fallback, tried2) = (path.clone(), tried.clone());
+    tokio::task::spawn_blocking(move || FileWatch::new(path, tried))
         .await
-        .unwrap_or_else(|_| FileWatch::new(fallback))
+        .unwrap_or_else(|_| FileWatch::new(fallback, tried2))
 }
 
 /// Polls the file of `state` every `every` until the proxy drains, asking `control` for a
@@ -250,7 +264,7 @@ mod tests {
         let dir = Dir::new("an_unchanged_file_never_reloads");
         let path = dir.path("config.yaml");
         std::fs::write(&path, "a: 1\n").unwrap();
-        let mut w = FileWatch::new(path);
+        let mut w = FileWatch::new(path, Tried::default());
         assert_eq!(polls_until_change(&mut w), None);
     }
 
@@ -259,7 +273,7 @@ mod tests {
         let dir = Dir::new("a_replaced_file_reloads_once_after_it_settled");
         let path = dir.path("config.yaml");
         std::fs::write(&path, "a: 1\n").unwrap();
-        let mut w = FileWatch::new(path.clone());
+        let mut w = FileWatch::new(path.clone(), Tried::default());
         replace(&path, "a: 2\n");
         // The first poll sees the change, the second confirms it.
         assert_eq!(polls_until_change(&mut w), Some(2));
@@ -274,7 +288,7 @@ mod tests {
         let dir = Dir::new("a_file_still_changing_waits_until_it_is_stable");
         let path = dir.path("config.yaml");
         std::fs::write(&path, "a: 1\n").unwrap();
-        let mut w = FileWatch::new(path.clone());
+        let mut w = FileWatch::new(path.clone(), Tried::default());
         std::fs::write(&path, "a: 1\nb:").unwrap();
         assert!(!w.poll(), "first sight of a change");
         assert!(w.pending());
@@ -289,7 +303,7 @@ mod tests {
         let dir = Dir::new("the_same_content_does_not_reload");
         let path = dir.path("config.yaml");
         std::fs::write(&path, "a: 1\n").unwrap();
-        let mut w = FileWatch::new(path.clone());
+        let mut w = FileWatch::new(path.clone(), Tried::default());
         // A new inode and mtime with the same bytes.
         replace(&path, "a: 1\n");
         assert_eq!(polls_until_change(&mut w), None);
@@ -301,13 +315,27 @@ mod tests {
             Dir::new("a_missing_file_changes_nothing_and_its_return_with_new_content_reloads");
         let path = dir.path("config.yaml");
         std::fs::write(&path, "a: 1\n").unwrap();
-        let mut w = FileWatch::new(path.clone());
+        let mut w = FileWatch::new(path.clone(), Tried::default());
         std::fs::remove_file(&path).unwrap();
         assert_eq!(polls_until_change(&mut w), None);
         assert!(w.reported_missing);
         std::fs::write(&path, "a: 2\n").unwrap();
         assert_eq!(polls_until_change(&mut w), Some(2));
         assert!(!w.reported_missing);
+    }
+
+    #[test]
+    fn content_another_trigger_already_tried_is_not_reloaded_again() {
+        let dir = Dir::new("tried_elsewhere");
+        let path = dir.path("config.yaml");
+        std::fs::write(&path, "a: 1\n").unwrap();
+        let tried = Tried::default();
+        let mut w = FileWatch::new(path.clone(), tried.clone());
+        replace(&path, "a: 2\n");
+        assert!(!w.poll());
+        // SIGHUP or RELOAD read the new content in between.
+        *tried.lock() = Some(content_hash(b"a: 2\n"));
+        assert_eq!(polls_until_change(&mut w), None);
     }
 
     #[test]
@@ -319,7 +347,7 @@ mod tests {
         std::fs::write(dir.path("..v1/config.yaml"), "a: 1\n").unwrap();
         std::os::unix::fs::symlink("..v1", dir.path("..data")).unwrap();
         std::os::unix::fs::symlink("..data/config.yaml", dir.path("config.yaml")).unwrap();
-        let mut w = FileWatch::new(dir.path("config.yaml"));
+        let mut w = FileWatch::new(dir.path("config.yaml"), Tried::default());
         assert_eq!(polls_until_change(&mut w), None);
 
         std::fs::create_dir(dir.path("..v2")).unwrap();

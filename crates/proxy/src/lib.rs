@@ -139,14 +139,16 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     });
     tokio::spawn(maintain_pools(ctx.pools.clone(), ctx.shutdown.clone()));
     let last_reload = Arc::new(ArcSwapOption::empty());
+    let tried = filewatch::Tried::default();
     tokio::spawn(reload::serve_requests(
         ctx.clone(),
         last_reload.clone(),
+        tried.clone(),
         reload_requests,
     ));
     if let Some(path) = source {
         // The first look happens before `start` returns: a change made after that is seen.
-        let state = filewatch::first_look(path).await;
+        let state = filewatch::first_look(path, tried).await;
         tokio::spawn(filewatch::watch_config(
             state,
             filewatch::POLL_EVERY,

@@ -7,15 +7,18 @@
 //! `pgsplit_config_reloads_total{result}` counter, the `pgsplit_config_generation` gauge and
 //! the `reload` object of `/status`. An invalid file changes nothing: the old snapshot stays.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use pgsplit_admin::LastReload;
-use pgsplit_config::Config;
+use pgsplit_config::{Config, ConfigError, ConfigErrors};
 use pgsplit_router::Topology;
 use pgsplit_session::{Ctx, ReloadRequest, Snapshot};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
+
+use crate::filewatch::{Tried, content_hash};
 
 /// Re-reads the file the running config came from and, when it is valid, publishes a new
 /// snapshot with the next generation. Returns that generation, or why nothing changed.
@@ -23,8 +26,9 @@ use tracing::{error, info, warn};
 /// The new config's listen addresses only take effect after a restart (the sockets are
 /// bound once); a change to them is logged.
 ///
-/// Logs nothing and records nothing itself: [`serve_requests`] does, for every trigger.
-pub(crate) async fn reload(ctx: &Ctx) -> Result<u64, String> {
+/// Logs nothing and records nothing itself: [`serve_requests`] does, for every trigger. The
+/// hash of the content read goes to `tried`, so the file watcher does not reload it again.
+pub(crate) async fn reload(ctx: &Ctx, tried: &Tried) -> Result<u64, String> {
     let current = ctx.snapshot.load_full();
     let Some(path) = current.config.source.clone() else {
         let message = "the running config was not read from a file, so there is nothing to reload";
@@ -32,13 +36,18 @@ pub(crate) async fn reload(ctx: &Ctx) -> Result<u64, String> {
     };
     let read = {
         let path = path.clone();
-        tokio::task::spawn_blocking(move || pgsplit_config::load(&path)).await
+        tokio::task::spawn_blocking(move || read_config(&path)).await
     };
     let config = match read {
-        Ok(Ok(config)) => config,
-        Ok(Err(errors)) => return Err(errors.to_string()),
+        Ok((config, hash)) => {
+            if let Some(hash) = hash {
+                *tried.lock() = Some(hash);
+            }
+            config
+        }
         Err(e) => return Err(format!("reading the config failed: {e}")),
     };
+    let config = config.map_err(|errors| errors.to_string())?;
     warn_about_restart_only_changes(&current.config, &config);
     let fresh = Snapshot::new(config);
     let (config, routing) = (fresh.config, fresh.routing);
@@ -49,6 +58,38 @@ pub(crate) async fn reload(ctx: &Ctx) -> Result<u64, String> {
         topology: carry_topology(&now.config, &now.topology, &config, &fresh.topology),
     });
     Ok(previous.generation + 1)
+}
+
+/// What `pgsplit_config::load` does, also returning the hash of the bytes read (`None` when
+/// the file could not be read).
+fn read_config(path: &Path) -> (Result<Config, ConfigErrors>, Option<u64>) {
+    let file = path.display().to_string();
+    let whole_file = |message: String| {
+        ConfigErrors(vec![ConfigError {
+            file: file.clone(),
+            line: None,
+            col: None,
+            key: String::new(),
+            message,
+        }])
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => return (Err(whole_file(format!("cannot read the file: {e}"))), None),
+    };
+    let hash = content_hash(&bytes);
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let message = format!("cannot read the file: {e}");
+            return (Err(whole_file(message)), Some(hash));
+        }
+    };
+    let config = pgsplit_config::parse(&text, &file).map(|mut config| {
+        config.source = Some(path.to_path_buf());
+        config
+    });
+    (config, Some(hash))
 }
 
 /// The topology for a new config. The health state of servers is carried over while the
@@ -98,25 +139,33 @@ pub(crate) fn record(ctx: &Ctx, last: &ArcSwapOption<LastReload>, outcome: &Resu
     let source = ctx.snapshot.load().config.source.clone();
     let path = source.as_deref().map(|p| p.display().to_string());
     let path = path.as_deref().unwrap_or("-");
-    let error = match outcome {
-        Ok(generation) => {
-            info!(path, generation, "config reloaded");
-            ctx.metrics
-                .config_generation
-                .set(i64::try_from(*generation).unwrap_or(i64::MAX));
-            None
-        }
-        Err(reason) => {
-            error!(path, reason = %reason, "config reload refused; the previous config stays in effect");
-            Some(reason.clone())
-        }
+    if let Ok(generation) = outcome {
+        ctx.metrics
+            .config_generation
+            .set(i64::try_from(*generation).unwrap_or(i64::MAX));
+    }
+    let entry = LastReload {
+        error: outcome.as_ref().err().cloned(),
+        generation: match outcome {
+            Ok(generation) => *generation,
+            Err(_) => ctx.snapshot.load().generation,
+        },
+        at_unix,
     };
-    let entry = LastReload { error, at_unix };
     ctx.metrics
         .config_reloads_total
         .with_label_values(&[entry.result()])
         .inc();
     last.store(Some(Arc::new(entry)));
+    // Logged last, so whoever reads the line finds the metrics and /status already updated.
+    match outcome {
+        Ok(generation) => info!(path, generation, "config reloaded"),
+        Err(reason) => error!(
+            path,
+            reason = %reason,
+            "config reload refused; the previous config stays in effect"
+        ),
+    }
 }
 
 /// Answers reload requests (console `RELOAD`, `SIGHUP`, the file watcher) one at a time until
@@ -124,6 +173,7 @@ pub(crate) fn record(ctx: &Ctx, last: &ArcSwapOption<LastReload>, outcome: &Resu
 pub(crate) async fn serve_requests(
     ctx: Ctx,
     last: Arc<ArcSwapOption<LastReload>>,
+    tried: Tried,
     mut requests: mpsc::UnboundedReceiver<ReloadRequest>,
 ) {
     let mut shutdown = ctx.shutdown.clone();
@@ -131,7 +181,7 @@ pub(crate) async fn serve_requests(
         tokio::select! {
             request = requests.recv() => {
                 let Some(request) = request else { return };
-                let outcome = reload(&ctx).await;
+                let outcome = reload(&ctx, &tried).await;
                 record(&ctx, &last, &outcome);
                 let _ = request.reply.send(outcome);
             }
