@@ -1,6 +1,7 @@
 //! `cargo xtask install`: apt-get what the tests, the demo and the benchmarks need and the machine lacks
-//! (the PostgreSQL server programs, and libclang for pg_query's bindgen build); `cargo xtask bench`
-//! also asks for PgBouncer.
+//! (the PostgreSQL server programs, libclang for pg_query's bindgen build, and `promtool` from
+//! Debian's `prometheus` package, which checks `/metrics`); `cargo xtask bench` also asks for
+//! PgBouncer.
 
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
@@ -8,7 +9,13 @@ use std::process::Command;
 
 use crate::{cmd, pg};
 
-const PACKAGES: [&str; 4] = ["postgresql", "postgresql-contrib", "libclang-dev", "clang"];
+const PACKAGES: [&str; 5] = [
+    "postgresql",
+    "postgresql-contrib",
+    "libclang-dev",
+    "clang",
+    "prometheus",
+];
 
 /// PostgreSQL programs that must sit in the server's bin directory.
 const PG_TOOLS: [&str; 5] = ["initdb", "pg_ctl", "pg_basebackup", "psql", "pgbench"];
@@ -17,7 +24,9 @@ const PG_TOOLS: [&str; 5] = ["initdb", "pg_ctl", "pg_basebackup", "psql", "pgben
 pub(crate) fn ensure() -> Result<()> {
     let missing = find_missing();
     if missing.is_empty() {
-        println!("==> install: nothing to do (PostgreSQL programs and libclang are present)");
+        println!(
+            "==> install: nothing to do (PostgreSQL programs, libclang and promtool are present)"
+        );
         return Ok(());
     }
     let apt = format!(
@@ -110,7 +119,18 @@ fn find_missing() -> Vec<&'static str> {
     if !has_libclang() {
         missing.push("libclang");
     }
+    if !has_promtool() {
+        missing.push("promtool");
+    }
     missing
+}
+
+/// Whether `promtool` is on the PATH or where Debian puts it.
+fn has_promtool() -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/bin".into()])
+        .any(|dir| dir.join("promtool").is_file())
 }
 
 /// Whether the unversioned `libclang.so` that libclang-dev installs (and bindgen loads) exists.

@@ -29,7 +29,7 @@ cargo xtask <command>
   cluster pause-replay PORT | resume-replay PORT | stop PORT | start PORT | promote PORT
   cluster psql [PORT] [-- PSQL ARGS]
                       psql as app/app (default: the primary)
-  install             apt-get PostgreSQL and libclang when missing (root)
+  install             apt-get PostgreSQL, libclang and promtool when missing (root)
   test [--no-lint] [--base-port P] [--replicas N] [-- CARGO TEST ARGS]
                       what CI runs: install, reset the test cluster (25432), fmt, clippy, cargo test
   demo                cluster up + pgsplit with examples/local.yaml in the foreground

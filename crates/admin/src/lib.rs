@@ -12,7 +12,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -21,7 +21,6 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use pgsplit_backend::{PoolStats, Pools};
-use pgsplit_config::Role;
 use pgsplit_router::{NodeRole, Snapshot};
 use pgsplit_telemetry::Metrics;
 use tokio::net::TcpListener;
@@ -41,6 +40,28 @@ pub struct AdminState {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     /// `true` once the proxy is draining; `/readyz` answers 503 from then on.
     pub draining: watch::Receiver<bool>,
+    /// The outcome of the latest config reload (`None` before the first one), shown by
+    /// `/status` as `reload`. The proxy's reloader stores into it; the endpoint only reads.
+    pub last_reload: Arc<ArcSwapOption<LastReload>>,
+}
+
+/// How the latest config reload (file watch, `SIGHUP` or console `RELOAD`) ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastReload {
+    /// `None` when the new config was applied; otherwise why it was refused (for a config
+    /// error, one `FILE:LINE:COL: key: message` line per problem). The old config stays.
+    pub error: Option<String>,
+    /// The generation served once this reload was done (unchanged after a failure).
+    pub generation: u64,
+    /// When it ended, in seconds since the Unix epoch.
+    pub at_unix: u64,
+}
+
+impl LastReload {
+    /// `"ok"` or `"failed"`, as `/status` and the reload metric name it.
+    pub fn result(&self) -> &'static str {
+        if self.error.is_none() { "ok" } else { "failed" }
+    }
 }
 
 /// Serves the admin endpoint on `listener` until `stop` turns `true` (or its sender is
@@ -170,11 +191,7 @@ fn servers_json(snapshot: &Snapshot, stats: &[PoolStats]) -> Vec<serde_json::Val
             serde_json::json!({
                 "name": &server.name,
                 "addr": server.addr(),
-                "configured_role": match server.role {
-                    Role::Primary => "primary",
-                    Role::Replica => "replica",
-                    Role::Auto => "auto",
-                },
+                "configured_role": config_role_name(server.role),
                 "detected_role": role_name(node.detected_role),
                 "health": if node.is_up() { "up" } else { "down" },
                 "lag_bytes": lag.map(|l| l.0),
@@ -188,8 +205,9 @@ fn servers_json(snapshot: &Snapshot, stats: &[PoolStats]) -> Vec<serde_json::Val
         .collect()
 }
 
-/// The `/status` document: config generation, readiness, servers, the primary and one entry
-/// per pool.
+/// The `/status` document: config generation, the latest reload, readiness, servers (roles,
+/// health, lag, pool usage), the primary, the config's pool settings and servers, and one
+/// entry per pool.
 fn status_json(state: &AdminState) -> String {
     let snapshot = state.snapshot.load();
     let stats = state.pools.stats();
@@ -214,18 +232,68 @@ fn status_json(state: &AdminState) -> String {
             })
         })
         .collect();
+    let last = state.last_reload.load();
+    let reload = serde_json::json!({
+        "generation": last.as_ref().map_or(snapshot.generation, |l| l.generation),
+        "last_result": last.as_ref().map(|l| l.result()),
+        "last_error": last.as_ref().and_then(|l| l.error.as_deref()),
+        "at": last.as_ref().map(|l| l.at_unix),
+    });
+    let config = &snapshot.config;
+    let config_servers: Vec<serde_json::Value> = config
+        .servers
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "name": s.name,
+                "host": s.host,
+                "port": s.port,
+                "role": config_role_name(s.role),
+                "weight": s.weight,
+                "max_connections": s.max_connections,
+            })
+        })
+        .collect();
+    let pool = &config.pool;
+    let config_doc = serde_json::json!({
+        "source": config.source.as_ref().map(|p| p.display().to_string()),
+        "pool": {
+            "size": pool.size,
+            "min_idle": pool.min_idle,
+            "checkout_timeout_ms": millis(pool.checkout_timeout),
+            "connect_timeout_ms": millis(pool.connect_timeout),
+            "server_idle_timeout_ms": millis(pool.server_idle_timeout),
+            "server_lifetime_ms": millis(pool.server_lifetime),
+        },
+        "servers": config_servers,
+        "rules": snapshot.routing.policy.rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+    });
     let doc = serde_json::json!({
         "generation": snapshot.generation,
+        "reload": reload,
         "draining": *state.draining.borrow(),
         "ready": not_ready(state).is_none(),
         "primary": primary,
         "split_brain": topology.split_brain,
         "servers": servers,
+        "config": config_doc,
         "pools": pools,
     });
     let mut out = doc.to_string();
     out.push('\n');
     out
+}
+
+fn config_role_name(role: pgsplit_config::Role) -> &'static str {
+    match role {
+        pgsplit_config::Role::Primary => "primary",
+        pgsplit_config::Role::Replica => "replica",
+        pgsplit_config::Role::Auto => "auto",
+    }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

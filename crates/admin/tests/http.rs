@@ -3,11 +3,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use pgsplit_router::{HealthReport, Lsn, Probe, Snapshot, Topology};
 use std::time::Duration;
 
-use pgsplit_admin::{AdminState, serve};
+use pgsplit_admin::{AdminState, LastReload, serve};
 use pgsplit_backend::Pools;
 use pgsplit_telemetry::Metrics;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -65,6 +65,7 @@ struct Server {
     drain: watch::Sender<bool>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    last_reload: Arc<ArcSwapOption<LastReload>>,
 }
 
 /// A primary `primary` on port 5432 and replicas `replica1`, `replica2` on 5433 and 5434.
@@ -97,7 +98,9 @@ async fn start_shared(snapshot: Arc<ArcSwap<Snapshot>>) -> Server {
     let addr = listener.local_addr().unwrap();
     let (drain, draining) = watch::channel(false);
     let (stop, stop_rx) = watch::channel(false);
+    let last_reload = Arc::new(ArcSwapOption::empty());
     let state = AdminState {
+        last_reload: last_reload.clone(),
         metrics: Arc::new(Metrics::new()),
         pools: Pools::new(),
         snapshot,
@@ -109,6 +112,7 @@ async fn start_shared(snapshot: Arc<ArcSwap<Snapshot>>) -> Server {
         drain,
         stop,
         task,
+        last_reload,
     }
 }
 
@@ -170,6 +174,45 @@ async fn status_is_json_with_generation_and_pools() {
     assert_eq!(doc["generation"], 7);
     assert_eq!(doc["draining"], false);
     assert_eq!(doc["pools"], serde_json::json!([]));
+    let server = &doc["config"]["servers"][0];
+    assert_eq!(server["role"], "primary", "{doc}");
+    assert_eq!(server["port"], 5432, "{doc}");
+    assert_eq!(server["weight"], 1, "{doc}");
+    assert!(doc["config"]["pool"]["size"].as_u64().is_some(), "{doc}");
+    // No reload has happened yet.
+    assert_eq!(
+        doc["reload"],
+        serde_json::json!({"generation": 7, "last_result": null, "last_error": null, "at": null})
+    );
+}
+
+#[tokio::test]
+async fn status_shows_the_latest_reload() {
+    let s = start().await;
+    s.last_reload.store(Some(Arc::new(LastReload {
+        error: Some("a.yaml:3:5: pool.size: must be at least 1".to_owned()),
+        generation: 7,
+        at_unix: 1_700_000_000,
+    })));
+    let r = request(s.addr, "GET", "/status").await;
+    let doc: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(doc["reload"]["last_result"], "failed", "{doc}");
+    assert_eq!(
+        doc["reload"]["last_error"],
+        "a.yaml:3:5: pool.size: must be at least 1"
+    );
+    assert_eq!(doc["reload"]["at"], 1_700_000_000u64);
+    assert_eq!(doc["reload"]["generation"], 7);
+    s.last_reload.store(Some(Arc::new(LastReload {
+        error: None,
+        generation: 8,
+        at_unix: 1_700_000_001,
+    })));
+    let r = request(s.addr, "GET", "/status").await;
+    let doc: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(doc["reload"]["last_result"], "ok", "{doc}");
+    assert_eq!(doc["reload"]["last_error"], serde_json::Value::Null);
+    assert_eq!(doc["reload"]["generation"], 8);
 }
 
 #[tokio::test]

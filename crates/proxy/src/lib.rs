@@ -7,20 +7,22 @@
 //! logging and signal handling on top of [`start`].
 #![warn(missing_docs)]
 
+mod filewatch;
 mod health;
 mod listener;
 mod reload;
 
-pub use reload::reload;
+pub use filewatch::POLL_EVERY as CONFIG_POLL_INTERVAL;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use arc_swap::ArcSwapOption;
 use pgsplit_admin::AdminState;
 use pgsplit_backend::Pools;
 use pgsplit_config::Config;
-use pgsplit_session::Ctx;
+use pgsplit_session::{Control, Ctx};
 use pgsplit_telemetry::Metrics;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -34,6 +36,7 @@ pub struct ProxyHandle {
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
     metrics: Arc<Metrics>,
+    control: Arc<Control>,
 }
 
 impl ProxyHandle {
@@ -50,6 +53,13 @@ impl ProxyHandle {
     /// The proxy's metric families (rendered by the admin endpoint's `/metrics`).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Re-reads the config file and, when it is valid, serves it as the next generation
+    /// (what `SIGHUP` does). Returns that generation, or why the file was refused (the old
+    /// config stays). Logged, counted and shown in `/status` like every other reload.
+    pub async fn reload(&self) -> Result<u64, String> {
+        self.control.reload().await
     }
 
     /// Starts a graceful drain: stop accepting, let in-flight transactions finish up to
@@ -86,6 +96,9 @@ async fn maintain_pools(pools: Pools, mut shutdown: watch::Receiver<bool>) {
 /// Binds `config.listen` and `config.admin.listen` and starts serving on the current tokio
 /// runtime.
 ///
+/// When the config was read from a file (`config.source`), that file is watched (polled every
+/// [`CONFIG_POLL_INTERVAL`]) and reloaded when its content changes.
+///
 /// The admin endpoint keeps answering while the proxy drains (so `/readyz` can say 503) and
 /// stops once the accept loop has finished.
 pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
@@ -99,16 +112,36 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     let admin_addr = admin_listener.local_addr()?;
     let (tx, rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());
+    let source = config.source.clone();
     let (ctx, inbox) = Ctx::new(config, metrics.clone(), rx);
     health::spawn(&ctx, inbox.server_events);
     tokio::spawn(maintain_pools(ctx.pools.clone(), ctx.shutdown.clone()));
-    tokio::spawn(reload::serve_requests(ctx.clone(), inbox.reload_requests));
+    let last_reload = Arc::new(ArcSwapOption::empty());
+    let tried = filewatch::Tried::default();
+    tokio::spawn(reload::serve_requests(
+        ctx.clone(),
+        last_reload.clone(),
+        tried.clone(),
+        inbox.reload_requests,
+    ));
+    if let Some(path) = source {
+        // The first look happens before `start` returns: a change made after that is seen.
+        let state = filewatch::first_look(path, tried).await;
+        tokio::spawn(filewatch::watch_config(
+            state,
+            filewatch::POLL_EVERY,
+            ctx.control.clone(),
+            ctx.shutdown.clone(),
+        ));
+    }
     let admin_state = AdminState {
         metrics: metrics.clone(),
         pools: ctx.pools.clone(),
         snapshot: ctx.snapshot.clone(),
         draining: ctx.shutdown.clone(),
+        last_reload,
     };
+    let control = ctx.control.clone();
     let (admin_stop, admin_stop_rx) = watch::channel(false);
     let admin = tokio::spawn(pgsplit_admin::serve(
         admin_listener,
@@ -127,5 +160,6 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         shutdown: tx,
         task,
         metrics,
+        control,
     })
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use pgsplit_config::LogFormat;
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 const USAGE: &str = "\
 pgsplit: a PostgreSQL proxy that pools connections and splits reads from writes
@@ -126,7 +126,11 @@ async fn serve(config: pgsplit_config::Config) -> anyhow::Result<()> {
         tokio::select! {
             _ = term.recv() => { info!("SIGTERM: draining"); break; }
             _ = int.recv() => { info!("SIGINT: draining"); break; }
-            _ = hup.recv() => warn!("SIGHUP received: config reload is not implemented yet; ignoring"),
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading the config");
+                // The outcome is logged, counted and shown in /status by the reloader.
+                let _ = handle.reload().await;
+            }
         }
     }
     handle.shutdown();

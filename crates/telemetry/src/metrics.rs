@@ -43,6 +43,12 @@ pub struct Metrics {
     pub parse_cache_total: IntCounterVec,
     /// Server health, role and lag as the health checker sees them.
     pub servers: ServerMetrics,
+    /// Config reloads (file watch, SIGHUP, console `RELOAD`) by `result`: `ok` (a new
+    /// generation is served) or `failed` (the file was refused; the old config stays). Both
+    /// series exist from the start, at 0.
+    pub config_reloads_total: IntCounterVec,
+    /// The generation of the config being served: 1 at start, one more per successful reload.
+    pub config_generation: IntGauge,
 }
 
 impl Default for Metrics {
@@ -128,9 +134,24 @@ impl Metrics {
             &["result"],
         );
         let servers = ServerMetrics::new(&registry);
+        let config_reloads_total = counter_vec(
+            "pgsplit_config_reloads_total",
+            "Config reloads by result (ok: applied; failed: refused, the old config stays).",
+            &["result"],
+        );
+        for result in ["ok", "failed"] {
+            config_reloads_total.with_label_values(&[result]);
+        }
+        let config_generation = gauge(
+            "pgsplit_config_generation",
+            "Generation of the config being served (1 at start, +1 per successful reload).",
+        );
+        config_generation.set(1);
         Metrics {
             servers,
             registry,
+            config_reloads_total,
+            config_generation,
             route_decisions_total,
             queries_total,
             route_fallbacks_total,
@@ -170,6 +191,26 @@ mod tests {
         assert!(text.contains("# TYPE pgsplit_checkout_wait_seconds histogram"));
         assert!(text.contains("pgsplit_checkout_wait_seconds_count 1"));
         assert!(text.contains("# HELP pgsplit_client_connections_total"));
+    }
+
+    #[test]
+    fn reload_families_exist_before_any_reload() {
+        let m = Metrics::new();
+        let text = m.render();
+        assert!(
+            text.contains("pgsplit_config_reloads_total{result=\"ok\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pgsplit_config_reloads_total{result=\"failed\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains("pgsplit_config_generation 1"), "{text}");
+        m.config_reloads_total.with_label_values(&["failed"]).inc();
+        assert!(
+            m.render()
+                .contains("pgsplit_config_reloads_total{result=\"failed\"} 1")
+        );
     }
 
     #[test]

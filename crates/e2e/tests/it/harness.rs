@@ -119,7 +119,7 @@ pub(crate) fn bypass_proxy() -> bool {
 }
 
 /// Sends proxy logs to the test's captured output; `RUST_LOG` picks the level (default `warn`).
-fn init_tracing() {
+pub(crate) fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()

@@ -24,6 +24,7 @@ mod mock_server;
 mod notify;
 mod own_cluster;
 mod pooling;
+mod reload;
 mod routing;
 mod safety;
 mod session;

@@ -283,3 +283,99 @@ async fn routing_decisions_are_counted() {
         })
         .await;
 }
+
+#[tokio::test]
+async fn a_hot_reloaded_rule_takes_effect() {
+    let Some(env) = pgsplit_testkit::ClusterEnv::require() else {
+        return;
+    };
+    if crate::harness::bypass_proxy() || env.replicas.is_empty() {
+        assert!(
+            crate::harness::bypass_proxy() || !pgsplit_testkit::cluster::cluster_required(),
+            "routing tests need replicas"
+        );
+        return;
+    }
+    crate::harness::bounded(std::time::Duration::from_secs(60), "rule reload", async {
+        let db = env.fresh_database("route_rule").await;
+        for node in &env.replicas {
+            crate::cluster::connect_when_replayed(node, &db).await;
+        }
+        let setup = env.app_client(&db).await;
+        setup
+            .batch_execute("CREATE TABLE hot (a int); CREATE TABLE cold (a int)")
+            .await
+            .unwrap();
+        for table in ["hot", "cold"] {
+            for node in &env.replicas {
+                let c = crate::cluster::connect_when_replayed(node, &db).await;
+                let sql = format!("SELECT to_regclass('{table}') IS NOT NULL");
+                while !c.query_one(&sql, &[]).await.unwrap().get::<_, bool>(0) {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("pgsplit-rule-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("pgsplit.yaml");
+        let base = pgsplit_testkit::ProxyYaml::for_primary(&env).with_replicas(&env);
+        std::fs::write(&path, base.build()).unwrap();
+        let config = pgsplit_config::load(&path).expect("config");
+        let handle = pgsplit::start(config).await.expect("proxy starts");
+        let addr = handle.client_addr();
+        let (c, conn) = tokio_postgres::Config::new()
+            .host(addr.ip().to_string())
+            .port(addr.port())
+            .user(pgsplit_testkit::cluster::APP_USER)
+            .password(pgsplit_testkit::cluster::APP_PASSWORD)
+            .dbname(&db)
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let hot = format!("SELECT {WHERE} FROM (SELECT 1) x LEFT JOIN hot ON true");
+        let cold = format!("SELECT {WHERE} FROM (SELECT 1) x LEFT JOIN cold ON true");
+        assert!(
+            ran_on(&c, &hot).await.0,
+            "before the rule, reads of hot go to replicas"
+        );
+
+        // The rule arrives by rewriting the file (atomic rename) and reloading.
+        let rule = "[{ name: hot_on_primary, match: { tables: [hot] }, target: primary }]";
+        let tmp = dir.join("pgsplit.yaml.tmp");
+        std::fs::write(&tmp, base.clone().set("rules", rule).build()).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        handle.reload().await.expect("reload");
+        for _ in 0..10 {
+            assert!(
+                !ran_on(&c, &hot).await.0,
+                "the reloaded rule sends hot to the primary"
+            );
+            assert!(
+                ran_on(&c, &cold).await.0,
+                "other reads still go to replicas"
+            );
+        }
+        // A rule that blocks.
+        let block = "[{ match: { tables: [cold] }, block: no cold reads here }]";
+        std::fs::write(&tmp, base.set("rules", block).build()).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        handle.reload().await.expect("reload");
+        let err = c.simple_query(&cold).await.unwrap_err();
+        assert_eq!(err.code().map(|c| c.code()), Some("42501"), "{err}");
+        let message = err.as_db_error().map(|e| e.message().to_owned());
+        assert!(
+            message
+                .as_deref()
+                .is_some_and(|m| m.contains("no cold reads here")),
+            "{message:?}"
+        );
+        assert!(ran_on(&c, &hot).await.0, "the first rule is gone");
+
+        handle.shutdown();
+        let _ = handle.wait().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        env.drop_database(&db).await;
+    })
+    .await;
+}
