@@ -541,7 +541,7 @@ fn change(knobs: &mut Knobs, i: usize) {
         _ => knobs.checkout_secs = [6, 7, 8, 5][(i / 3) % 4],
     }
     // Every fourth change also adds or removes a routing rule.
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         knobs.rule = !knobs.rule;
     }
 }
