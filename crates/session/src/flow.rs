@@ -404,6 +404,7 @@ impl Session {
         self.ctx.cancels.set_target(self.id, Some(cancel));
         debug!(first, server = %target.key.server, "checked out a server connection");
         self.registered.set_activity(Activity::Active);
+        target.checked_out();
         self.relay.one_unit = target.role == NodeRole::Replica;
         self.current = Some(target);
         self.conn = Some(conn);
@@ -498,17 +499,15 @@ impl Session {
                         self.answer_route_setting(client, setting, &class).await?;
                         return Ok(None);
                     }
-                    let route = if avoid.nodes.is_empty() {
-                        self.router
-                            .route(&snapshot, &snapshot.topology, kit, &class, sql)
-                    } else {
+                    let modified = (!avoid.nodes.is_empty()).then(|| {
                         let mut topology = (*snapshot.topology).clone();
                         let now = self.router.now();
                         for &i in &avoid.nodes {
                             topology.mark_down(i, now);
                         }
-                        self.router.route(&snapshot, &topology, kit, &class, sql)
-                    };
+                        topology
+                    });
+                    let route = self.router.route(&snapshot, modified, kit, &class, sql);
                     (class, route, executes, end)
                 }
             };
@@ -657,7 +656,9 @@ impl Session {
     /// Gives the server connection back to its pool.
     async fn detach(&mut self, reset_query: Option<&str>) {
         if let Some(mut conn) = self.conn.take() {
-            self.current = None;
+            if let Some(target) = self.current.take() {
+                target.released();
+            }
             self.registered.set_activity(Activity::Idle);
             self.ctx.cancels.set_target(self.id, None);
             if self.relay.out_of_step {

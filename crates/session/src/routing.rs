@@ -6,8 +6,11 @@
 //! unit a write. Statements prepared in earlier units are classified once per config
 //! generation and the verdict is kept with the statement.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
+use parking_lot::Mutex;
 use pgsplit_backend::{PoolKey, PoolSettings};
 use pgsplit_classify::{Class, Classification, Reason, SetKind};
 use pgsplit_config::Config;
@@ -44,6 +47,9 @@ pub struct RouteKit {
     fallbacks: Vec<IntCounter>,
     /// The registry, to resolve per-server query counters.
     metrics: Arc<Metrics>,
+    /// Server connections checked out by sessions, per server name (shared by every
+    /// session; balancing and the full-server check read them).
+    loads: Mutex<HashMap<String, Arc<AtomicUsize>>>,
 }
 
 /// Target kinds as metric labels, in the order [`target_kind`] numbers them.
@@ -101,7 +107,14 @@ impl RouteKit {
             decisions,
             fallbacks,
             metrics,
+            loads: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The checked-out connection count of server `name` (created at first use; kept across
+    /// reloads so that counts of connections held over a reload stay right).
+    fn load(&self, name: &str) -> Arc<AtomicUsize> {
+        Arc::clone(self.loads.lock().entry(name.to_owned()).or_default())
     }
 
     fn count(&self, route: &Route) {
@@ -320,9 +333,21 @@ pub(crate) struct ServerTarget {
     pub(crate) role: NodeRole,
     /// `pgsplit_queries_total{server, role, kind}`, one per class, in [`kind_index`] order.
     queries: [IntCounter; 8],
+    /// Connections of this server checked out by sessions.
+    busy: Arc<AtomicUsize>,
 }
 
 impl ServerTarget {
+    /// A session checked out a connection of this server.
+    pub(crate) fn checked_out(&self) {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A session gave a connection of this server back.
+    pub(crate) fn released(&self) {
+        self.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+
     /// Counts one unit of this class sent to this server.
     pub(crate) fn count_query(&self, class: Class) {
         self.queries[kind_index(class)].inc();
@@ -374,6 +399,10 @@ pub(crate) struct SessionRouter {
     seed: u32,
     /// The login user and database on servers (pool keys).
     login_user: String,
+    /// Checked-out connection counts of the snapshot's servers, by index.
+    loads: Vec<Arc<AtomicUsize>>,
+    /// The snapshot topology last routed with, and a copy carrying current busy counts.
+    local: Option<(Arc<Topology>, Topology)>,
 }
 
 impl SessionRouter {
@@ -392,6 +421,8 @@ impl SessionRouter {
             epoch: Instant::now(),
             seed,
             login_user: login_user.to_owned(),
+            loads: Vec::new(),
+            local: None,
         }
     }
 
@@ -400,17 +431,17 @@ impl SessionRouter {
         self.epoch.elapsed()
     }
 
-    /// Routes one unit against `snapshot` (with `topology`, normally the snapshot's own) and
-    /// counts the decision.
+    /// Routes one unit against `snapshot` (or `modified`, a copy of its topology with some
+    /// servers marked down) and counts the decision. Busy counts are the current ones.
     pub(crate) fn route(
         &mut self,
         snapshot: &Snapshot,
-        topology: &Topology,
+        modified: Option<Topology>,
         kit: &RouteKit,
         class: &Classification,
         sql: &str,
     ) -> Route {
-        self.refresh(snapshot);
+        self.refresh(snapshot, kit);
         let fingerprint = if snapshot.routing.needs_fingerprint() && !sql.is_empty() {
             pgsplit_classify::fingerprint(sql)
         } else {
@@ -422,6 +453,27 @@ impl SessionRouter {
             fingerprint: fingerprint.as_deref(),
         };
         let now = self.now();
+        let mut owned;
+        let topology = match modified {
+            Some(t) => {
+                owned = t;
+                set_busy(&mut owned, &self.loads);
+                &owned
+            }
+            None => {
+                let fresh = self
+                    .local
+                    .as_ref()
+                    .is_none_or(|(source, _)| !Arc::ptr_eq(source, &snapshot.topology));
+                if fresh {
+                    let copy = Topology::clone(&snapshot.topology);
+                    self.local = Some((Arc::clone(&snapshot.topology), copy));
+                }
+                let (_, local) = self.local.as_mut().expect("set above");
+                set_busy(local, &self.loads);
+                &*local
+            }
+        };
         let decision = route(
             &unit,
             &self.view,
@@ -435,7 +487,7 @@ impl SessionRouter {
     }
 
     /// Drops targets and balancing state of an older generation or primary.
-    fn refresh(&mut self, snapshot: &Snapshot) {
+    fn refresh(&mut self, snapshot: &Snapshot, kit: &RouteKit) {
         let primary = snapshot.topology.primary;
         if self.generation == snapshot.generation && self.primary == primary {
             return;
@@ -446,6 +498,12 @@ impl SessionRouter {
         self.targets.clear();
         self.targets.resize(snapshot.config.servers.len(), None);
         if fresh_generation {
+            self.loads = snapshot
+                .config
+                .servers
+                .iter()
+                .map(|s| kit.load(&s.name))
+                .collect();
             self.balancer = Balancer::new();
             // Start the round robin at a session-specific phase.
             let nodes = &snapshot.topology.nodes;
@@ -471,7 +529,7 @@ impl SessionRouter {
         kit: &RouteKit,
         index: usize,
     ) -> Option<Arc<ServerTarget>> {
-        self.refresh(snapshot);
+        self.refresh(snapshot, kit);
         if let Some(Some(t)) = self.targets.get(index) {
             return Some(Arc::clone(t));
         }
@@ -510,6 +568,7 @@ impl SessionRouter {
             ),
             role,
             queries,
+            busy: kit.load(&server.name),
         });
         if let Some(slot) = self.targets.get_mut(index) {
             *slot = Some(Arc::clone(&target));
@@ -532,6 +591,13 @@ impl SessionRouter {
         if self.view.application_name != app {
             app.clone_into(&mut self.view.application_name);
         }
+    }
+}
+
+/// Copies the current checked-out counts into `topology`'s nodes.
+fn set_busy(topology: &mut Topology, loads: &[Arc<AtomicUsize>]) {
+    for (i, load) in loads.iter().enumerate() {
+        topology.set_busy(i, load.load(Ordering::Relaxed));
     }
 }
 
