@@ -535,9 +535,16 @@ impl Session {
                 fail_unit(client, &fields).await?;
                 return Ok(None);
             };
+            // Without replicas there is nothing to be consistent with: no capture round trip.
+            let has_replicas = snapshot
+                .topology
+                .nodes
+                .iter()
+                .any(|n| n.role() == Some(NodeRole::Replica));
             let capture = target.role == NodeRole::Primary
                 && executes
                 && writes_wal(class.class)
+                && has_replicas
                 && tracks_writes(&snapshot.routing.policy);
             // A unit on a replica keeps a copy of its messages until its answer begins, so
             // that it can be retried elsewhere if the replica fails first.
