@@ -649,7 +649,12 @@ impl Session {
         if pinned == self.state.pinned {
             return;
         }
-        if pinned && self.current.as_ref().is_some_and(|t| t.role == NodeRole::Replica) {
+        if pinned
+            && self
+                .current
+                .as_ref()
+                .is_some_and(|t| t.role == NodeRole::Replica)
+        {
             // Pins come from writes, which never run on a replica; a session must never be
             // held on a replica connection, where its later writes would stay.
             warn!("unexpected unreplayable state on a replica connection; not pinning");

@@ -16,12 +16,12 @@ use std::time::Duration;
 use pgsplit_testkit::cluster::{APP_PASSWORD, APP_USER, cluster_required, connect_direct};
 use pgsplit_testkit::{ClusterEnv, Node, ProxyYaml};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::time::Instant;
 
 use crate::harness::{Case, bounded};
+use crate::own_cluster::http_get;
 use crate::tools::{assert_pgbench_clean, describe, require_tool, run};
 
 /// How soon a rewritten file must show in `/status` (the acceptance bound).
@@ -174,28 +174,6 @@ fn unreachable_env() -> ClusterEnv {
 
 // ---------------------------------------------------------------------------------------------
 // The admin endpoint.
-
-/// `GET path` over a fresh connection: the status code and the body.
-async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    bounded(
-        Duration::from_secs(5),
-        "admin response",
-        stream.read_to_string(&mut raw),
-    )
-    .await
-    .unwrap();
-    let status = raw
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status line");
-    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
-    (status, body)
-}
 
 async fn status(admin: SocketAddr) -> Value {
     let (code, body) = http_get(admin, "/status").await;
@@ -649,11 +627,7 @@ async fn ten_rewrites_under_pgbench_fail_nothing_and_keep_server_connections() {
 
         let out = bench.await.unwrap();
         let stdout = assert_pgbench_clean(&out, "simple");
-        let processed = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
-            .and_then(|v| v.split('/').next())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+        let processed = crate::tools::pgbench_processed(&stdout);
         assert!(
             processed.is_some_and(|n| n > 0),
             "no transactions\n{}",

@@ -91,6 +91,15 @@ pub(crate) fn assert_pgbench_clean(out: &Output, mode: &str) -> String {
     stdout
 }
 
+/// pgbench's "number of transactions actually processed".
+pub(crate) fn pgbench_processed(stdout: &str) -> Option<u64> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
+        .and_then(|v| v.split('/').next())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 pub(crate) fn describe(out: &Output) -> String {
     format!(
         "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
@@ -121,11 +130,7 @@ async fn pgbench(name: &'static str, mode: &'static str) {
             bench.args(["-T", "5", "-c", "8", "-j", "2", "-M", mode, &px.db]);
             let out = run(bench, Duration::from_secs(60)).await;
             let stdout = assert_pgbench_clean(&out, mode);
-            let processed = stdout
-                .lines()
-                .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
-                .and_then(|v| v.split('/').next())
-                .and_then(|v| v.trim().parse::<u64>().ok());
+            let processed = pgbench_processed(&stdout);
             assert!(
                 processed.is_some_and(|n| n > 0),
                 "no transactions processed\n{}",
