@@ -7,6 +7,7 @@ use crate::functions::{FnClass, FunctionLists, UnknownFunctions};
 use crate::hint::leading_hint;
 use crate::lexer::{Token, Tokens};
 use crate::parse::{self, Policy};
+use crate::shape::shape_key;
 use std::sync::Arc;
 
 /// What the classifier is told by configuration (YAML `functions:` and cache size).
@@ -84,8 +85,22 @@ impl Classifier {
         if let Some(hit) = self.cache.get(sql) {
             return hit;
         }
+        // Texts that differ only in their constants (`... WHERE id = 42` from ORMs and
+        // pgbench) share one verdict: under a shape key when a one-pass lexer settles where
+        // the constants are, else under PostgreSQL's own normalization (`... = $1`), which
+        // costs a raw parse instead of a full parse and tree decode.
+        let normalized = shape_key(sql).or_else(|| normalized(sql));
+        if let Some(key) = normalized.as_deref()
+            && let Some(hit) = self.cache.get(key)
+            && hit.hint == leading_hint(sql)
+        {
+            return hit;
+        }
         let verdict = Arc::new(self.classify_uncached(sql));
-        self.cache.insert(sql, Arc::clone(&verdict));
+        match normalized.as_deref() {
+            Some(key) if shareable(&verdict) => self.cache.insert(key, Arc::clone(&verdict)),
+            _ => self.cache.insert(sql, Arc::clone(&verdict)),
+        }
         verdict
     }
 
@@ -174,6 +189,43 @@ fn next_is_paren(sql: &str, word: &str) -> bool {
     // `word` borrows from `sql`, so its offset is exact.
     let start = word.as_ptr() as usize - sql.as_ptr() as usize;
     sql[start + word.len()..].trim_start().starts_with('(')
+}
+
+/// Longest text worth normalizing before a full parse (longer ones are rare and cached by
+/// their exact text).
+const NORMALIZE_LIMIT: usize = 16 * 1024;
+
+/// PostgreSQL's normalization of `sql` (every constant replaced by `$n`, with its own lexer,
+/// so dollar quotes, `E''` strings and comments are handled exactly as the server does), when
+/// it differs from `sql`. `None` for text without constants, text that does not parse, and
+/// very long text.
+fn normalized(sql: &str) -> Option<String> {
+    if sql.len() > NORMALIZE_LIMIT || sql.contains('\0') {
+        return None;
+    }
+    // Without a digit or a quote there is no constant to replace.
+    if !sql
+        .bytes()
+        .any(|b| b.is_ascii_digit() || b == b'\'' || b == b'$')
+    {
+        return None;
+    }
+    let normalized = std::panic::catch_unwind(|| pg_query::normalize(sql))
+        .ok()?
+        .ok()?;
+    (normalized != sql).then_some(normalized)
+}
+
+/// Whether a verdict holds for every text with the same normalized form: constants never
+/// change what a SELECT or a DML statement is, but they are the value of a SET, and EXPLAIN
+/// options (`ANALYZE false`) decide its reason, so those are cached by exact text only.
+fn shareable(c: &Classification) -> bool {
+    matches!(c.class, Class::Read | Class::Write)
+        && c.setting.is_none()
+        && !matches!(
+            c.reason,
+            Reason::ExplainRead | Reason::ExplainWrite | Reason::ExplainAnalyzeWrite
+        )
 }
 
 #[cfg(test)]

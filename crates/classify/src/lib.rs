@@ -61,6 +61,7 @@ pub mod functions;
 mod hint;
 mod lexer;
 mod parse;
+mod shape;
 mod walk;
 
 pub use class::{Class, Classification, Isolation, Reason, SetKind, Setting, Target, TxnMode};

@@ -132,3 +132,57 @@ fn unknown_functions_replica() {
         }
     }
 }
+
+/// Texts that differ only in constants share one cached verdict (keyed by PostgreSQL's
+/// normalization). Priming the cache with a variant of every entry (each digit bumped) must
+/// never change what the entry itself gets.
+#[test]
+fn verdicts_shared_across_constants_match_each_texts_own() {
+    let classifier = corpus_classifier(UnknownFunctions::Primary);
+    let bump = |sql: &str| -> String {
+        sql.chars()
+            .map(|c| match c.to_digit(10) {
+                Some(d) => char::from_digit((d + 1) % 10, 10).unwrap_or(c),
+                None => c,
+            })
+            .collect()
+    };
+    let mut checked = 0;
+    for e in load() {
+        let variant = bump(&e.sql);
+        if variant == e.sql {
+            continue;
+        }
+        classifier.classify(&variant);
+        let shared = classifier.classify(&e.sql);
+        let own = classifier.classify_uncached(&e.sql);
+        assert_eq!(
+            (shared.class, shared.reason, shared.hint, &shared.setting),
+            (own.class, own.reason, own.hint, &own.setting),
+            "corpus.txt:{}: the verdict cached for\n{variant}\ndiffers from the text's own\n{}",
+            e.line,
+            e.sql
+        );
+        checked += 1;
+    }
+    assert!(checked > 100, "only {checked} entries have constants");
+}
+
+#[test]
+fn one_cache_entry_for_many_constants() {
+    let classifier = corpus_classifier(UnknownFunctions::Primary);
+    for aid in 0..500 {
+        let c = classifier.classify(&format!(
+            "SELECT abalance FROM pgbench_accounts WHERE aid = {aid}"
+        ));
+        assert_eq!(c.class, Class::Read);
+    }
+    assert_eq!(classifier.cached(), 1);
+    for value in ["primary", "replica"] {
+        let c = classifier.classify(&format!("SET pgsplit.route = '{value}'"));
+        let setting = c.setting.as_ref().and_then(|s| s.value.as_deref());
+        assert_eq!(setting, Some(value), "SET values are never shared");
+    }
+    let read = classifier.classify("SELECT nextval('a') FROM t WHERE x = 1");
+    assert_eq!(read.class, Class::Write);
+}

@@ -1,0 +1,157 @@
+//! A cheap cache key for SQL text with its integer and string constants blanked, for the common shapes only.
+//!
+//! `... WHERE id = 42` and `... WHERE id = 43` are the same statement for routing. PostgreSQL's
+//! own normalization (`pg_query::normalize`) knows that for any text but costs a raw parse;
+//! this key costs one pass over the bytes and answers only when the text alone settles where
+//! every constant is: no comments, no dollar signs (dollar quotes, parameters), no backslash,
+//! no prefixed strings (`E''`, `B''`, `X''`, `N''`), no numbers other than plain integers.
+//! Anything else gives `None` and the caller falls back to the exact normalization.
+//!
+//! Within those limits the text is lexed exactly as PostgreSQL does: a string is `'...'`
+//! with `''` inside, a quoted identifier `"..."` with `""` inside (kept as is), an identifier
+//! or keyword is a run of letters, digits, `_`, `$` and non-ASCII bytes (kept as is), and an
+//! integer is a run of digits between non-identifier characters. Only the insides of strings
+//! and the integers are blanked, so two texts share a key only if they differ in nothing but
+//! those constants.
+
+/// Marks a shape key; no SQL text PostgreSQL accepts contains this byte, so a shape key never
+/// equals a text cached under its exact self.
+const MARK: u8 = 0x01;
+
+/// The shape key of `sql`, or `None` when the text has no constant to blank or is outside
+/// the shapes this lexer settles.
+pub(crate) fn shape_key(sql: &str) -> Option<String> {
+    let b = sql.as_bytes();
+    if b.iter().any(|&c| matches!(c, b'$' | b'\\' | 0 | MARK))
+        || sql.contains("--")
+        || sql.contains("/*")
+    {
+        return None;
+    }
+    let mut out = Vec::with_capacity(b.len() + 1);
+    out.push(MARK);
+    let mut changed = false;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'\'' {
+            if i > 0 && is_ident(b[i - 1]) {
+                return None; // E'..', B'..', X'..', N'..', or a typed literal glued to a name
+            }
+            let end = closing(b, i, b'\'')?;
+            out.extend_from_slice(b"'?'");
+            changed = true;
+            i = end + 1;
+        } else if c == b'"' {
+            let end = closing(b, i, b'"')?;
+            out.extend_from_slice(&b[i..=end]);
+            i = end + 1;
+        } else if c.is_ascii_digit() {
+            let end = i + b[i..].iter().take_while(|d| d.is_ascii_digit()).count();
+            if b.get(end).is_some_and(|&n| is_ident(n) || n == b'.') || (i > 0 && b[i - 1] == b'.')
+            {
+                return None; // 1.5, 1e5, 0x1F, 1_000, .5: not a plain integer
+            }
+            out.push(b'?');
+            changed = true;
+            i = end;
+        } else if is_ident(c) {
+            let end = i + b[i..].iter().take_while(|&&d| is_ident(d)).count();
+            out.extend_from_slice(&b[i..end]);
+            i = end;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    if !changed {
+        return None;
+    }
+    // Only ASCII was replaced, whole non-ASCII runs were copied: still UTF-8.
+    String::from_utf8(out).ok()
+}
+
+/// A byte that continues an identifier or keyword in PostgreSQL's lexer.
+fn is_ident(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80
+}
+
+/// The index of the quote closing the one at `open`, skipping doubled quotes.
+fn closing(b: &[u8], open: usize, quote: u8) -> Option<usize> {
+    let mut i = open + 1;
+    loop {
+        let at = i + b.get(i..)?.iter().position(|&c| c == quote)?;
+        if b.get(at + 1) == Some(&quote) {
+            i = at + 2;
+        } else {
+            return Some(at);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shape_key;
+
+    fn key(sql: &str) -> Option<String> {
+        shape_key(sql).map(|k| k[1..].to_owned())
+    }
+
+    #[test]
+    fn blanks_integers_and_strings_only() {
+        assert_eq!(
+            key("SELECT abalance FROM pgbench_accounts WHERE aid = 12345;").as_deref(),
+            Some("SELECT abalance FROM pgbench_accounts WHERE aid = ?;")
+        );
+        assert_eq!(
+            key(r#"SELECT "t1"."c2" FROM "my""t" t3 WHERE x = 'it''s' AND y IN (1,2)"#).as_deref(),
+            Some(r#"SELECT "t1"."c2" FROM "my""t" t3 WHERE x = '?' AND y IN (?,?)"#)
+        );
+        assert_eq!(
+            key("SELECT 'a;DELETE FROM t;' , 2").as_deref(),
+            Some("SELECT '?' , ?")
+        );
+        assert_eq!(
+            key("SELECT é1 FROM t WHERE a=1").as_deref(),
+            Some("SELECT é1 FROM t WHERE a=?")
+        );
+    }
+
+    #[test]
+    fn gives_up_where_the_text_alone_does_not_settle_it() {
+        for sql in [
+            "SELECT a FROM t",     // nothing to blank
+            "SELECT 1 -- comment", // comments
+            "SELECT /* x */ 1",
+            "SELECT $1", // parameters and dollar quotes
+            "SELECT $$x$$, 1",
+            "SELECT E'a\\'b', 1", // escapes
+            "SELECT e'a', 1",
+            "SELECT X'ff', 1",
+            "SELECT 1.5", // not plain integers
+            "SELECT 1e5",
+            "SELECT .5",
+            "SELECT 0x1F",
+            "SELECT 1_000",
+            "SELECT 'unterminated",
+            "SELECT \"unterminated",
+            "SELECT \u{1}1",
+        ] {
+            assert_eq!(key(sql), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn different_structure_never_shares_a_key() {
+        let pairs = [
+            ("SELECT 1 FROM t", "SELECT 1 FROM t FOR UPDATE"),
+            ("SELECT 'x'", "SELECT 'x'; DELETE FROM t"),
+            ("SELECT \"a'\", 1", "SELECT \"a\", 1"),
+            ("SELECT t1 FROM t", "SELECT t2 FROM t"),
+        ];
+        for (a, b) in pairs {
+            let (ka, kb) = (shape_key(a), shape_key(b));
+            assert!(ka.is_none() || ka != kb, "{a} / {b}");
+        }
+    }
+}
