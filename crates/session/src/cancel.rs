@@ -2,7 +2,10 @@
 //! one is forwarded to the server connection currently running that client's query.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
 
 /// Where a client's cancel request must go right now.
@@ -17,56 +20,87 @@ pub struct CancelTarget {
 #[derive(Debug)]
 struct Entry {
     secret: u32,
-    target: Option<CancelTarget>,
+    slot: Arc<CancelSlot>,
 }
 
-/// Client cancel keys → current server. Lock sections are tiny and never span an await.
+/// Where one client's queries run now, updated by its session without touching the registry
+/// (so attaching and detaching a server connection takes no shared lock).
+#[derive(Debug, Default)]
+pub struct CancelSlot {
+    /// The client holds the server connection in `target`.
+    attached: AtomicBool,
+    /// The last server connection the client held (kept after detaching, so getting the same
+    /// connection back allocates nothing).
+    target: ArcSwapOption<CancelTarget>,
+}
+
+impl CancelSlot {
+    /// The client now holds the connection with this address and cancel key.
+    pub fn attach(&self, addr: &str, key: (u32, u32)) {
+        let same = self
+            .target
+            .load()
+            .as_ref()
+            .is_some_and(|t| t.key == key && t.addr == addr);
+        if !same {
+            self.target.store(Some(Arc::new(CancelTarget {
+                addr: addr.to_owned(),
+                key,
+            })));
+        }
+        self.attached.store(true, Ordering::Release);
+    }
+
+    /// The client gave its connection back: its cancel key reaches nothing now.
+    pub fn detach(&self) {
+        self.attached.store(false, Ordering::Release);
+    }
+
+    fn current(&self) -> Option<CancelTarget> {
+        if !self.attached.load(Ordering::Acquire) {
+            return None;
+        }
+        self.target.load_full().map(|t| (*t).clone())
+    }
+}
+
+/// Every client's cancel key and where its queries run.
 #[derive(Debug, Default)]
 pub struct CancelRegistry {
     entries: Mutex<HashMap<u32, Entry>>,
 }
 
 impl CancelRegistry {
-    /// Registers the key pgsplit gave a client.
-    pub fn register(&self, pid: u32, secret: u32) {
-        self.entries.lock().insert(
-            pid,
-            Entry {
-                secret,
-                target: None,
-            },
-        );
+    /// Registers the key `pid`/`secret` of a client whose session updates `slot`.
+    pub fn register(&self, pid: u32, secret: u32, slot: Arc<CancelSlot>) {
+        self.entries.lock().insert(pid, Entry { secret, slot });
     }
 
-    /// Points a client's key at the server connection it is using (or at none).
-    pub fn set_target(&self, pid: u32, target: Option<CancelTarget>) {
-        if let Some(e) = self.entries.lock().get_mut(&pid) {
-            e.target = target;
-        }
-    }
-
-    /// Forgets a client's key when it disconnects.
+    /// Forgets a client's key.
     pub fn remove(&self, pid: u32) {
         self.entries.lock().remove(&pid);
     }
 
-    /// The server to cancel for this key, if the key is valid and the client is on a server.
-    /// A wrong secret yields `None`, exactly like an unknown key, so keys cannot be probed.
+    /// Where a cancel request with this key must go; `None` for an unknown key, a wrong
+    /// secret, or a client that holds no server connection.
     pub fn lookup(&self, pid: u32, secret: u32) -> Option<CancelTarget> {
-        let entries = self.entries.lock();
-        let e = entries.get(&pid)?;
-        if e.secret != secret {
-            return None;
-        }
-        e.target.clone()
+        let slot = {
+            let entries = self.entries.lock();
+            let e = entries.get(&pid)?;
+            if e.secret != secret {
+                return None;
+            }
+            Arc::clone(&e.slot)
+        };
+        slot.current()
     }
 
-    /// Number of registered clients.
+    /// Number of registered keys.
     pub fn len(&self) -> usize {
         self.entries.lock().len()
     }
 
-    /// Whether no client is registered.
+    /// Whether no key is registered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -79,13 +113,19 @@ mod tests {
     #[test]
     fn wrong_secret_is_like_unknown_key() {
         let r = CancelRegistry::default();
-        r.register(7, 42);
+        let slot = Arc::new(CancelSlot::default());
+        r.register(7, 42, Arc::clone(&slot));
+        assert_eq!(r.lookup(7, 42), None, "no connection held yet");
         let t = CancelTarget {
             addr: "127.0.0.1:1".into(),
             key: (99, 100),
         };
-        r.set_target(7, Some(t.clone()));
-        assert_eq!(r.lookup(7, 42), Some(t));
+        slot.attach(&t.addr, t.key);
+        assert_eq!(r.lookup(7, 42), Some(t.clone()));
+        slot.detach();
+        assert_eq!(r.lookup(7, 42), None, "detached: the key reaches nothing");
+        slot.attach("127.0.0.1:2", (1, 2));
+        assert_eq!(r.lookup(7, 42).map(|t| t.key), Some((1, 2)));
         assert_eq!(r.lookup(7, 43), None);
         assert_eq!(r.lookup(8, 42), None);
         r.remove(7);

@@ -26,7 +26,7 @@ use crate::relay::{RelayEnd, RelayState, idle_sleep, relay, tell_idle_timeout};
 use crate::routing::{Scan, ServerTarget, SessionRouter, route_setting, scan_unit};
 use crate::startup::{Hello, authenticate, read_hello};
 use crate::state::ClientState;
-use crate::{CancelTarget, Ctx, ServerEvent, SessionError, internal, replay};
+use crate::{CancelSlot, Ctx, ServerEvent, SessionError, internal, replay};
 
 /// Databases that name the admin console rather than a server database.
 const ADMIN_DATABASES: [&str; 2] = ["pgsplit", "pgbouncer"];
@@ -149,7 +149,6 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
     let state = ClientState::from_startup(&startup.params);
     router.note_settings(state.desired());
     let mut session = Session {
-        id,
         ctx: ctx.clone(),
         state,
         view: Vec::new(),
@@ -159,6 +158,7 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
         current: None,
         capture: false,
         failed_server: None,
+        cancel: Arc::new(CancelSlot::default()),
         retry_copy: None,
         retry_avoid: None,
         conn: None,
@@ -213,7 +213,6 @@ fn startup_server(snapshot: &Snapshot) -> Option<usize> {
 
 /// One client's session: its state, its pool, and the server connection it holds (if any).
 struct Session {
-    id: u32,
     ctx: Ctx,
     /// Settings and pins that follow the client across server connections.
     state: ClientState,
@@ -232,6 +231,8 @@ struct Session {
     capture: bool,
     /// The server whose connect failed in the last checkout, if any.
     failed_server: Option<usize>,
+    /// Where this client's cancel key leads (the registry holds it once greeted).
+    cancel: Arc<CancelSlot>,
     /// The messages of the unit in flight on a replica, kept until its answer begins so that
     /// it can be retried on another server.
     retry_copy: Option<Bytes>,
@@ -366,13 +367,16 @@ impl Session {
         let mut conn = match checkout {
             Ok(conn) => conn,
             Err(e) => {
-                match e {
+                match &e {
                     PoolError::Timeout { .. } => metrics.checkout_timeouts_total.inc(),
-                    PoolError::Connect { .. } => {
+                    PoolError::Connect { source, .. } if server_unavailable(source) => {
                         self.failed_server = Some(target.index);
                         let server = target.key.server.to_string();
                         let _ = self.ctx.server_events.send(ServerEvent::Failed { server });
                     }
+                    // The server answered and refused this login (wrong server password, no
+                    // such database): the server is fine, the unit fails with its error.
+                    PoolError::Connect { .. } => {}
                 }
                 let fields = fatal_or_error(e.to_client_error(), first);
                 return Err(SessionError::Refused(Box::new(fields)));
@@ -397,11 +401,7 @@ impl Session {
             // Also brings `view` up to date with the connection.
             show_changed_params(client, &mut self.view, &conn);
         }
-        let cancel = CancelTarget {
-            addr: conn.addr().to_owned(),
-            key: conn.cancel_key(),
-        };
-        self.ctx.cancels.set_target(self.id, Some(cancel));
+        self.cancel.attach(conn.addr(), conn.cancel_key());
         debug!(first, server = %target.key.server, "checked out a server connection");
         self.registered.set_activity(Activity::Active);
         target.checked_out();
@@ -678,7 +678,7 @@ impl Session {
                 target.released();
             }
             self.registered.set_activity(Activity::Idle);
-            self.ctx.cancels.set_target(self.id, None);
+            self.cancel.detach();
             if self.relay.out_of_step {
                 conn.mark_broken();
                 self.relay.out_of_step = false;
@@ -712,6 +712,15 @@ fn note_read_only(ctx: &Ctx, current: Option<&ServerTarget>) {
     if let Some(target) = current.filter(|t| t.role == NodeRole::Primary) {
         let server = target.key.server.to_string();
         let _ = ctx.server_events.send(ServerEvent::ReadOnly { server });
+    }
+}
+
+/// Whether a failed connect means the server itself cannot take connections (unreachable,
+/// timed out, closed, shutting down or starting up), as opposed to refusing this login.
+fn server_unavailable(e: &pgsplit_backend::BackendError) -> bool {
+    match e {
+        pgsplit_backend::BackendError::Server { fields, .. } => fields.code.starts_with("57P"),
+        other => other.retryable(),
     }
 }
 
@@ -946,14 +955,9 @@ fn greet(client: &mut ClientConn, session: &mut Session, id: u32, ctx: &Ctx) -> 
         client.queue(|b| encode::parameter_status(b, name, value));
     }
     let secret: u32 = rand::random();
-    ctx.cancels.register(id, secret);
-    if let Some(conn) = session.conn.as_ref() {
-        let target = CancelTarget {
-            addr: conn.addr().to_owned(),
-            key: conn.cancel_key(),
-        };
-        ctx.cancels.set_target(id, Some(target));
-    }
+    // The slot already points at the connection held since startup, if any.
+    ctx.cancels
+        .register(id, secret, Arc::clone(&session.cancel));
     client.queue(|b| encode::backend_key_data(b, id, secret));
     client.queue(|b| encode::ready_for_query(b, b'I'));
     KeyGuard {

@@ -32,7 +32,7 @@ mod routing;
 mod startup;
 mod state;
 
-pub use cancel::{CancelRegistry, CancelTarget};
+pub use cancel::{CancelRegistry, CancelSlot, CancelTarget};
 pub use clients::{
     Activity, ClientGuard, ClientRegistry, ClientRow, DbTotals, NewClient, OTHER_DATABASES,
 };
