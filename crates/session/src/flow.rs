@@ -405,6 +405,7 @@ impl Session {
         debug!(first, server = %target.key.server, "checked out a server connection");
         self.registered.set_activity(Activity::Active);
         self.relay.one_unit = target.role == NodeRole::Replica;
+        self.relay.query_duration = Some(target.duration.clone());
         self.current = Some(target);
         self.conn = Some(conn);
         Ok(())

@@ -15,7 +15,7 @@ use pgsplit_router::{
     Balancer, NodeRole, Route, RouteOverride, RouteReason, SessionView, Snapshot, Target, Topology,
     Unit, route,
 };
-use pgsplit_telemetry::{IntCounter, Metrics};
+use pgsplit_telemetry::{Histogram, IntCounter, Metrics};
 use pgsplit_wire::frame::HEADER_LEN;
 use pgsplit_wire::frontend::tags as fe;
 use tokio::time::{Duration, Instant};
@@ -42,6 +42,8 @@ pub struct RouteKit {
     decisions: Vec<IntCounter>,
     /// `pgsplit_route_fallbacks_total`, by reason (only the fallback reasons are used).
     fallbacks: Vec<IntCounter>,
+    /// `pgsplit_query_duration_seconds{role}`: primary, replica.
+    durations: [Histogram; 2],
     /// The registry, to resolve per-server query counters.
     metrics: Arc<Metrics>,
 }
@@ -100,6 +102,7 @@ impl RouteKit {
             function_call: fixed(Class::Write, Reason::CallDo),
             decisions,
             fallbacks,
+            durations: pgsplit_telemetry::QUERY_ROLES.map(|role| metrics.query_duration(role)),
             metrics,
         }
     }
@@ -320,6 +323,8 @@ pub(crate) struct ServerTarget {
     pub(crate) role: NodeRole,
     /// `pgsplit_queries_total{server, role, kind}`, one per class, in [`kind_index`] order.
     queries: [IntCounter; 8],
+    /// `pgsplit_query_duration_seconds{role}` of this server's role.
+    pub(crate) duration: Histogram,
 }
 
 impl ServerTarget {
@@ -490,9 +495,9 @@ impl SessionRouter {
                 .and_then(|n| n.role())
                 .unwrap_or(NodeRole::Primary),
         };
-        let role_label = match role {
-            NodeRole::Primary => "primary",
-            NodeRole::Replica => "replica",
+        let (role_label, duration) = match role {
+            NodeRole::Primary => ("primary", &kit.durations[0]),
+            NodeRole::Replica => ("replica", &kit.durations[1]),
         };
         let queries = KINDS.map(|kind| {
             kit.metrics
@@ -510,6 +515,7 @@ impl SessionRouter {
             ),
             role,
             queries,
+            duration: duration.clone(),
         });
         if let Some(slot) = self.targets.get_mut(index) {
             *slot = Some(Arc::clone(&target));
