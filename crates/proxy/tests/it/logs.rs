@@ -7,7 +7,9 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use pgsplit_testkit::ClusterEnv;
@@ -41,7 +43,7 @@ impl Drop for Pgsplit {
 fn collect(from: impl Read + Send + 'static, into: Arc<Mutex<Vec<String>>>) {
     std::thread::spawn(move || {
         for line in BufReader::new(from).lines().map_while(Result::ok) {
-            into.lock().unwrap().push(line);
+            into.lock().push(line);
         }
     });
 }
@@ -65,14 +67,14 @@ impl Pgsplit {
 
     /// How many lines were logged so far.
     fn logged(&self) -> usize {
-        self.lines.lock().unwrap().len()
+        self.lines.lock().len()
     }
 
     /// The first line after the first `after` lines containing every one of `needles`,
     /// within 10 s.
     async fn line_after(&self, after: usize, needles: &[&str]) -> String {
         for _ in 0..200 {
-            let found = self.lines.lock().unwrap()[after..]
+            let found = self.lines.lock()[after..]
                 .iter()
                 .find(|l| needles.iter().all(|n| l.contains(n)))
                 .cloned();
@@ -83,7 +85,7 @@ impl Pgsplit {
         }
         panic!(
             "no log line containing {needles:?}; logged:\n{}",
-            self.lines.lock().unwrap().join("\n")
+            self.lines.lock().join("\n")
         );
     }
 
@@ -250,7 +252,7 @@ async fn json_logs_carry_span_fields_and_never_a_password() {
     assert!(code.success(), "{code:?}");
     // Let the reader threads take the last lines.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let lines = pgsplit.lines.lock().unwrap().clone();
+    let lines = pgsplit.lines.lock().clone();
 
     let mut session_lines = 0;
     for line in &lines {
