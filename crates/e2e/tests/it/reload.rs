@@ -769,29 +769,32 @@ async fn metrics_pass_promtool_and_count_routed_queries() {
                 cache(&after, "miss") >= cache(&before, "miss") + 2,
                 "the two new statements were not misses\n{after}"
             );
-            // Transaction pooling: between units the connections wait in their pools, and the
-            // client (connected, between queries) is idle.
-            assert!(
-                metric(
-                    &after,
-                    r#"pgsplit_server_connections{server="primary",state="idle"}"#
-                ) > 0,
-                "{after}"
-            );
-            assert!(
-                metric(
-                    &after,
-                    r#"pgsplit_server_connections{server="replica1",state="idle"}"#
-                ) + metric(
-                    &after,
-                    r#"pgsplit_server_connections{server="replica2",state="idle"}"#
-                ) > 0,
-                "{after}"
-            );
-            assert!(
-                metric(&after, r#"pgsplit_clients{state="idle"}"#) >= 1,
-                "{after}"
-            );
+            // Transaction pooling: once the session is done with the write (it still reads
+            // the primary's WAL position after the client has its answer), the connections
+            // wait in their pools and the client (connected, between queries) is idle.
+            let settled = |t: &str| {
+                let idle = |server: &str| {
+                    metric(
+                        t,
+                        &format!(
+                            "pgsplit_server_connections{{server=\"{server}\",state=\"idle\"}}"
+                        ),
+                    )
+                };
+                idle("primary") > 0
+                    && idle("replica1") + idle("replica2") > 0
+                    && metric(t, r#"pgsplit_clients{state="idle"}"#) >= 1
+            };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut now = after.clone();
+            while !settled(&now) {
+                assert!(
+                    Instant::now() < deadline,
+                    "no idle server connections or idle client after 5s\n{now}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                now = scrape().await;
+            }
             assert!(
                 after.contains("pgsplit_config_reloads_total{result=\"failed\"} 0"),
                 "{after}"
