@@ -207,9 +207,6 @@ async fn json_logs_carry_span_fields_and_never_a_password() {
         assert_eq!(row.get::<_, String>(0), role);
         client.simple_query("SELECT 1").await.unwrap();
     }
-    // The server refuses pgsplit's login for this one: the client hears an error.
-    let bad = connect(addr, "logs_badserver", SCRAM_PASSWORD, &db).await;
-    assert!(bad.is_err(), "the server accepted a wrong server_password");
 
     let checked_out = pgsplit
         .line_after(0, &["checked out a server connection", "logs_md5"])
@@ -245,6 +242,13 @@ async fn json_logs_carry_span_fields_and_never_a_password() {
         .unwrap();
     client.simple_query("SELECT 1").await.unwrap();
     drop(client);
+    // Last, since pgsplit then takes the server for down until its next probe: the server
+    // refuses pgsplit's login for this user, and the client hears an error.
+    let bad = connect(addr, "logs_badserver", SCRAM_PASSWORD, &db).await;
+    assert!(bad.is_err(), "the server accepted a wrong server_password");
+    pgsplit
+        .line_after(0, &["session ended", "logs_badserver"])
+        .await;
 
     pgsplit.signal("TERM");
     let mut pgsplit = pgsplit;
