@@ -43,6 +43,33 @@ pub struct AdminState {
     /// The outcome of the latest config reload (`None` before the first one), shown by
     /// `/status` as `reload`. The proxy's reloader stores into it; the endpoint only reads.
     pub last_reload: Arc<ArcSwapOption<LastReload>>,
+    /// Called by `/metrics` right before rendering, to set the families that are read off
+    /// live state rather than recorded (clients and server connections by state, parse
+    /// cache totals). `None`: render as is.
+    pub refresh: Option<MetricsRefresh>,
+}
+
+/// A hook that brings scrape-time metric families up to date (see [`AdminState::refresh`]).
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct MetricsRefresh(Arc<dyn Fn() + Send + Sync>);
+
+impl MetricsRefresh {
+    /// Wraps `f`, which must be quick: it runs on every scrape.
+    pub fn new(f: impl Fn() + Send + Sync + 'static) -> MetricsRefresh {
+        MetricsRefresh(Arc::new(f))
+    }
+
+    /// Runs the hook.
+    pub fn run(&self) {
+        (self.0)();
+    }
+}
+
+impl std::fmt::Debug for MetricsRefresh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsRefresh(..)")
+    }
 }
 
 /// How the latest config reload (file watch, `SIGHUP` or console `RELOAD`) ended.
@@ -129,7 +156,12 @@ fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
         return resp;
     }
     match path {
-        "/metrics" => respond(StatusCode::OK, METRICS_CONTENT_TYPE, state.metrics.render()),
+        "/metrics" => {
+            if let Some(refresh) = &state.refresh {
+                refresh.run();
+            }
+            respond(StatusCode::OK, METRICS_CONTENT_TYPE, state.metrics.render())
+        }
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => match not_ready(state) {
             Some(why) => respond(

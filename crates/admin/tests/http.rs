@@ -7,7 +7,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use pgsplit_router::{HealthReport, Lsn, Probe, Snapshot, Topology};
 use std::time::Duration;
 
-use pgsplit_admin::{AdminState, LastReload, serve};
+use pgsplit_admin::{AdminState, LastReload, MetricsRefresh, serve};
 use pgsplit_backend::Pools;
 use pgsplit_telemetry::Metrics;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -105,6 +105,7 @@ async fn start_shared(snapshot: Arc<ArcSwap<Snapshot>>) -> Server {
         pools: Pools::new(),
         snapshot,
         draining,
+        refresh: None,
     };
     let task = tokio::spawn(serve(listener, state, stop_rx));
     Server {
@@ -142,6 +143,48 @@ async fn metrics_are_prometheus_text() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("text/plain; version=0.0.4"));
     assert!(r.body.contains("pgsplit_client_connections"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn metrics_run_the_refresh_hook_before_every_render() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_drain, draining) = watch::channel(false);
+    let (stop, stop_rx) = watch::channel(false);
+    let metrics = Arc::new(Metrics::new());
+    let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let refresh = {
+        let (metrics, calls) = (metrics.clone(), calls.clone());
+        MetricsRefresh::new(move || {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            metrics
+                .connections
+                .set_clients(pgsplit_telemetry::ClientCounts {
+                    active: n,
+                    idle: 0,
+                    waiting: 0,
+                });
+        })
+    };
+    let state = AdminState {
+        last_reload: Arc::new(ArcSwapOption::empty()),
+        metrics,
+        pools: Pools::new(),
+        snapshot: Arc::new(ArcSwap::from_pointee(snapshot_of(THREE_SERVERS))),
+        draining,
+        refresh: Some(refresh),
+    };
+    let task = tokio::spawn(serve(listener, state, stop_rx));
+    for n in 1..=2 {
+        let r = request(addr, "GET", "/metrics").await;
+        let line = format!("pgsplit_clients{{state=\"active\"}} {n}");
+        assert!(r.body.contains(&line), "{line} missing in\n{}", r.body);
+    }
+    // Other paths do not run it.
+    assert_eq!(request(addr, "GET", "/status").await.status, 200);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 2);
+    stop.send(true).unwrap();
+    task.await.unwrap();
 }
 
 #[tokio::test]

@@ -65,7 +65,7 @@ mod shape;
 mod walk;
 
 pub use class::{Class, Classification, Isolation, Reason, SetKind, Setting, Target, TxnMode};
-pub use classifier::{Classifier, Options};
+pub use classifier::{CacheCounters, Classifier, Options};
 pub use effects::{Effects, session_effects};
 pub use fingerprint::fingerprint;
 pub use functions::{FnClass, UnknownFunctions};

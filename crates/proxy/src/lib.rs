@@ -11,6 +11,7 @@ mod filewatch;
 mod health;
 mod listener;
 mod reload;
+mod scrape;
 
 pub use filewatch::POLL_EVERY as CONFIG_POLL_INTERVAL;
 
@@ -19,7 +20,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwapOption;
-use pgsplit_admin::AdminState;
+use pgsplit_admin::{AdminState, MetricsRefresh};
 use pgsplit_backend::Pools;
 use pgsplit_config::Config;
 use pgsplit_session::{Control, Ctx};
@@ -36,6 +37,7 @@ pub struct ProxyHandle {
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
     metrics: Arc<Metrics>,
+    refresh: MetricsRefresh,
     control: Arc<Control>,
 }
 
@@ -50,9 +52,18 @@ impl ProxyHandle {
         self.admin_addr
     }
 
-    /// The proxy's metric families (rendered by the admin endpoint's `/metrics`).
+    /// The proxy's metric families (rendered by the admin endpoint's `/metrics`). The
+    /// families read off live state at scrape time (clients and server connections by
+    /// state, parse cache totals) are only current in [`ProxyHandle::scrape`].
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// What `/metrics` answers now: the scrape-time families brought up to date, then every
+    /// family rendered.
+    pub fn scrape(&self) -> String {
+        self.refresh.run();
+        self.metrics.render()
     }
 
     /// Re-reads the config file and, when it is valid, serves it as the next generation
@@ -134,7 +145,12 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
             ctx.shutdown.clone(),
         ));
     }
+    let refresh = {
+        let ctx = ctx.clone();
+        MetricsRefresh::new(move || scrape::refresh(&ctx))
+    };
     let admin_state = AdminState {
+        refresh: Some(refresh.clone()),
         metrics: metrics.clone(),
         pools: ctx.pools.clone(),
         snapshot: ctx.snapshot.clone(),
@@ -160,6 +176,7 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         shutdown: tx,
         task,
         metrics,
+        refresh,
         control,
     })
 }

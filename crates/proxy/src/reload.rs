@@ -49,7 +49,8 @@ pub(crate) async fn reload(ctx: &Ctx, tried: &Tried) -> Result<u64, String> {
     let config = config.map_err(|errors| errors.to_string())?;
     warn_about_restart_only_changes(&current.config, &config);
     let config = Arc::new(config);
-    let routing = Arc::new(pgsplit_router::Routing::from_config(&config));
+    // The classification cache starts empty; its hit and miss counters carry on.
+    let routing = Arc::new(current.routing.next(&config));
     let previous = ctx.snapshot.rcu(|now| Snapshot {
         generation: now.generation + 1,
         config: Arc::clone(&config),

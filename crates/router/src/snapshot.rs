@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use pgsplit_classify::{Classifier, Options, UnknownFunctions};
+use pgsplit_classify::{CacheCounters, Classifier, Options, UnknownFunctions};
 use pgsplit_config as config;
 use pgsplit_config::Config;
 use regex::Regex;
@@ -33,6 +33,17 @@ impl Routing {
     /// `causal_wait`, `failover.write_wait`, `rules` in order) and a classifier told its
     /// `functions` lists (with the default cache size).
     pub fn from_config(config: &Config) -> Routing {
+        Routing::with_cache_counters(config, Arc::default())
+    }
+
+    /// The routing of a reloaded `config`: like [`Routing::from_config`] (an empty
+    /// classification cache), but counting cache hits and misses on from this routing's
+    /// totals, so that `pgsplit_parse_cache_total` never goes down.
+    pub fn next(&self, config: &Config) -> Routing {
+        Routing::with_cache_counters(config, Arc::clone(self.classifier.cache_counters()))
+    }
+
+    fn with_cache_counters(config: &Config, cache_counters: Arc<CacheCounters>) -> Routing {
         let r = &config.routing;
         let policy = Policy {
             balance: match r.balance {
@@ -59,6 +70,7 @@ impl Routing {
                 config::UnknownFunctions::Primary => UnknownFunctions::Primary,
                 config::UnknownFunctions::Replica => UnknownFunctions::Replica,
             },
+            cache_counters,
             ..Options::default()
         });
         Routing { policy, classifier }
@@ -140,12 +152,12 @@ impl Snapshot {
     }
 
     /// The snapshot of a reloaded `config`: the next generation, a new [`Routing`] (and so
-    /// an empty classification cache), and a topology that keeps what this one learned
+    /// an empty classification cache whose hit and miss counters continue this one's), and a topology that keeps what this one learned
     /// about servers that stayed ([`Topology::carry_over`]).
     pub fn reload(&self, config: Config) -> Snapshot {
         Snapshot {
             generation: self.generation + 1,
-            routing: Arc::new(Routing::from_config(&config)),
+            routing: Arc::new(self.routing.next(&config)),
             topology: Arc::new(Topology::carry_over(&config, &self.topology)),
             config: Arc::new(config),
         }

@@ -179,6 +179,20 @@ impl ClientRegistry {
         rows
     }
 
+    /// How many clients are active, idle and waiting (`pgsplit_clients{state}`); cheaper
+    /// than [`ClientRegistry::list`] (no row is copied).
+    pub fn counts(&self) -> pgsplit_telemetry::ClientCounts {
+        let mut counts = pgsplit_telemetry::ClientCounts::default();
+        for e in self.clients.lock().values() {
+            match Activity::from_u8(e.activity.load(Ordering::Relaxed)) {
+                Activity::Active => counts.active += 1,
+                Activity::Idle => counts.idle += 1,
+                Activity::Waiting => counts.waiting += 1,
+            }
+        }
+        counts
+    }
+
     /// Totals per database that has ever had a client, by name.
     pub fn totals(&self) -> Vec<DbTotals> {
         let mut current: HashMap<String, u64> = HashMap::new();
@@ -298,7 +312,13 @@ mod tests {
         assert_eq!(rows[1].activity, Activity::Active);
         assert_eq!(rows[1].application_name, "app2");
         assert!(rows[0].pinned && !rows[1].pinned);
+        b.set_activity(Activity::Waiting);
+        let c = reg.register(client(3, "db1"));
+        let counts = reg.counts();
+        assert_eq!((counts.active, counts.idle, counts.waiting), (1, 1, 1));
         drop(a);
+        assert_eq!(reg.counts().active, 0);
+        drop(c);
         assert_eq!(reg.list().len(), 1);
         drop(b);
         assert!(reg.list().is_empty());

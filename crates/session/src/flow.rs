@@ -406,6 +406,7 @@ impl Session {
         self.registered.set_activity(Activity::Active);
         target.checked_out();
         self.relay.one_unit = target.role == NodeRole::Replica;
+        self.relay.query_duration = Some(target.duration.clone());
         self.current = Some(target);
         self.conn = Some(conn);
         Ok(())

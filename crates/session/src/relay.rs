@@ -15,13 +15,14 @@ use bytes::{Bytes, BytesMut};
 use pgsplit_backend::{BackendError, ServerConn, StatementCache};
 use pgsplit_classify::{Effects, session_effects};
 
+use pgsplit_telemetry::Histogram;
 use pgsplit_wire::frame::HEADER_LEN;
 use pgsplit_wire::{
     ErrorFields, Frame, backend::tags as be, frontend::tags as fe, next_frame, sqlstate,
 };
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
-use tokio::time::Duration;
+use tokio::time::{Duration, Instant};
 use tracing::warn;
 
 use crate::SessionError;
@@ -85,6 +86,13 @@ pub(crate) struct RelayState {
     /// The server failed before any of the answer was forwarded, with a retry armed: the
     /// relay ended with an error and the client was told nothing.
     pub(crate) retry_failed: bool,
+    /// `pgsplit_query_duration_seconds` of the held connection's server role (set at each
+    /// checkout).
+    pub(crate) query_duration: Option<Histogram>,
+    /// Units sent (their Query, Sync or FunctionCall forwarded) and not answered yet.
+    units_in_flight: u32,
+    /// When the oldest of them was sent, or the one before it answered if later.
+    unit_started: Option<Instant>,
 }
 
 impl RelayState {
@@ -106,7 +114,33 @@ impl RelayState {
             retry_armed: false,
             forwarded: false,
             retry_failed: false,
+            query_duration: None,
+            units_in_flight: 0,
+            unit_started: None,
         }
+    }
+
+    /// A unit's last message (Query, Sync, FunctionCall) was queued for the server.
+    fn unit_sent(&mut self) {
+        self.units_in_flight = self.units_in_flight.saturating_add(1);
+        self.unit_started.get_or_insert_with(Instant::now);
+    }
+
+    /// The server sent ReadyForQuery (already passed to the plan): the oldest unit in flight
+    /// is answered. Its time counts from when it was sent, or from the previous answer when
+    /// units were pipelined (the server runs them one after the other).
+    fn unit_answered(&mut self) {
+        let now = Instant::now();
+        if let (Some(started), Some(h)) = (self.unit_started, &self.query_duration) {
+            h.observe(now.saturating_duration_since(started).as_secs_f64());
+        }
+        self.units_in_flight = self.units_in_flight.saturating_sub(1);
+        if self.plan.is_empty() {
+            // Nothing is due any more (a Query the server skipped after an error is never
+            // answered): the count starts over.
+            self.units_in_flight = 0;
+        }
+        self.unit_started = (self.units_in_flight > 0).then_some(now);
     }
 
     /// Idle: no response due, no extended-protocol batch open, no transaction open.
@@ -138,6 +172,8 @@ pub(crate) async fn relay(
     state.held = false;
     state.forwarded = false;
     state.retry_failed = false;
+    state.units_in_flight = 0;
+    state.unit_started = None;
     // The statement cache travels with the connection; it is taken out for the relay because
     // the socket halves stay borrowed for the whole loop.
     let mut cache = std::mem::take(server.statements_mut());
@@ -315,7 +351,11 @@ fn from_client(
         state
             .plan
             .emit_synthetic(&mut state.statements, &mut synthetic);
-        if state.one_unit && matches!(tag, fe::QUERY | fe::SYNC | fe::FUNCTION_CALL) {
+        let ends_unit = matches!(tag, fe::QUERY | fe::SYNC | fe::FUNCTION_CALL);
+        if ends_unit {
+            state.unit_sent();
+        }
+        if state.one_unit && ends_unit {
             // The rest waits for this unit's answer (see `one_unit`).
             state.held = true;
             break;
@@ -375,6 +415,7 @@ fn from_server(
             return Ok(());
         }
         note_server(&frame, state);
+        let ready = frame.tag() == be::READY_FOR_QUERY;
         if let Err(e) = filter_server(
             frame,
             &mut state.statements,
@@ -386,6 +427,9 @@ fn from_server(
                 warn!(error = %e, "server response out of step with the request plan");
             }
             state.out_of_step = true;
+        }
+        if ready {
+            state.unit_answered();
         }
     }
     if !out.is_empty() {
@@ -568,6 +612,57 @@ mod tests {
         let mut sink = Vec::new();
         block_on(out.flush(&mut sink)).unwrap();
         assert_eq!(sink, expected.to_vec());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_unit_is_timed_until_its_ready_for_query() {
+        let metrics = pgsplit_telemetry::Metrics::new();
+        let h = metrics.query_duration("replica");
+        let mut st = RelayState::new(ClientStatements::new(Default::default()));
+        st.query_duration = Some(h.clone());
+        let mut cache = StatementCache::default();
+        let mut out = Outbox::default();
+        // Two pipelined queries: the first answers after 10ms, the second 30ms later.
+        for sql in ["select 1", "select 2"] {
+            let mut frame_buf = BytesMut::new();
+            encode::query(&mut frame_buf, sql);
+            let q = next_frame(&mut frame_buf, 1 << 20).unwrap().unwrap();
+            let mut req = Vec::new();
+            rewrite_client(q, &mut st.statements, &mut cache, &mut st.plan, &mut req).unwrap();
+            st.unit_sent();
+        }
+        let answer = |tag: &str| {
+            let mut buf = BytesMut::new();
+            encode::command_complete(&mut buf, tag);
+            encode::ready_for_query(&mut buf, b'I');
+            buf
+        };
+        tokio::time::advance(Duration::from_millis(10)).await;
+        let mut buf = answer("SELECT 1");
+        from_server(&mut buf, 1 << 20, &mut st, &mut cache, &mut out).unwrap();
+        assert_eq!(h.get_sample_count(), 1);
+        assert!(
+            (h.get_sample_sum() - 0.010).abs() < 1e-6,
+            "{}",
+            h.get_sample_sum()
+        );
+        tokio::time::advance(Duration::from_millis(30)).await;
+        let mut buf = answer("SELECT 1");
+        from_server(&mut buf, 1 << 20, &mut st, &mut cache, &mut out).unwrap();
+        assert_eq!(h.get_sample_count(), 2);
+        assert!(
+            (h.get_sample_sum() - 0.040).abs() < 1e-6,
+            "{}",
+            h.get_sample_sum()
+        );
+        assert!(st.plan.is_empty() && st.unit_started.is_none());
+        // A stray ReadyForQuery with nothing in flight counts nothing.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let mut buf = BytesMut::new();
+        encode::ready_for_query(&mut buf, b'I');
+        from_server(&mut buf, 1 << 20, &mut st, &mut cache, &mut out).unwrap();
+        assert_eq!(h.get_sample_count(), 2);
+        assert_eq!(metrics.query_duration("primary").get_sample_count(), 0);
     }
 
     /// Runs a future that never waits (writing into a Vec) to completion.

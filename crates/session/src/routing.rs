@@ -18,7 +18,7 @@ use pgsplit_router::{
     Balancer, NodeRole, Route, RouteOverride, RouteReason, SessionView, Snapshot, Target, Topology,
     Unit, route,
 };
-use pgsplit_telemetry::{IntCounter, Metrics};
+use pgsplit_telemetry::{Histogram, IntCounter, Metrics};
 use pgsplit_wire::frame::HEADER_LEN;
 use pgsplit_wire::frontend::tags as fe;
 use tokio::time::{Duration, Instant};
@@ -45,6 +45,8 @@ pub struct RouteKit {
     decisions: Vec<IntCounter>,
     /// `pgsplit_route_fallbacks_total`, by reason (only the fallback reasons are used).
     fallbacks: Vec<IntCounter>,
+    /// `pgsplit_query_duration_seconds{role}`: primary, replica.
+    durations: [Histogram; 2],
     /// The registry, to resolve per-server query counters.
     metrics: Arc<Metrics>,
     /// Server connections checked out by sessions, per server name (shared by every
@@ -106,6 +108,7 @@ impl RouteKit {
             function_call: fixed(Class::Write, Reason::CallDo),
             decisions,
             fallbacks,
+            durations: pgsplit_telemetry::QUERY_ROLES.map(|role| metrics.query_duration(role)),
             metrics,
             loads: Mutex::new(HashMap::new()),
         }
@@ -335,6 +338,8 @@ pub(crate) struct ServerTarget {
     queries: [IntCounter; 8],
     /// Connections of this server checked out by sessions.
     busy: Arc<AtomicUsize>,
+    /// `pgsplit_query_duration_seconds{role}` of this server's role.
+    pub(crate) duration: Histogram,
 }
 
 impl ServerTarget {
@@ -548,9 +553,9 @@ impl SessionRouter {
                 .and_then(|n| n.role())
                 .unwrap_or(NodeRole::Primary),
         };
-        let role_label = match role {
-            NodeRole::Primary => "primary",
-            NodeRole::Replica => "replica",
+        let (role_label, duration) = match role {
+            NodeRole::Primary => ("primary", &kit.durations[0]),
+            NodeRole::Replica => ("replica", &kit.durations[1]),
         };
         let queries = KINDS.map(|kind| {
             kit.metrics
@@ -569,6 +574,7 @@ impl SessionRouter {
             role,
             queries,
             busy: kit.load(&server.name),
+            duration: duration.clone(),
         });
         if let Some(slot) = self.targets.get_mut(index) {
             *slot = Some(Arc::clone(&target));

@@ -4,14 +4,20 @@
 //! `pgsplit` binary) and the span/field name constants shared by the data path.
 //! It also defines [`Metrics`], the one typed struct holding every Prometheus family, created
 //! once by the composition root and handed to whoever records; the server families (health,
-//! role, lag, failovers) are grouped in [`ServerMetrics`]. It holds no configuration or
+//! role, lag, failovers) are grouped in [`ServerMetrics`], and the ones set at scrape time
+//! (clients and server connections by state, parse cache totals) in [`ConnectionMetrics`].
+//! It holds no configuration or
 //! pool state and no global: the registry lives inside the struct.
 #![warn(missing_docs)]
 
+mod connections;
 mod metrics;
 mod servers;
 
-pub use metrics::Metrics;
+pub use connections::{
+    CLIENT_STATES, ClientCounts, ConnectionMetrics, SERVER_STATES, ServerConnections,
+};
+pub use metrics::{Metrics, QUERY_ROLES};
 pub use prometheus::{Gauge, Histogram, IntCounter, IntCounterVec, IntGauge};
 pub use servers::{ServerHandles, ServerMetrics, ServerRole};
 use tracing_subscriber::EnvFilter;

@@ -5,10 +5,15 @@
 //! counters, `_seconds` histograms.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry,
 };
 
+use crate::connections::ConnectionMetrics;
 use crate::servers::ServerMetrics;
+
+/// The `role` label values of `pgsplit_query_duration_seconds`.
+pub const QUERY_ROLES: [&str; 2] = ["primary", "replica"];
 
 /// Every metric family, registered in its own registry (no process-wide default registry).
 #[derive(Clone, Debug)]
@@ -39,8 +44,15 @@ pub struct Metrics {
     pub route_fallbacks_total: IntCounterVec,
     /// Reads retried on another server after a replica failed before answering.
     pub read_retries_total: IntCounter,
-    /// Classification cache lookups by `result` (hit, miss).
+    /// Classification cache lookups by `result` (hit, miss). Fed at scrape time from the
+    /// classifier's counters through [`ConnectionMetrics::set_parse_cache_totals`].
     pub parse_cache_total: IntCounterVec,
+    /// Time from sending a unit of SQL to a server until its ReadyForQuery, by the server's
+    /// `role` (primary, replica). Resolve the handles once ([`Metrics::query_duration`]).
+    pub query_duration_seconds: HistogramVec,
+    /// Families set at scrape time: clients by state, server connections by server and
+    /// state, clients queued per server, and the parse cache totals.
+    pub connections: ConnectionMetrics,
     /// Server health, role and lag as the health checker sees them.
     pub servers: ServerMetrics,
     /// Config reloads (file watch, SIGHUP, console `RELOAD`) by `result`: `ok` (a new
@@ -133,6 +145,25 @@ impl Metrics {
             "Classification cache lookups by result (hit, miss).",
             &["result"],
         );
+        let query_duration_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "pgsplit_query_duration_seconds",
+                "Time from sending a unit of SQL to a server until its ReadyForQuery, by server role.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0, 60.0,
+            ]),
+            &["role"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(query_duration_seconds.clone()))
+            .expect("metric registered once");
+        for role in QUERY_ROLES {
+            query_duration_seconds.with_label_values(&[role]);
+        }
+        let connections = ConnectionMetrics::new(&registry, &parse_cache_total);
         let servers = ServerMetrics::new(&registry);
         let config_reloads_total = counter_vec(
             "pgsplit_config_reloads_total",
@@ -157,6 +188,8 @@ impl Metrics {
             route_fallbacks_total,
             read_retries_total,
             parse_cache_total,
+            query_duration_seconds,
+            connections,
             client_connections,
             client_connections_total,
             pinned_clients,
@@ -164,6 +197,12 @@ impl Metrics {
             checkout_wait_seconds,
             checkout_timeouts_total,
         }
+    }
+
+    /// The `pgsplit_query_duration_seconds` series of `role` (`primary` or `replica`).
+    /// Resolve it once and keep it: this looks the label up.
+    pub fn query_duration(&self, role: &str) -> Histogram {
+        self.query_duration_seconds.with_label_values(&[role])
     }
 
     /// Every family in the Prometheus text exposition format.
@@ -191,6 +230,33 @@ mod tests {
         assert!(text.contains("# TYPE pgsplit_checkout_wait_seconds histogram"));
         assert!(text.contains("pgsplit_checkout_wait_seconds_count 1"));
         assert!(text.contains("# HELP pgsplit_client_connections_total"));
+    }
+
+    #[test]
+    fn query_duration_has_both_roles_from_the_start() {
+        let m = Metrics::new();
+        let text = m.render();
+        assert!(text.contains("# TYPE pgsplit_query_duration_seconds histogram"));
+        for role in QUERY_ROLES {
+            let line = format!("pgsplit_query_duration_seconds_count{{role=\"{role}\"}} 0");
+            assert!(text.contains(&line), "{line} missing in\n{text}");
+        }
+        let replica = m.query_duration("replica");
+        replica.observe(0.003);
+        replica.observe(0.2);
+        let text = m.render();
+        assert!(
+            text.contains("pgsplit_query_duration_seconds_count{role=\"replica\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pgsplit_query_duration_seconds_bucket{role=\"replica\",le=\"0.005\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pgsplit_query_duration_seconds_count{role=\"primary\"} 0"),
+            "{text}"
+        );
     }
 
     #[test]

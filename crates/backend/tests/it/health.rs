@@ -37,11 +37,20 @@ async fn primary_reports_its_write_position() {
         .batch_execute("SELECT txid_current()")
         .await
         .expect("write WAL");
-    let second = prober.probe().await.expect("probe again");
-    assert!(
-        second.position.unwrap() > first_pos,
-        "{second:?} after {first_pos:X}"
-    );
+    // With `synchronous_commit = off` (as in the test cluster) the commit record reaches the
+    // write position only when the WAL writer runs (every 200 ms by default): poll.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let second = prober.probe().await.expect("probe again");
+        if second.position.unwrap() > first_pos {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{second:?} after {first_pos:X}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     prober.close().await;
 }
 

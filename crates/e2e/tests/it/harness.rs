@@ -204,6 +204,14 @@ impl Proxy {
         self.handle.lock().as_ref().map(|h| h.metrics().clone())
     }
 
+    /// The address of the proxy's HTTP admin endpoint (`None` when the test bypasses it).
+    pub(crate) fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.handle
+            .lock()
+            .as_ref()
+            .map(pgsplit::ProxyHandle::admin_addr)
+    }
+
     pub(crate) fn shutdown(&self) {
         if let Some(handle) = self.handle.lock().as_ref() {
             handle.shutdown();

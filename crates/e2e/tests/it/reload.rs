@@ -653,7 +653,9 @@ async fn ten_rewrites_under_pgbench_fail_nothing_and_keep_server_connections() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 4. /metrics after routed traffic: counters move, and promtool accepts the text.
+// 4. /metrics after routed traffic: counters move, the scrape-time families (clients and
+//    server connections by state, parse cache) and the query duration histogram follow, and
+//    promtool accepts the text.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_pass_promtool_and_count_routed_queries() {
@@ -667,11 +669,28 @@ async fn metrics_pass_promtool_and_count_routed_queries() {
                 assert!(!cluster_required(), "this test needs replicas");
                 return;
             }
-            let metrics = px.metrics().expect("metrics");
+            let admin = px.admin_addr().expect("a proxy");
+            let scrape = async || {
+                let (code, text) = http_get(admin, "/metrics").await;
+                assert_eq!(code, 200, "{text}");
+                text
+            };
             let replica_reads =
                 |t: &str| metric(t, r#"pgsplit_queries_total{kind="read",role="replica""#);
             let primary_writes =
                 |t: &str| metric(t, r#"pgsplit_queries_total{kind="write",role="primary""#);
+            let timed = |t: &str, role: &str| {
+                metric(
+                    t,
+                    &format!("pgsplit_query_duration_seconds_count{{role=\"{role}\"}}"),
+                )
+            };
+            let cache = |t: &str, result: &str| {
+                metric(
+                    t,
+                    &format!("pgsplit_parse_cache_total{{result=\"{result}\"}}"),
+                )
+            };
             let routed = |t: &str, target: &str| -> u64 {
                 let label = format!("target=\"{target}\"");
                 t.lines()
@@ -681,7 +700,7 @@ async fn metrics_pass_promtool_and_count_routed_queries() {
                     .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
                     .sum()
             };
-            let before = metrics.render();
+            let before = scrape().await;
             // Reads first: after a write, this session's reads may stay on the primary.
             let c = px.client().await;
             for _ in 0..5 {
@@ -689,7 +708,7 @@ async fn metrics_pass_promtool_and_count_routed_queries() {
             }
             c.simple_query("CREATE TABLE m (a int)").await.unwrap();
             c.simple_query("INSERT INTO m VALUES (1)").await.unwrap();
-            let after = metrics.render();
+            let after = scrape().await;
             assert!(
                 replica_reads(&after) >= replica_reads(&before) + 5,
                 "replica reads did not move\n{after}"
@@ -706,11 +725,56 @@ async fn metrics_pass_promtool_and_count_routed_queries() {
                 routed(&after, "primary") >= routed(&before, "primary") + 2,
                 "{after}"
             );
+            // Every routed unit was timed under its server's role.
+            assert!(
+                timed(&after, "replica") >= timed(&before, "replica") + 5,
+                "replica query durations did not move\n{after}"
+            );
+            assert!(
+                timed(&after, "primary") >= timed(&before, "primary") + 2,
+                "primary query durations did not move\n{after}"
+            );
+            // The same text five times: one miss at most, then hits.
+            assert!(
+                cache(&after, "hit") >= cache(&before, "hit") + 4,
+                "parse cache hits did not move\n{after}"
+            );
+            assert!(
+                cache(&after, "miss") >= cache(&before, "miss") + 2,
+                "the two new statements were not misses\n{after}"
+            );
+            // Transaction pooling: once the session is done with the write (it still reads
+            // the primary's WAL position after the client has its answer), the connections
+            // wait in their pools and the client (connected, between queries) is idle.
+            let settled = |t: &str| {
+                let idle = |server: &str| {
+                    metric(
+                        t,
+                        &format!(
+                            "pgsplit_server_connections{{server=\"{server}\",state=\"idle\"}}"
+                        ),
+                    )
+                };
+                idle("primary") > 0
+                    && idle("replica1") + idle("replica2") > 0
+                    && metric(t, r#"pgsplit_clients{state="idle"}"#) >= 1
+            };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut now = after.clone();
+            while !settled(&now) {
+                assert!(
+                    Instant::now() < deadline,
+                    "no idle server connections or idle client after 5s\n{now}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                now = scrape().await;
+            }
             assert!(
                 after.contains("pgsplit_config_reloads_total{result=\"failed\"} 0"),
                 "{after}"
             );
             promtool_check(&after).await;
+            drop(c);
         })
         .await;
 }

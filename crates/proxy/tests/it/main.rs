@@ -1,6 +1,7 @@
 //! Tests of the `pgsplit` binary's command line: `check`, `--version`, usage errors.
 
 mod admin;
+mod logs;
 mod sighup;
 
 use std::path::PathBuf;

@@ -321,6 +321,27 @@ fn snapshot_reload_bumps_the_generation_and_carries_the_topology() {
 }
 
 #[test]
+fn reloads_start_an_empty_cache_but_keep_counting_hits_and_misses() {
+    let first = Snapshot::new(parse(SERVERS));
+    first.routing.classifier.classify("SELECT 1");
+    first.routing.classifier.classify("SELECT 1");
+    let second = first.reload(parse(SERVERS));
+    assert_eq!(second.routing.classifier.cached(), 0, "a new cache");
+    second.routing.classifier.classify("SELECT 1");
+    let third = Routing::next(&second.routing, &parse(SERVERS));
+    third.classifier.classify("SELECT 1");
+    let counters = third.classifier.cache_counters();
+    assert!(std::sync::Arc::ptr_eq(
+        counters,
+        first.routing.classifier.cache_counters()
+    ));
+    assert_eq!((counters.hits(), counters.misses()), (1, 3));
+    // A routing built from scratch counts on its own.
+    let fresh = Routing::from_config(&parse(SERVERS));
+    assert_eq!(fresh.classifier.cache_counters().misses(), 0);
+}
+
+#[test]
 fn fingerprint_rules_match_the_same_query_shape() {
     let fp = pgsplit_classify::fingerprint("SELECT * FROM orders WHERE id = 1").unwrap();
     let config = parse(&format!(
