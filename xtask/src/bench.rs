@@ -8,10 +8,16 @@
 //! bounded (`-T` plus a grace period, then killed), the proxies are stopped by PID and the cluster
 //! is brought down at the end, also after an error.
 //!
+//! `cargo xtask bench --memory` is the other half: pgsplit's resident memory per idle client
+//! connection (see `memory`).
+//!
 //! Modules: `plan` (flags → what runs), `services` (the proxies), `pgbench` (one run and its
-//! figures), `report` (medians, targets, markdown), `machine` (the description of the machine).
+//! figures), `metrics` (pgsplit's /metrics), `report` (medians, targets, markdown), `machine`
+//! (the description of the machine), `memory` (the idle-connection memory bench).
 
 mod machine;
+mod memory;
+mod metrics;
 mod pgbench;
 mod plan;
 mod report;
@@ -43,7 +49,11 @@ pub(crate) fn main(args: Vec<String>) -> Result<()> {
         .chain(args.iter().cloned())
         .collect::<Vec<_>>()
         .join(" ");
-    let plan = Plan::from_flags(Flags::new(args))?;
+    let mut flags = Flags::new(args);
+    if flags.switch("memory") {
+        return memory::main(flags, command);
+    }
+    let plan = Plan::from_flags(flags)?;
     println!(
         "==> bench: {} measured run(s) of {} s ({} round(s) × {} workload(s) × clients {:?} × 3 targets), \
          about {} min",
@@ -106,6 +116,7 @@ pub(crate) fn main(args: Vec<String>) -> Result<()> {
         machine,
         targets: describe_targets(&cluster, &bouncer_version),
         prepared_mode,
+        prepared_in_session: !services::keeps_prepared_in_transaction(&bouncer_version),
     };
     let section = report::render(&setup, &samples);
     let doc = root.join(DOC);
@@ -144,7 +155,7 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
     cmd::run(&mut init)?;
     let md5_secret = create_md5_role(pg, cluster)?;
 
-    let mut pgsplit = services::start_pgsplit(pg, tools.pgsplit, cluster, work)?;
+    let mut pgsplit = services::start_pgsplit(pg, tools.pgsplit, cluster, work, "")?;
     let session_pool = plan.max_clients().max(services::POOL_SIZE);
     let secret = cluster.primary().query(
         pg,
@@ -188,6 +199,11 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
 
     let runs_dir = work.join("runs");
     std::fs::create_dir_all(&runs_dir)?;
+    // pgbench runs in runs_dir, so the rw-90-10 arguments name the scripts relative to it.
+    for (name, text) in plan::rw_scripts(SCALE) {
+        let path = runs_dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
+    }
     println!(
         "\n==> warm-up: {WARM_UP_SECS} s per target at {} clients (not measured)",
         plan.max_clients()
@@ -250,13 +266,27 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
                         secs: plan.secs,
                         log: true,
                     };
+                    // Where pgsplit sent the reads, from its counters around the run.
+                    let reads_before = (target == Target::Pgsplit)
+                        .then(|| scrape_reads(pgsplit.admin_port))
+                        .flatten();
                     let figures = run.execute(pg, &runs_dir, &format!("run{n}"))?;
+                    let reads = reads_before
+                        .zip(scrape_reads(pgsplit.admin_port))
+                        .map(|(before, after)| before.delta(after));
                     print_figures(&figures, started, n, plan.runs());
+                    if let Some(r) = reads {
+                        println!(
+                            "  pgsplit reads: {} on replicas, {} on the primary",
+                            r.replica, r.primary
+                        );
+                    }
                     samples.push(Sample {
                         kind: workload.kind,
                         clients,
                         target,
                         figures,
+                        reads,
                     });
                     for (name, service) in [
                         ("pgsplit", &mut pgsplit.service),
@@ -276,6 +306,17 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
     pgsplit.service.stop()?;
     bouncer.service.stop()?;
     Ok((samples, bouncer.prepared_mode))
+}
+
+/// pgsplit's read counters by server role, or `None` (with a warning) when /metrics fails.
+fn scrape_reads(admin_port: u16) -> Option<metrics::Reads> {
+    match metrics::scrape(admin_port) {
+        Ok(text) => Some(metrics::Reads::parse(&text)),
+        Err(e) => {
+            println!("  warning: could not read pgsplit's /metrics: {e:#}");
+            None
+        }
+    }
 }
 
 fn print_figures(f: &pgbench::Figures, started: Instant, done: usize, total: usize) {

@@ -89,6 +89,11 @@ impl Service {
         }
     }
 
+    /// The PID of the running process (the server's own when it runs under a wrapper).
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|child| self.server_pid(child))
+    }
+
     /// Whether the process has exited on its own (it should run until [`Service::stop`]).
     pub(crate) fn exited(&mut self) -> bool {
         match &mut self.child {
@@ -192,6 +197,8 @@ pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>> {
 pub(crate) struct Pgsplit {
     pub(crate) service: Service,
     pub(crate) port: u16,
+    /// The admin listener (`/metrics`).
+    pub(crate) admin_port: u16,
 }
 
 /// The pgsplit configuration: the cluster's primary and replicas, user app/app with SCRAM and
@@ -222,18 +229,19 @@ fn pgsplit_config(cluster: &Cluster, port: u16, admin_port: u16) -> String {
     yaml
 }
 
-/// Writes the configuration to `dir`, checks it with `pgsplit check`, starts `binary` and waits
-/// until it answers.
+/// Writes the configuration (plus `extra`, more top-level YAML keys) to `dir`, checks it with
+/// `pgsplit check`, starts `binary` and waits until it answers.
 pub(crate) fn start_pgsplit(
     pg: &Pg,
     binary: &Path,
     cluster: &Cluster,
     dir: &Path,
+    extra: &str,
 ) -> Result<Pgsplit> {
     let ports = free_ports(2)?;
     let config = dir.join("pgsplit.yaml");
-    std::fs::write(&config, pgsplit_config(cluster, ports[0], ports[1]))
-        .with_context(|| format!("write {}", config.display()))?;
+    let yaml = pgsplit_config(cluster, ports[0], ports[1]) + extra;
+    std::fs::write(&config, yaml).with_context(|| format!("write {}", config.display()))?;
     println!(
         "==> starting pgsplit on 127.0.0.1:{} ({})",
         ports[0],
@@ -249,6 +257,7 @@ pub(crate) fn start_pgsplit(
     Ok(Pgsplit {
         service,
         port: ports[0],
+        admin_port: ports[1],
     })
 }
 
@@ -277,6 +286,12 @@ pub(crate) fn parse_version(text: &str) -> Option<(u32, u32)> {
     let version = text.split_whitespace().nth(1)?;
     let mut parts = version.split('.');
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// Whether this PgBouncer (`PgBouncer 1.21.0`) keeps protocol-level prepared statements in
+/// transaction mode (`max_prepared_statements`, 1.21 and later).
+pub(crate) fn keeps_prepared_in_transaction(version: &str) -> bool {
+    parse_version(version).is_some_and(|v| v >= (1, 21))
 }
 
 /// The first line of `pgbouncer --version`.
@@ -317,7 +332,7 @@ pub(crate) fn start_pgbouncer(
     std::fs::create_dir_all(dir).with_context(|| format!("mkdir {}", dir.display()))?;
     pg.give(dir)?;
     let port = free_ports(1)?[0];
-    let prepared_in_transaction = parse_version(version).is_some_and(|v| v >= (1, 21));
+    let prepared_in_transaction = keeps_prepared_in_transaction(version);
     let server = format!("host=127.0.0.1 port={} dbname={APP}", cluster.base_port);
     let (prepared_database, prepared_mode, extra) = if prepared_in_transaction {
         (
@@ -394,6 +409,9 @@ mod tests {
         assert_eq!(super::parse_version("PgBouncer 1.18.0"), Some((1, 18)));
         assert_eq!(super::parse_version("PgBouncer 1.21.0"), Some((1, 21)));
         assert_eq!(super::parse_version("nonsense"), None);
+        assert!(!super::keeps_prepared_in_transaction("PgBouncer 1.18.0"));
+        assert!(super::keeps_prepared_in_transaction("PgBouncer 1.21.0"));
+        assert!(super::keeps_prepared_in_transaction("PgBouncer 2.0.1"));
     }
 
     #[test]
