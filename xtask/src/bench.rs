@@ -18,6 +18,7 @@
 mod machine;
 mod memory;
 mod metrics;
+mod micro;
 mod pgbench;
 mod plan;
 mod report;
@@ -52,6 +53,10 @@ pub(crate) fn main(args: Vec<String>) -> Result<()> {
     let mut flags = Flags::new(args);
     if flags.switch("memory") {
         return memory::main(flags, command);
+    }
+    let no_criterion = flags.switch("no-criterion");
+    if flags.switch("criterion") {
+        return criterion_only(flags);
     }
     let plan = Plan::from_flags(flags)?;
     println!(
@@ -123,6 +128,28 @@ pub(crate) fn main(args: Vec<String>) -> Result<()> {
     report::write_doc(&doc, &section)?;
     println!("\n{section}\n==> wrote {}", doc.display());
     std::fs::remove_dir_all(&work).with_context(|| format!("rm -r {}", work.display()))?;
+    if !plan.quick && !no_criterion {
+        // After the cluster is down, so the servers do not compete with criterion.
+        let section = micro::run(false, &machine::date(), &setup.machine)?;
+        report::write_doc_between(&doc, micro::BEGIN, micro::END, &section)?;
+        println!("\n{section}\n==> wrote {}", doc.display());
+    }
+    Ok(())
+}
+
+/// `cargo xtask bench --criterion [--quick]`: the criterion part alone.
+fn criterion_only(mut flags: Flags) -> Result<()> {
+    let quick = flags.switch("quick");
+    let extra = flags.finish()?;
+    if !extra.is_empty() {
+        anyhow::bail!("unexpected arguments {extra:?}\n{}", plan::USAGE);
+    }
+    let root = cmd::workspace_root();
+    let machine = machine::describe(Path::new("postgres"), "", &root);
+    let section = micro::run(quick, &machine::date(), &machine)?;
+    let doc = root.join(DOC);
+    report::write_doc_between(&doc, micro::BEGIN, micro::END, &section)?;
+    println!("\n{section}\n==> wrote {}", doc.display());
     Ok(())
 }
 

@@ -35,9 +35,12 @@ cargo xtask <command>
                       what CI runs: install, reset the test cluster (25432), fmt, clippy, cargo test
   demo                cluster up + pgsplit with examples/local.yaml in the foreground
   tidy                the architecture checks alone (cargo test -p xtask tidy)
-  bench [--workloads LIST] [--rounds N] [--secs S] [--clients LIST] [--quick]
+  bench [--workloads LIST] [--rounds N] [--secs S] [--clients LIST] [--quick] [--no-criterion]
                       pgbench direct vs pgsplit vs PgBouncer on a bench cluster (26432), interleaved
-                      rounds, medians written to docs/benchmarks.md
+                      rounds, medians written to docs/benchmarks.md, then (unless --quick or
+                      --no-criterion) the criterion microbenchmarks
+  bench --criterion [--quick]
+                      the criterion microbenchmarks alone, to their section of docs/benchmarks.md
   bench --memory [--idle-clients N]
                       pgsplit's RSS per idle client connection (default 10000 clients), written
                       to its own section of docs/benchmarks.md";

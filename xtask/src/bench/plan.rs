@@ -167,6 +167,9 @@ const MAX_CLIENTS: u32 = 64;
 
 pub(crate) const USAGE: &str = "\
 usage: cargo xtask bench [--workloads LIST] [--rounds N] [--secs S] [--clients LIST] [--quick]
+                         [--no-criterion]
+       cargo xtask bench --criterion [--quick]
+       cargo xtask bench --memory [--idle-clients N]
   --workloads LIST  comma-separated workloads, run in this order (default: all of
                     select-simple,select-extended,select-prepared,connect-scram,connect-md5,tpcb,
                     rw-90-10)
@@ -175,7 +178,11 @@ usage: cargo xtask bench [--workloads LIST] [--rounds N] [--secs S] [--clients L
   --clients LIST    comma-separated client counts (default 1,16,64)
   --quick           smoke test: 1 round of 5 s, 16 clients, select-simple, connect-scram,
                     connect-md5 and rw-90-10 (explicit --workloads/--rounds/--secs/--clients
-                    still win)";
+                    still win), no criterion
+  --no-criterion    skip the criterion microbenchmarks that follow a full pgbench run
+  --criterion       only the criterion microbenchmarks (--quick: 1 s warm-up, 2 s measurement)
+  --memory          only pgsplit's RSS per idle client connection, with --idle-clients N
+                    connections (default 10000)";
 
 impl Plan {
     pub(crate) fn from_flags(mut flags: Flags) -> Result<Plan> {
