@@ -128,10 +128,14 @@ pub(crate) fn run(quick: bool, date: &str, machine: &[String]) -> Result<String>
     for b in &BENCHES {
         rows.push((b, read_estimate(&root.join(b.dir), started)?));
     }
+    // Only the benchmark processes run here: no servers, no proxy, no pgbench.
     let mut machine: Vec<String> = machine
         .iter()
         .filter(|l| !l.starts_with("PostgreSQL:") && !l.starts_with("PgBouncer:"))
-        .cloned()
+        .map(|l| match l.split_once("; ") {
+            Some((cpu, _)) if l.starts_with("CPU:") => cpu.to_owned(),
+            _ => l.replace(", release build", ", `bench` profile"),
+        })
         .collect();
     machine.push(format!(
         "Load average (1, 5, 15 min): {load_start} before the criterion runs, {load_end} after"
