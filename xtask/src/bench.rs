@@ -33,6 +33,7 @@ use crate::flags::Flags;
 use crate::pg::Pg;
 use crate::{cmd, install};
 use pgbench::{Endpoint, Run};
+use plan::RW_APP_NAME;
 use plan::{Kind, Plan, Target};
 use report::Sample;
 use services::MD5_USER;
@@ -256,6 +257,7 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
                 clients: plan.max_clients(),
                 secs: WARM_UP_SECS,
                 log: false,
+                app_name: None,
             };
             let figures =
                 warm.execute(pg, &runs_dir, &format!("warm-{}-{kind:?}", target.label()))?;
@@ -292,6 +294,7 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
                         clients,
                         secs: plan.secs,
                         log: true,
+                        app_name: workload.app_name,
                     };
                     // Where pgsplit sent the reads, from its counters around the run.
                     let reads_before = (target == Target::Pgsplit)
@@ -416,7 +419,9 @@ fn describe_targets(cluster: &Cluster, bouncer_version: &str) -> Vec<String> {
             .to_owned(),
         format!(
             "pgsplit: release build, transaction pooling, pool size {pool} per server, the primary plus the replicas \
-             as role `replica` (read/write routing on, so select-only reads may go to replicas), user app/app with \
+             as role `replica` (read/write routing on, so select-only reads may go to replicas; default routing \
+             settings, `consistency: session`, plus one rule: reads of application_name `{RW_APP_NAME}` (the rw-90-10 \
+             workload) get `consistency: eventual`), user app/app with \
              SCRAM-SHA-256 and user {MD5_USER}/{MD5_USER} with md5 (its plain password also as server_password, \
              so pgsplit logs in to the servers with md5), one pool per (server, user, database), log level warn"
         ),

@@ -34,7 +34,13 @@ pub(crate) struct Workload {
     pub(crate) title: &'static str,
     /// The pgbench arguments that select it (the rest of the command line is the same for all).
     pub(crate) args: &'static [&'static str],
+    /// The `application_name` pgbench connects with (`PGAPPNAME`), when not `pgbench`.
+    pub(crate) app_name: Option<&'static str>,
 }
+
+/// The `application_name` of `rw-90-10`, which the bench's pgsplit configuration matches with a
+/// rule giving its reads `consistency: eventual`.
+pub(crate) const RW_APP_NAME: &str = "bench_rw_90_10";
 
 pub(crate) const WORKLOADS: [Workload; 7] = [
     Workload {
@@ -42,36 +48,42 @@ pub(crate) const WORKLOADS: [Workload; 7] = [
         name: "select-simple",
         title: "select-only, simple query protocol",
         args: &["-S", "-M", "simple"],
+        app_name: None,
     },
     Workload {
         kind: Kind::SelectExtended,
         name: "select-extended",
         title: "select-only, extended query protocol (unnamed statements)",
         args: &["-S", "-M", "extended"],
+        app_name: None,
     },
     Workload {
         kind: Kind::SelectPrepared,
         name: "select-prepared",
         title: "select-only, protocol-level prepared statements",
         args: &["-S", "-M", "prepared"],
+        app_name: None,
     },
     Workload {
         kind: Kind::ConnectScram,
         name: "connect-scram",
         title: "select-only, a new connection per transaction, SCRAM-SHA-256 logins",
         args: &["-S", "-M", "simple", "-C"],
+        app_name: None,
     },
     Workload {
         kind: Kind::ConnectMd5,
         name: "connect-md5",
         title: "select-only, a new connection per transaction, md5 logins (the pooling measure)",
         args: &["-S", "-M", "simple", "-C"],
+        app_name: None,
     },
     Workload {
         kind: Kind::TpcB,
         name: "tpcb",
         title: "TPC-B-like read/write (pgbench's default script)",
         args: &["-M", "simple"],
+        app_name: None,
     },
     Workload {
         kind: Kind::ReadWrite9010,
@@ -85,6 +97,7 @@ pub(crate) const WORKLOADS: [Workload; 7] = [
             "-f",
             RW_WRITE_SCRIPT_WEIGHTED,
         ],
+        app_name: Some(RW_APP_NAME),
     },
 ];
 
@@ -338,6 +351,14 @@ mod tests {
             .map(|pair| pair[1])
             .collect();
         assert_eq!(files, vec!["rw-read.sql@9", "rw-write.sql@1"]);
+        assert_eq!(rw.app_name, Some(super::RW_APP_NAME));
+        assert!(
+            super::WORKLOADS
+                .iter()
+                .filter(|w| w.app_name.is_some())
+                .count()
+                == 1
+        );
         let [(read_name, read), (write_name, write)] = super::rw_scripts(10);
         assert_eq!(files[0].split('@').next(), Some(read_name));
         assert_eq!(files[1].split('@').next(), Some(write_name));

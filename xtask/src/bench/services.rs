@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::plan::RW_APP_NAME;
 use crate::cluster::{APP, Cluster};
 use crate::cmd;
 use crate::pg::Pg;
@@ -203,7 +204,9 @@ pub(crate) struct Pgsplit {
 
 /// The pgsplit configuration: the cluster's primary and replicas, user app/app with SCRAM and
 /// user bench_md5/bench_md5 with md5 (plain password, also used as its server password),
-/// transaction pooling with [`POOL_SIZE`] connections per server, quiet logs.
+/// transaction pooling with [`POOL_SIZE`] connections per server, quiet logs, default routing
+/// (`consistency: session`) except one rule: the reads of the rw-90-10 workload (its own
+/// application_name) get `consistency: eventual`.
 fn pgsplit_config(cluster: &Cluster, port: u16, admin_port: u16) -> String {
     let mut yaml = format!(
         "# Written by `cargo xtask bench`.\n\
@@ -215,6 +218,8 @@ fn pgsplit_config(cluster: &Cluster, port: u16, admin_port: u16) -> String {
          \x20 - name: {MD5_USER}\n    password: {MD5_USER}\n    auth: md5\n    \
          server_password: {MD5_USER}\n\
          pool:\n  mode: transaction\n  size: {POOL_SIZE}\n\
+         rules:\n  - name: bench-rw-90-10\n    match:\n      application_name: {RW_APP_NAME}\n      \
+         kind: read\n    consistency: eventual\n\
          servers:\n  - name: primary\n    host: 127.0.0.1\n    port: {}\n    role: primary\n",
         cluster.base_port
     );
