@@ -8,10 +8,17 @@
 //! bounded (`-T` plus a grace period, then killed), the proxies are stopped by PID and the cluster
 //! is brought down at the end, also after an error.
 //!
+//! `cargo xtask bench --memory` is the other half: pgsplit's resident memory per idle client
+//! connection (see `memory`).
+//!
 //! Modules: `plan` (flags → what runs), `services` (the proxies), `pgbench` (one run and its
-//! figures), `report` (medians, targets, markdown), `machine` (the description of the machine).
+//! figures), `metrics` (pgsplit's /metrics), `report` (medians, targets, markdown), `machine`
+//! (the description of the machine), `memory` (the idle-connection memory bench).
 
 mod machine;
+mod memory;
+mod metrics;
+mod micro;
 mod pgbench;
 mod plan;
 mod report;
@@ -26,6 +33,7 @@ use crate::flags::Flags;
 use crate::pg::Pg;
 use crate::{cmd, install};
 use pgbench::{Endpoint, Run};
+use plan::RW_APP_NAME;
 use plan::{Kind, Plan, Target};
 use report::Sample;
 use services::MD5_USER;
@@ -43,7 +51,15 @@ pub(crate) fn main(args: Vec<String>) -> Result<()> {
         .chain(args.iter().cloned())
         .collect::<Vec<_>>()
         .join(" ");
-    let plan = Plan::from_flags(Flags::new(args))?;
+    let mut flags = Flags::new(args);
+    if flags.switch("memory") {
+        return memory::main(flags, command);
+    }
+    let no_criterion = flags.switch("no-criterion");
+    if flags.switch("criterion") {
+        return criterion_only(flags);
+    }
+    let plan = Plan::from_flags(flags)?;
     println!(
         "==> bench: {} measured run(s) of {} s ({} round(s) × {} workload(s) × clients {:?} × 3 targets), \
          about {} min",
@@ -106,12 +122,35 @@ pub(crate) fn main(args: Vec<String>) -> Result<()> {
         machine,
         targets: describe_targets(&cluster, &bouncer_version),
         prepared_mode,
+        prepared_in_session: !services::keeps_prepared_in_transaction(&bouncer_version),
     };
     let section = report::render(&setup, &samples);
     let doc = root.join(DOC);
     report::write_doc(&doc, &section)?;
     println!("\n{section}\n==> wrote {}", doc.display());
     std::fs::remove_dir_all(&work).with_context(|| format!("rm -r {}", work.display()))?;
+    if !plan.quick && !no_criterion {
+        // After the cluster is down, so the servers do not compete with criterion.
+        let section = micro::run(false, &machine::date(), &setup.machine)?;
+        report::write_doc_between(&doc, micro::BEGIN, micro::END, &section)?;
+        println!("\n{section}\n==> wrote {}", doc.display());
+    }
+    Ok(())
+}
+
+/// `cargo xtask bench --criterion [--quick]`: the criterion part alone.
+fn criterion_only(mut flags: Flags) -> Result<()> {
+    let quick = flags.switch("quick");
+    let extra = flags.finish()?;
+    if !extra.is_empty() {
+        anyhow::bail!("unexpected arguments {extra:?}\n{}", plan::USAGE);
+    }
+    let root = cmd::workspace_root();
+    let machine = machine::describe(Path::new("postgres"), "", &root);
+    let section = micro::run(quick, &machine::date(), &machine)?;
+    let doc = root.join(DOC);
+    report::write_doc_between(&doc, micro::BEGIN, micro::END, &section)?;
+    println!("\n{section}\n==> wrote {}", doc.display());
     Ok(())
 }
 
@@ -144,7 +183,7 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
     cmd::run(&mut init)?;
     let md5_secret = create_md5_role(pg, cluster)?;
 
-    let mut pgsplit = services::start_pgsplit(pg, tools.pgsplit, cluster, work)?;
+    let mut pgsplit = services::start_pgsplit(pg, tools.pgsplit, cluster, work, "")?;
     let session_pool = plan.max_clients().max(services::POOL_SIZE);
     let secret = cluster.primary().query(
         pg,
@@ -188,6 +227,11 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
 
     let runs_dir = work.join("runs");
     std::fs::create_dir_all(&runs_dir)?;
+    // pgbench runs in runs_dir, so the rw-90-10 arguments name the scripts relative to it.
+    for (name, text) in plan::rw_scripts(SCALE) {
+        let path = runs_dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
+    }
     println!(
         "\n==> warm-up: {WARM_UP_SECS} s per target at {} clients (not measured)",
         plan.max_clients()
@@ -213,6 +257,7 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
                 clients: plan.max_clients(),
                 secs: WARM_UP_SECS,
                 log: false,
+                app_name: None,
             };
             let figures =
                 warm.execute(pg, &runs_dir, &format!("warm-{}-{kind:?}", target.label()))?;
@@ -249,14 +294,29 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
                         clients,
                         secs: plan.secs,
                         log: true,
+                        app_name: workload.app_name,
                     };
+                    // Where pgsplit sent the reads, from its counters around the run.
+                    let reads_before = (target == Target::Pgsplit)
+                        .then(|| scrape_reads(pgsplit.admin_port))
+                        .flatten();
                     let figures = run.execute(pg, &runs_dir, &format!("run{n}"))?;
+                    let reads = reads_before
+                        .zip(scrape_reads(pgsplit.admin_port))
+                        .map(|(before, after)| before.delta(after));
                     print_figures(&figures, started, n, plan.runs());
+                    if let Some(r) = reads {
+                        println!(
+                            "  pgsplit reads: {} on replicas, {} on the primary",
+                            r.replica, r.primary
+                        );
+                    }
                     samples.push(Sample {
                         kind: workload.kind,
                         clients,
                         target,
                         figures,
+                        reads,
                     });
                     for (name, service) in [
                         ("pgsplit", &mut pgsplit.service),
@@ -276,6 +336,17 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
     pgsplit.service.stop()?;
     bouncer.service.stop()?;
     Ok((samples, bouncer.prepared_mode))
+}
+
+/// pgsplit's read counters by server role, or `None` (with a warning) when /metrics fails.
+fn scrape_reads(admin_port: u16) -> Option<metrics::Reads> {
+    match metrics::scrape(admin_port) {
+        Ok(text) => Some(metrics::Reads::parse(&text)),
+        Err(e) => {
+            println!("  warning: could not read pgsplit's /metrics: {e:#}");
+            None
+        }
+    }
 }
 
 fn print_figures(f: &pgbench::Figures, started: Instant, done: usize, total: usize) {
@@ -348,7 +419,9 @@ fn describe_targets(cluster: &Cluster, bouncer_version: &str) -> Vec<String> {
             .to_owned(),
         format!(
             "pgsplit: release build, transaction pooling, pool size {pool} per server, the primary plus the replicas \
-             as role `replica` (read/write routing on, so select-only reads may go to replicas), user app/app with \
+             as role `replica` (read/write routing on, so select-only reads may go to replicas; default routing \
+             settings, `consistency: session`, plus one rule: reads of application_name `{RW_APP_NAME}` (the rw-90-10 \
+             workload) get `consistency: eventual`), user app/app with \
              SCRAM-SHA-256 and user {MD5_USER}/{MD5_USER} with md5 (its plain password also as server_password, \
              so pgsplit logs in to the servers with md5), one pool per (server, user, database), log level warn"
         ),

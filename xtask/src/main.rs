@@ -1,7 +1,8 @@
 //! `cargo xtask`: pgsplit's developer tasks (cluster, install, test, demo, bench; tidy runs as a test).
 //!
-//! It depends only on anyhow and serde_json: external tools run through `std::process::Command`
-//! and are printed first, so any failing step can be repeated by hand.
+//! It depends only on anyhow, serde_json and md-5 (the md5 logins of `bench --memory`): external
+//! tools run through `std::process::Command` and are printed first, so any failing step can be
+//! repeated by hand.
 #![allow(clippy::disallowed_types, clippy::print_stdout)]
 
 mod bench;
@@ -34,9 +35,15 @@ cargo xtask <command>
                       what CI runs: install, reset the test cluster (25432), fmt, clippy, cargo test
   demo                cluster up + pgsplit with examples/local.yaml in the foreground
   tidy                the architecture checks alone (cargo test -p xtask tidy)
-  bench [--workloads LIST] [--rounds N] [--secs S] [--clients LIST] [--quick]
+  bench [--workloads LIST] [--rounds N] [--secs S] [--clients LIST] [--quick] [--no-criterion]
                       pgbench direct vs pgsplit vs PgBouncer on a bench cluster (26432), interleaved
-                      rounds, medians written to docs/benchmarks.md";
+                      rounds, medians written to docs/benchmarks.md, then (unless --quick or
+                      --no-criterion) the criterion microbenchmarks
+  bench --criterion [--quick]
+                      the criterion microbenchmarks alone, to their section of docs/benchmarks.md
+  bench --memory [--idle-clients N]
+                      pgsplit's RSS per idle client connection (default 10000 clients), written
+                      to its own section of docs/benchmarks.md";
 
 fn main() -> ExitCode {
     match run(std::env::args().skip(1).collect()) {

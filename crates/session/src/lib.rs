@@ -14,6 +14,8 @@
 //! when another branch wins.
 #![warn(missing_docs)]
 
+#[doc(hidden)]
+pub mod bench;
 mod cancel;
 mod client_io;
 mod clients;

@@ -384,7 +384,7 @@ fn flush_parts(parts: &mut Vec<Bytes>, to: &mut Outbox) {
 
 /// Takes every complete server message from the buffer, notes ReadyForQuery, FATAL errors and
 /// ParameterStatus, and queues what the client must see.
-fn from_server(
+pub(crate) fn from_server(
     buf: &mut BytesMut,
     max: usize,
     state: &mut RelayState,

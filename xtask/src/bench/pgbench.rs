@@ -31,6 +31,8 @@ pub(crate) struct Run<'a> {
     pub(crate) secs: u32,
     /// Whether to write per-transaction logs and compute the p99 from them.
     pub(crate) log: bool,
+    /// `PGAPPNAME` for pgbench's connections (else pgbench's own `pgbench`).
+    pub(crate) app_name: Option<&'a str>,
 }
 
 /// What a run measured; figures pgbench did not print stay `None`.
@@ -73,6 +75,9 @@ impl Run<'_> {
         pgbench
             .env("PGPASSWORD", self.endpoint.user)
             .env("PGCONNECT_TIMEOUT", "10");
+        if let Some(name) = self.app_name {
+            pgbench.env("PGAPPNAME", name);
+        }
         pgbench
     }
 

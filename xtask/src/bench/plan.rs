@@ -20,6 +20,9 @@ pub(crate) enum Kind {
     ConnectMd5,
     /// pgbench's default TPC-B-like read/write script.
     TpcB,
+    /// Two custom scripts, 9 single-row reads per single-row write (`-f read@9 -f write@1`):
+    /// pgsplit sends the reads to the replicas, direct and PgBouncer to the primary.
+    ReadWrite9010,
 }
 
 /// One pgbench workload.
@@ -31,46 +34,102 @@ pub(crate) struct Workload {
     pub(crate) title: &'static str,
     /// The pgbench arguments that select it (the rest of the command line is the same for all).
     pub(crate) args: &'static [&'static str],
+    /// The `application_name` pgbench connects with (`PGAPPNAME`), when not `pgbench`.
+    pub(crate) app_name: Option<&'static str>,
 }
 
-pub(crate) const WORKLOADS: [Workload; 6] = [
+/// The `application_name` of `rw-90-10`, which the bench's pgsplit configuration matches with a
+/// rule giving its reads `consistency: eventual`.
+pub(crate) const RW_APP_NAME: &str = "bench_rw_90_10";
+
+pub(crate) const WORKLOADS: [Workload; 7] = [
     Workload {
         kind: Kind::SelectSimple,
         name: "select-simple",
         title: "select-only, simple query protocol",
         args: &["-S", "-M", "simple"],
+        app_name: None,
     },
     Workload {
         kind: Kind::SelectExtended,
         name: "select-extended",
         title: "select-only, extended query protocol (unnamed statements)",
         args: &["-S", "-M", "extended"],
+        app_name: None,
     },
     Workload {
         kind: Kind::SelectPrepared,
         name: "select-prepared",
         title: "select-only, protocol-level prepared statements",
         args: &["-S", "-M", "prepared"],
+        app_name: None,
     },
     Workload {
         kind: Kind::ConnectScram,
         name: "connect-scram",
         title: "select-only, a new connection per transaction, SCRAM-SHA-256 logins",
         args: &["-S", "-M", "simple", "-C"],
+        app_name: None,
     },
     Workload {
         kind: Kind::ConnectMd5,
         name: "connect-md5",
         title: "select-only, a new connection per transaction, md5 logins (the pooling measure)",
         args: &["-S", "-M", "simple", "-C"],
+        app_name: None,
     },
     Workload {
         kind: Kind::TpcB,
         name: "tpcb",
         title: "TPC-B-like read/write (pgbench's default script)",
         args: &["-M", "simple"],
+        app_name: None,
+    },
+    Workload {
+        kind: Kind::ReadWrite9010,
+        name: "rw-90-10",
+        title: "90/10 read/write (single-row SELECT ×9, single-row UPDATE ×1), reads to replicas through pgsplit",
+        args: &[
+            "-M",
+            "simple",
+            "-f",
+            RW_READ_SCRIPT_WEIGHTED,
+            "-f",
+            RW_WRITE_SCRIPT_WEIGHTED,
+        ],
+        app_name: Some(RW_APP_NAME),
     },
 ];
+
+/// The script files of `rw-90-10`, written by the bench into the directory pgbench runs in.
+pub(crate) const RW_READ_SCRIPT: &str = "rw-read.sql";
+pub(crate) const RW_WRITE_SCRIPT: &str = "rw-write.sql";
+const RW_READ_SCRIPT_WEIGHTED: &str = "rw-read.sql@9";
+const RW_WRITE_SCRIPT_WEIGHTED: &str = "rw-write.sql@1";
+
+/// The two scripts of `rw-90-10` for a database loaded with `pgbench -i -s scale`: a read of one
+/// random account, and an update of one random account's balance, each its own autocommit
+/// transaction.
+pub(crate) fn rw_scripts(scale: u32) -> [(&'static str, String); 2] {
+    let accounts = u64::from(scale) * 100_000;
+    [
+        (
+            RW_READ_SCRIPT,
+            format!(
+                "\\set aid random(1, {accounts})\n\
+                 SELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n"
+            ),
+        ),
+        (
+            RW_WRITE_SCRIPT,
+            format!(
+                "\\set aid random(1, {accounts})\n\
+                 \\set delta random(-5000, 5000)\n\
+                 UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;\n"
+            ),
+        ),
+    ]
+}
 
 /// Where pgbench connects in a run.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -121,13 +180,22 @@ const MAX_CLIENTS: u32 = 64;
 
 pub(crate) const USAGE: &str = "\
 usage: cargo xtask bench [--workloads LIST] [--rounds N] [--secs S] [--clients LIST] [--quick]
+                         [--no-criterion]
+       cargo xtask bench --criterion [--quick]
+       cargo xtask bench --memory [--idle-clients N]
   --workloads LIST  comma-separated workloads, run in this order (default: all of
-                    select-simple,select-extended,select-prepared,connect-scram,connect-md5,tpcb)
+                    select-simple,select-extended,select-prepared,connect-scram,connect-md5,tpcb,
+                    rw-90-10)
   --rounds N        interleaved rounds (default 3)
   --secs S          duration of each pgbench run (default 15)
   --clients LIST    comma-separated client counts (default 1,16,64)
-  --quick           smoke test: 1 round of 5 s, 16 clients, select-simple, connect-scram and
-                    connect-md5 (explicit --workloads/--rounds/--secs/--clients still win)";
+  --quick           smoke test: 1 round of 5 s, 16 clients, select-simple, connect-scram,
+                    connect-md5 and rw-90-10 (explicit --workloads/--rounds/--secs/--clients
+                    still win), no criterion
+  --no-criterion    skip the criterion microbenchmarks that follow a full pgbench run
+  --criterion       only the criterion microbenchmarks (--quick: 1 s warm-up, 2 s measurement)
+  --memory          only pgsplit's RSS per idle client connection, with --idle-clients N
+                    connections (default 10000)";
 
 impl Plan {
     pub(crate) fn from_flags(mut flags: Flags) -> Result<Plan> {
@@ -153,7 +221,11 @@ impl Plan {
             Some(list) => parse_workloads(&list)?,
             None => WORKLOADS
                 .iter()
-                .filter(|w| !quick || w.kind == Kind::SelectSimple || w.kind.connects())
+                .filter(|w| {
+                    !quick
+                        || matches!(w.kind, Kind::SelectSimple | Kind::ReadWrite9010)
+                        || w.kind.connects()
+                })
                 .collect(),
         };
         let plan = Plan {
@@ -232,8 +304,9 @@ mod tests {
         let full = plan(&[]).unwrap();
         assert_eq!((full.rounds, full.secs), (3, 15));
         assert_eq!(full.clients, vec![1, 16, 64]);
-        assert_eq!(full.workloads.len(), 6);
-        assert_eq!(full.runs(), 3 * 6 * 3 * 3);
+        assert_eq!(full.workloads.len(), 7);
+        assert!(full.workloads.iter().any(|w| w.kind == Kind::ReadWrite9010));
+        assert_eq!(full.runs(), 3 * 7 * 3 * 3);
         let quick = plan(&["--quick"]).unwrap();
         assert_eq!(
             (quick.rounds, quick.secs, quick.clients.clone()),
@@ -242,7 +315,12 @@ mod tests {
         let kinds: Vec<Kind> = quick.workloads.iter().map(|w| w.kind).collect();
         assert_eq!(
             kinds,
-            vec![Kind::SelectSimple, Kind::ConnectScram, Kind::ConnectMd5]
+            vec![
+                Kind::SelectSimple,
+                Kind::ConnectScram,
+                Kind::ConnectMd5,
+                Kind::ReadWrite9010
+            ]
         );
         let mixed = plan(&["--quick", "--secs", "2", "--clients=1, 4,4"]).unwrap();
         assert_eq!((mixed.secs, mixed.clients), (2, vec![1, 4]));
@@ -258,6 +336,38 @@ mod tests {
         assert_eq!(quick.workloads.len(), 1);
         assert!(plan(&["--workloads", "select"]).is_err());
         assert!(plan(&["--workloads", ","]).is_err());
+    }
+
+    #[test]
+    fn rw_scripts_weigh_nine_reads_per_write() {
+        let rw = super::WORKLOADS
+            .iter()
+            .find(|w| w.name == "rw-90-10")
+            .unwrap();
+        let files: Vec<&str> = rw
+            .args
+            .windows(2)
+            .filter(|pair| pair[0] == "-f")
+            .map(|pair| pair[1])
+            .collect();
+        assert_eq!(files, vec!["rw-read.sql@9", "rw-write.sql@1"]);
+        assert_eq!(rw.app_name, Some(super::RW_APP_NAME));
+        assert!(
+            super::WORKLOADS
+                .iter()
+                .filter(|w| w.app_name.is_some())
+                .count()
+                == 1
+        );
+        let [(read_name, read), (write_name, write)] = super::rw_scripts(10);
+        assert_eq!(files[0].split('@').next(), Some(read_name));
+        assert_eq!(files[1].split('@').next(), Some(write_name));
+        assert!(read.starts_with("\\set aid random(1, 1000000)\n"));
+        assert!(read.contains("SELECT abalance FROM pgbench_accounts WHERE aid = :aid;"));
+        assert!(write.contains(
+            "UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;"
+        ));
+        assert!(!read.contains("UPDATE") && !write.contains("SELECT"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::Path;
 
+use super::metrics::Reads;
 use super::pgbench::Figures;
 use super::plan::{Kind, Plan, Target, WORKLOADS, Workload};
 
@@ -24,6 +25,8 @@ pub(crate) struct Sample {
     pub(crate) clients: u32,
     pub(crate) target: Target,
     pub(crate) figures: Figures,
+    /// Where pgsplit sent the reads of this run (pgsplit runs only, from its /metrics).
+    pub(crate) reads: Option<Reads>,
 }
 
 /// What the report says about how the figures were produced.
@@ -39,6 +42,8 @@ pub(crate) struct Setup<'a> {
     pub(crate) targets: Vec<String>,
     /// How PgBouncer serves `-M prepared`.
     pub(crate) prepared_mode: String,
+    /// Whether that is a session-mode pool (PgBouncer before 1.21).
+    pub(crate) prepared_in_session: bool,
 }
 
 /// The figures of one (workload, clients, target) over all rounds.
@@ -52,6 +57,8 @@ struct Cell {
     client_cpu_ms: Option<f64>,
     failed: u64,
     errors: Vec<String>,
+    /// Share of the reads pgsplit sent to replicas (median over the rounds), when known.
+    replica_share: Option<f64>,
 }
 
 impl Cell {
@@ -79,6 +86,18 @@ impl Cell {
             }),
             failed: runs.iter().map(|f| f.failed).sum(),
             errors: runs.iter().filter_map(|f| f.error.clone()).collect(),
+            replica_share: median(
+                samples
+                    .iter()
+                    .filter(|s| s.kind == kind && s.clients == clients && s.target == target)
+                    .filter(|s| s.figures.error.is_none())
+                    .filter_map(|s| {
+                        let r = s.reads?;
+                        let all = r.replica + r.primary;
+                        (all > 0).then(|| r.replica as f64 / all as f64)
+                    })
+                    .collect(),
+            ),
         }
     }
 }
@@ -254,6 +273,11 @@ pub(crate) fn render(setup: &Setup<'_>, samples: &[Sample]) -> String {
          (though not the time its pgbench thread spends connecting other clients).\n\
          - Before each TPC-B-like run, `VACUUM pgbench_branches, pgbench_tellers` and `TRUNCATE pgbench_history` \
          run on the primary over its unix socket (what pgbench itself does without `-n`).\n\
+         - **vs direct** is the row's median tps over direct's (pgsplit / direct, PgBouncer / direct); \
+         **pgsplit / PgBouncer** is on the pgsplit row. All ratios come from the same invocation.\n\
+         - **reads on replicas** (pgsplit rows): the share of the reads pgsplit sent to a replica during the run, \
+         from its `pgsplit_queries_total{{kind=\"read\"}}` counters read before and after (median over the rounds). \
+         Direct and PgBouncer send every read to the primary.\n\
          - Targets checked on pgsplit rows (issues 7 and 3): select-only simple/extended at ≥ 16 clients, prepared and `-C`: \
          tps ≥ 1.0x PgBouncer; `-C` (both login methods): tps ≥ 5x direct; at 1 client: p99 added over direct ≤ PgBouncer's.",
         secs = plan.secs,
@@ -283,7 +307,28 @@ fn render_workload(
     let _ = writeln!(md, "\n### {}\n", workload.title);
     let _ = writeln!(md, "pgbench arguments: `{}`\n", workload.args.join(" "));
     if workload.kind == Kind::SelectPrepared {
-        let _ = writeln!(md, "PgBouncer here: {}.\n", setup.prepared_mode);
+        let mode = if setup.prepared_in_session {
+            "**PgBouncer in session mode**"
+        } else {
+            "PgBouncer in transaction mode"
+        };
+        let _ = writeln!(md, "{mode} here: {}.\n", setup.prepared_mode);
+    }
+    if workload.kind == Kind::ReadWrite9010 {
+        md.push_str(
+            "Two pgbench scripts, picked at random with weights 9 and 1 (`-f rw-read.sql@9 -f rw-write.sql@1`), \
+             each one autocommit statement on a random account of the 1,000,000: \
+             `SELECT abalance FROM pgbench_accounts WHERE aid = :aid` and \
+             `UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid`. \
+             **Direct and PgBouncer send the reads to the primary** (neither splits reads); \
+             pgsplit sends them to the replicas. pgbench connects with application_name `bench_rw_90_10`, \
+             which a rule in the bench's pgsplit configuration gives `consistency: eventual` for reads: \
+             the script reads random accounts, not its own writes. Under the default `consistency: session` \
+             (with `causal_wait: 0`) a read goes to the primary until a replica is known to have replayed the \
+             client's last write, and a client that writes every tenth transaction is nearly always in that window \
+             (a smoke run without the rule sent 99% of the reads to the primary). \
+             The reads-on-replicas note gives the share measured.\n\n",
+        );
     }
     if workload.kind == Kind::ConnectScram {
         md.push_str(
@@ -325,8 +370,17 @@ fn render_workload(
                     .iter()
                     .map(|e| format!("run failed: {}", e.replace('|', "/"))),
             );
+            if let Some(share) = cell.replica_share {
+                notes.push(format!("reads on replicas: {:.1}%", share * 100.0));
+            }
+            if workload.kind == Kind::ReadWrite9010 && *target != Target::Pgsplit {
+                notes.push("reads on the primary".to_owned());
+            }
             let label = match (target, workload.kind) {
-                (Target::Pgbouncer, Kind::SelectPrepared) => "PgBouncer (see above)",
+                (Target::Pgbouncer, Kind::SelectPrepared) if setup.prepared_in_session => {
+                    "PgBouncer (session mode)"
+                }
+                (Target::Pgbouncer, Kind::SelectPrepared) => "PgBouncer (max_prepared_statements)",
                 _ => target.label(),
             };
             let rounds: Vec<String> = cell
@@ -356,31 +410,48 @@ fn render_workload(
 
 /// Replaces the generated section of `path` (or appends one, or creates the file).
 pub(crate) fn write_doc(path: &Path, section: &str) -> Result<()> {
+    write_doc_between(path, BEGIN, END, section)
+}
+
+/// Replaces the text between the lines `begin` and `end` of `path` with `section` (or appends
+/// the three, or creates the file).
+pub(crate) fn write_doc_between(path: &Path, begin: &str, end: &str, section: &str) -> Result<()> {
     let old = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => FALLBACK_HEADER.to_owned(),
         Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
     };
-    std::fs::write(path, splice(&old, section)).with_context(|| format!("write {}", path.display()))
+    std::fs::write(path, splice_between(&old, begin, end, section))
+        .with_context(|| format!("write {}", path.display()))
 }
 
 /// `old` with the text between [`BEGIN`] and [`END`] replaced by `section`.
+#[cfg(test)]
 pub(crate) fn splice(old: &str, section: &str) -> String {
-    let (before, after) = match (old.find(BEGIN), old.find(END)) {
-        (Some(b), Some(e)) if e > b => (&old[..b], &old[e + END.len()..]),
-        _ => (old, ""),
+    splice_between(old, BEGIN, END, section)
+}
+
+/// `old` with the text between the first `begin` and the first `end` after it replaced by
+/// `section`; without both, the section is appended between new `begin` and `end` lines.
+pub(crate) fn splice_between(old: &str, begin: &str, end: &str, section: &str) -> String {
+    let found = old
+        .find(begin)
+        .and_then(|b| Some((b, b + begin.len() + old[b + begin.len()..].find(end)?)));
+    let (before, after) = match found {
+        Some((b, e)) => (&old[..b], &old[e + end.len()..]),
+        None => (old, ""),
     };
     let before = before.trim_end();
     let after = after.trim_start_matches('\n');
     format!(
-        "{before}\n\n{BEGIN}\n\n{}\n\n{END}\n{after}",
+        "{before}\n\n{begin}\n\n{}\n\n{end}\n{after}",
         section.trim()
     )
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{BEGIN, END, median, splice};
+    use super::{BEGIN, END, median, splice, splice_between};
 
     #[test]
     fn medians() {
@@ -400,5 +471,22 @@ mod tests {
         assert!(second.contains("Hand-written."));
         assert!(second.ends_with("After.\n"));
         assert_eq!(second.matches(BEGIN).count(), 1);
+    }
+
+    #[test]
+    fn two_generated_sections_stay_apart() {
+        let (b2, e2) = ("<!-- BEGIN OTHER -->", "<!-- END OTHER -->");
+        let doc = splice("# Benchmarks\n", "## run 1");
+        let doc = splice_between(&doc, b2, e2, "memory 1");
+        assert!(doc.find(END).unwrap() < doc.find(b2).unwrap());
+        let doc = splice(&doc, "## run 2");
+        let doc = splice_between(&doc, b2, e2, "memory 2");
+        assert!(doc.contains("## run 2") && doc.contains("memory 2"));
+        assert!(!doc.contains("run 1") && !doc.contains("memory 1"));
+        assert_eq!(
+            (doc.matches(BEGIN).count(), doc.matches(b2).count()),
+            (1, 1)
+        );
+        assert!(doc.find(END).unwrap() < doc.find(b2).unwrap());
     }
 }

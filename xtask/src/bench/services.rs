@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::plan::RW_APP_NAME;
 use crate::cluster::{APP, Cluster};
 use crate::cmd;
 use crate::pg::Pg;
@@ -87,6 +88,11 @@ impl Service {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// The PID of the running process (the server's own when it runs under a wrapper).
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|child| self.server_pid(child))
     }
 
     /// Whether the process has exited on its own (it should run until [`Service::stop`]).
@@ -192,11 +198,15 @@ pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>> {
 pub(crate) struct Pgsplit {
     pub(crate) service: Service,
     pub(crate) port: u16,
+    /// The admin listener (`/metrics`).
+    pub(crate) admin_port: u16,
 }
 
 /// The pgsplit configuration: the cluster's primary and replicas, user app/app with SCRAM and
 /// user bench_md5/bench_md5 with md5 (plain password, also used as its server password),
-/// transaction pooling with [`POOL_SIZE`] connections per server, quiet logs.
+/// transaction pooling with [`POOL_SIZE`] connections per server, quiet logs, default routing
+/// (`consistency: session`) except one rule: the reads of the rw-90-10 workload (its own
+/// application_name) get `consistency: eventual`.
 fn pgsplit_config(cluster: &Cluster, port: u16, admin_port: u16) -> String {
     let mut yaml = format!(
         "# Written by `cargo xtask bench`.\n\
@@ -208,6 +218,8 @@ fn pgsplit_config(cluster: &Cluster, port: u16, admin_port: u16) -> String {
          \x20 - name: {MD5_USER}\n    password: {MD5_USER}\n    auth: md5\n    \
          server_password: {MD5_USER}\n\
          pool:\n  mode: transaction\n  size: {POOL_SIZE}\n\
+         rules:\n  - name: bench-rw-90-10\n    match:\n      application_name: {RW_APP_NAME}\n      \
+         kind: read\n    consistency: eventual\n\
          servers:\n  - name: primary\n    host: 127.0.0.1\n    port: {}\n    role: primary\n",
         cluster.base_port
     );
@@ -222,18 +234,19 @@ fn pgsplit_config(cluster: &Cluster, port: u16, admin_port: u16) -> String {
     yaml
 }
 
-/// Writes the configuration to `dir`, checks it with `pgsplit check`, starts `binary` and waits
-/// until it answers.
+/// Writes the configuration (plus `extra`, more top-level YAML keys) to `dir`, checks it with
+/// `pgsplit check`, starts `binary` and waits until it answers.
 pub(crate) fn start_pgsplit(
     pg: &Pg,
     binary: &Path,
     cluster: &Cluster,
     dir: &Path,
+    extra: &str,
 ) -> Result<Pgsplit> {
     let ports = free_ports(2)?;
     let config = dir.join("pgsplit.yaml");
-    std::fs::write(&config, pgsplit_config(cluster, ports[0], ports[1]))
-        .with_context(|| format!("write {}", config.display()))?;
+    let yaml = pgsplit_config(cluster, ports[0], ports[1]) + extra;
+    std::fs::write(&config, yaml).with_context(|| format!("write {}", config.display()))?;
     println!(
         "==> starting pgsplit on 127.0.0.1:{} ({})",
         ports[0],
@@ -249,6 +262,7 @@ pub(crate) fn start_pgsplit(
     Ok(Pgsplit {
         service,
         port: ports[0],
+        admin_port: ports[1],
     })
 }
 
@@ -277,6 +291,12 @@ pub(crate) fn parse_version(text: &str) -> Option<(u32, u32)> {
     let version = text.split_whitespace().nth(1)?;
     let mut parts = version.split('.');
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// Whether this PgBouncer (`PgBouncer 1.21.0`) keeps protocol-level prepared statements in
+/// transaction mode (`max_prepared_statements`, 1.21 and later).
+pub(crate) fn keeps_prepared_in_transaction(version: &str) -> bool {
+    parse_version(version).is_some_and(|v| v >= (1, 21))
 }
 
 /// The first line of `pgbouncer --version`.
@@ -317,7 +337,7 @@ pub(crate) fn start_pgbouncer(
     std::fs::create_dir_all(dir).with_context(|| format!("mkdir {}", dir.display()))?;
     pg.give(dir)?;
     let port = free_ports(1)?[0];
-    let prepared_in_transaction = parse_version(version).is_some_and(|v| v >= (1, 21));
+    let prepared_in_transaction = keeps_prepared_in_transaction(version);
     let server = format!("host=127.0.0.1 port={} dbname={APP}", cluster.base_port);
     let (prepared_database, prepared_mode, extra) = if prepared_in_transaction {
         (
@@ -394,6 +414,9 @@ mod tests {
         assert_eq!(super::parse_version("PgBouncer 1.18.0"), Some((1, 18)));
         assert_eq!(super::parse_version("PgBouncer 1.21.0"), Some((1, 21)));
         assert_eq!(super::parse_version("nonsense"), None);
+        assert!(!super::keeps_prepared_in_transaction("PgBouncer 1.18.0"));
+        assert!(super::keeps_prepared_in_transaction("PgBouncer 1.21.0"));
+        assert!(super::keeps_prepared_in_transaction("PgBouncer 2.0.1"));
     }
 
     #[test]
