@@ -21,7 +21,6 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use arc_swap::ArcSwapOption;
 use pgsplit_admin::{AdminState, MetricsRefresh};
-use pgsplit_backend::Pools;
 use pgsplit_config::Config;
 use pgsplit_session::{Control, Ctx};
 use pgsplit_telemetry::Metrics;
@@ -89,12 +88,19 @@ impl ProxyHandle {
 const MAINTAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs pool maintenance until shutdown.
-async fn maintain_pools(pools: Pools, mut shutdown: watch::Receiver<bool>) {
+async fn maintain_pools(ctx: Ctx) {
+    let (pools, mut shutdown) = (ctx.pools.clone(), ctx.shutdown.clone());
     let mut tick = tokio::time::interval(MAINTAIN_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => pools.maintain().await,
+            _ = tick.tick() => {
+                // Pools of servers no longer configured drain (also those a session still
+                // using an older snapshot revived just after a reload retired them).
+                let snapshot = ctx.snapshot.load_full();
+                pools.retire(|name| snapshot.config.servers.iter().any(|s| s.name == name));
+                pools.maintain().await;
+            }
             res = shutdown.changed() => {
                 if res.is_err() || *shutdown.borrow() {
                     return;
@@ -126,7 +132,7 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     let source = config.source.clone();
     let (ctx, inbox) = Ctx::new(config, metrics.clone(), rx);
     health::spawn(&ctx, inbox.server_events);
-    tokio::spawn(maintain_pools(ctx.pools.clone(), ctx.shutdown.clone()));
+    tokio::spawn(maintain_pools(ctx.clone()));
     let last_reload = Arc::new(ArcSwapOption::empty());
     let tried = filewatch::Tried::default();
     tokio::spawn(reload::serve_requests(

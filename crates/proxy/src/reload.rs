@@ -59,6 +59,9 @@ pub(crate) async fn reload(ctx: &Ctx, tried: &Tried) -> Result<u64, String> {
         // new ones start as configured until their first probe.
         topology: Arc::new(pgsplit_router::Topology::carry_over(&config, &now.topology)),
     });
+    // Servers the new config no longer lists get no new units; their pools drain.
+    ctx.pools
+        .retire(|name| config.servers.iter().any(|s| s.name == name));
     Ok(previous.generation + 1)
 }
 

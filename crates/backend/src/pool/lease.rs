@@ -52,6 +52,11 @@ impl<K: Connector> Shared<K> {
         out
     }
 
+    /// See [`super::Pools::retire`].
+    pub(crate) fn retire(&self, keep: &dyn Fn(&str) -> bool) {
+        self.with_state(|s, closing| s.retire(keep, closing));
+    }
+
     pub(crate) fn stats(&self) -> Vec<PoolStats> {
         self.state.lock().stats()
     }

@@ -288,6 +288,14 @@ impl Pools {
         lease::maintain(&self.shared).await;
     }
 
+    /// Drains the pools of every server for which `keep(name)` is false (a reload removed it):
+    /// idle connections close now, busy ones when their session gives them back, no new ones
+    /// are opened for `min_idle`, and the pools disappear from [`Pools::stats`] once empty.
+    /// A later checkout of such a pool (the server came back) makes it a normal pool again.
+    pub fn retire(&self, keep: impl Fn(&str) -> bool) {
+        self.shared.retire(&keep);
+    }
+
     /// A snapshot of every pool, sorted by key.
     pub fn stats(&self) -> Vec<PoolStats> {
         self.shared.stats()

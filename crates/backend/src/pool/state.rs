@@ -69,6 +69,9 @@ struct Pool<C> {
     connecting: usize,
     /// Checkouts waiting for a connection, in arrival order.
     waiters: VecDeque<Waiter<C>>,
+    /// Its server left the config: connections close as they come back, none are kept idle
+    /// or opened for `min_idle`, and the pool is forgotten once it holds nothing.
+    retired: bool,
 }
 
 /// An idle connection and since when it is idle.
@@ -93,6 +96,7 @@ impl<C> Pool<C> {
             open: 0,
             connecting: 0,
             waiters: VecDeque::new(),
+            retired: false,
         }
     }
 }
@@ -172,6 +176,10 @@ impl<C: Conn> State<C> {
         let mut changed = server.max != settings.server_max_connections;
         server.max = settings.server_max_connections;
         let mut retired = 0;
+        if let Some(pool) = self.pools.get_mut(key) {
+            // A checkout means its server is configured (again).
+            pool.retired = false;
+        }
         match self.pools.get_mut(key) {
             None => {
                 self.pools.insert(key.clone(), Pool::new(settings.clone()));
@@ -343,6 +351,7 @@ impl<C: Conn> State<C> {
             return;
         };
         if yield_slot
+            || pool.retired
             || over_server
             || pool.open > pool.settings.size
             || conn.addr() != pool.settings.addr
@@ -369,6 +378,9 @@ impl<C: Conn> State<C> {
     pub(crate) fn free(&mut self, key: &PoolKey, closing: &mut Vec<C>) {
         self.release_slots(key, 1);
         self.dispatch(&key.server, closing);
+        if self.pools.get(key).is_some_and(|p| p.retired) {
+            self.forget_retired();
+        }
     }
 
     /// A connect for `key` succeeded: the slot is now busy.
@@ -406,6 +418,33 @@ impl<C: Conn> State<C> {
             }
             None => false,
         }
+    }
+
+    /// Drains every pool of a server for which `keep` is false (it left the config): its idle
+    /// connections close now, busy ones when they come back, and it is forgotten once empty.
+    pub(crate) fn retire(&mut self, keep: &dyn Fn(&str) -> bool, closing: &mut Vec<C>) {
+        let keys: Vec<PoolKey> = self
+            .pools
+            .keys()
+            .filter(|k| !keep(&k.server))
+            .cloned()
+            .collect();
+        for key in &keys {
+            let Some(pool) = self.pools.get_mut(key) else {
+                continue;
+            };
+            pool.retired = true;
+            let n = pool.idle.len();
+            closing.extend(pool.idle.drain(..).map(|i| i.conn));
+            self.release_slots(key, n);
+        }
+        self.forget_retired();
+    }
+
+    /// Forgets retired pools that hold no connection and have no waiter.
+    fn forget_retired(&mut self) {
+        self.pools
+            .retain(|_, p| !(p.retired && p.open == 0 && p.waiters.is_empty()));
     }
 
     /// Periodic upkeep: closes expired, timed-out (above `min_idle`) and dead idle connections,
@@ -448,10 +487,15 @@ impl<C: Conn> State<C> {
             self.trim_idle(server, closing);
             self.dispatch(server, closing);
         }
+        self.forget_retired();
         let mut top_ups = Vec::new();
         for key in &keys {
             while let Some(pool) = self.pools.get(key) {
-                let wanted = pool.settings.min_idle;
+                let wanted = if pool.retired {
+                    0
+                } else {
+                    pool.settings.min_idle
+                };
                 if !pool.waiters.is_empty() || pool.idle.len() + pool.connecting >= wanted {
                     break;
                 }

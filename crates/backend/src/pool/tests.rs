@@ -626,3 +626,43 @@ async fn many_concurrent_checkouts_never_exceed_either_limit() {
     let open: usize = stats.iter().map(|p| p.open).sum();
     assert_eq!(open, shared.connector().live());
 }
+
+#[tokio::test(start_paused = true)]
+async fn retired_pools_close_idle_now_busy_on_return_and_disappear() {
+    let shared = registry(1, 10);
+    let kept = key("app");
+    let gone = PoolKey::new("old_replica", "app", "app");
+    let mut s = settings(5, 10);
+    s.min_idle = 2;
+    let k1 = get(&shared, &kept, &s).await;
+    k1.put_back();
+    let busy = get(&shared, &gone, &s).await;
+    let idle = get(&shared, &gone, &s).await;
+    idle.put_back();
+    assert_eq!(shared.connector().live(), 3);
+    shared.retire(&|server| server != "old_replica");
+    assert_eq!(
+        shared.connector().live(),
+        2,
+        "the idle connection closed at once"
+    );
+    assert_eq!(
+        stats_of(&shared, &gone).busy,
+        1,
+        "the busy one is still in use"
+    );
+    busy.put_back();
+    assert_eq!(shared.connector().live(), 1, "closed when given back");
+    assert!(
+        shared.stats().iter().all(|st| st.key != gone),
+        "an empty retired pool is forgotten"
+    );
+    // Upkeep tops up the kept pool only.
+    maintain(&shared).await;
+    assert!(shared.stats().iter().all(|st| st.key != gone));
+    assert_eq!(stats_of(&shared, &kept).idle, 2);
+    // The server comes back in a later config: its pool works again.
+    let again = get(&shared, &gone, &s).await;
+    again.put_back();
+    assert_eq!(stats_of(&shared, &gone).idle, 1);
+}
