@@ -379,3 +379,75 @@ async fn a_hot_reloaded_rule_takes_effect() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_server_removed_by_a_reload_drains() {
+    let Some(env) = pgsplit_testkit::ClusterEnv::require() else {
+        return;
+    };
+    if crate::harness::bypass_proxy() || env.replicas.len() < 2 {
+        assert!(
+            crate::harness::bypass_proxy() || !pgsplit_testkit::cluster::cluster_required(),
+            "this test needs two replicas"
+        );
+        return;
+    }
+    crate::harness::bounded(std::time::Duration::from_secs(60), "drain", async {
+        let db = env.fresh_database("route_drain").await;
+        for node in &env.replicas {
+            crate::cluster::connect_when_replayed(node, &db).await;
+        }
+        let dir = std::env::temp_dir().join(format!("pgsplit-drain-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("pgsplit.yaml");
+        let both = pgsplit_testkit::ProxyYaml::for_primary(&env).with_replicas(&env);
+        std::fs::write(&path, both.build()).unwrap();
+        let handle = pgsplit::start(pgsplit_config::load(&path).unwrap())
+            .await
+            .unwrap();
+        let addr = handle.client_addr();
+        let (c, conn) = tokio_postgres::Config::new()
+            .host(addr.ip().to_string())
+            .port(addr.port())
+            .user(pgsplit_testkit::cluster::APP_USER)
+            .password(pgsplit_testkit::cluster::APP_PASSWORD)
+            .dbname(&db)
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let replica2 = env.replicas[1].port;
+        let mut seen = BTreeSet::new();
+        for _ in 0..10 {
+            seen.insert(ran_on(&c, &format!("SELECT {WHERE}")).await.1);
+        }
+        assert!(seen.contains(&replica2), "{seen:?}");
+        let pools = |body: &str| -> bool { body.contains("\"server\":\"replica2\"") };
+        let (_, status) = crate::own_cluster::http_get(handle.admin_addr(), "/status").await;
+        assert!(pools(&status), "replica2 has a pool before the reload");
+
+        // The same config without replica2.
+        let text = both.build();
+        let without: String = text
+            .lines()
+            .filter(|l| !l.contains("name: replica2"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let tmp = dir.join("pgsplit.yaml.tmp");
+        std::fs::write(&tmp, without).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        handle.reload().await.expect("reload");
+        for _ in 0..10 {
+            let (_, port) = ran_on(&c, &format!("SELECT {WHERE}")).await;
+            assert_ne!(port, replica2, "a removed server took a read");
+        }
+        let (_, status) = crate::own_cluster::http_get(handle.admin_addr(), "/status").await;
+        assert!(!pools(&status), "replica2's pool drained: {status}");
+
+        handle.shutdown();
+        let _ = handle.wait().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        env.drop_database(&db).await;
+    })
+    .await;
+}
