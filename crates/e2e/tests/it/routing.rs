@@ -284,46 +284,41 @@ async fn routing_decisions_are_counted() {
         .await;
 }
 
-#[tokio::test]
-async fn a_hot_reloaded_rule_takes_effect() {
-    let Some(env) = pgsplit_testkit::ClusterEnv::require() else {
-        return;
-    };
-    if crate::harness::bypass_proxy() || env.replicas.is_empty() {
-        assert!(
-            crate::harness::bypass_proxy() || !pgsplit_testkit::cluster::cluster_required(),
-            "routing tests need replicas"
-        );
-        return;
-    }
-    crate::harness::bounded(std::time::Duration::from_secs(60), "rule reload", async {
-        let db = env.fresh_database("route_rule").await;
+/// A proxy started from a config file (so that it can be rewritten and reloaded) in front of
+/// the cluster's primary and replicas, with a client connected to a fresh database.
+struct FileProxy {
+    env: pgsplit_testkit::ClusterEnv,
+    db: String,
+    dir: std::path::PathBuf,
+    handle: pgsplit::ProxyHandle,
+    client: Client,
+}
+
+impl FileProxy {
+    /// `None` (after a skip notice, or a failure when the cluster is required) without
+    /// `replicas` replicas or when bypassing the proxy.
+    async fn start(name: &str, replicas: usize, yaml: &str) -> Option<FileProxy> {
+        let env = pgsplit_testkit::ClusterEnv::require()?;
+        if crate::harness::bypass_proxy() || env.replicas.len() < replicas {
+            assert!(
+                crate::harness::bypass_proxy() || !pgsplit_testkit::cluster::cluster_required(),
+                "this test needs {replicas} replicas"
+            );
+            return None;
+        }
+        let db = env.fresh_database(name).await;
         for node in &env.replicas {
             crate::cluster::connect_when_replayed(node, &db).await;
         }
-        let setup = env.app_client(&db).await;
-        setup
-            .batch_execute("CREATE TABLE hot (a int); CREATE TABLE cold (a int)")
-            .await
-            .unwrap();
-        for table in ["hot", "cold"] {
-            for node in &env.replicas {
-                let c = crate::cluster::connect_when_replayed(node, &db).await;
-                let sql = format!("SELECT to_regclass('{table}') IS NOT NULL");
-                while !c.query_one(&sql, &[]).await.unwrap().get::<_, bool>(0) {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-            }
-        }
-        let dir = std::env::temp_dir().join(format!("pgsplit-rule-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("pgsplit-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("pgsplit.yaml");
-        let base = pgsplit_testkit::ProxyYaml::for_primary(&env).with_replicas(&env);
-        std::fs::write(&path, base.build()).unwrap();
-        let config = pgsplit_config::load(&path).expect("config");
-        let handle = pgsplit::start(config).await.expect("proxy starts");
+        std::fs::write(&path, yaml).unwrap();
+        let handle = pgsplit::start(pgsplit_config::load(&path).expect("config"))
+            .await
+            .expect("proxy starts");
         let addr = handle.client_addr();
-        let (c, conn) = tokio_postgres::Config::new()
+        let (client, conn) = tokio_postgres::Config::new()
             .host(addr.ip().to_string())
             .port(addr.port())
             .user(pgsplit_testkit::cluster::APP_USER)
@@ -333,34 +328,83 @@ async fn a_hot_reloaded_rule_takes_effect() {
             .await
             .unwrap();
         tokio::spawn(conn);
+        Some(FileProxy {
+            env,
+            db,
+            dir,
+            handle,
+            client,
+        })
+    }
+
+    /// Replaces the config file by atomic rename and reloads.
+    async fn rewrite(&self, yaml: &str) {
+        let tmp = self.dir.join("pgsplit.yaml.tmp");
+        std::fs::write(&tmp, yaml).unwrap();
+        std::fs::rename(&tmp, self.dir.join("pgsplit.yaml")).unwrap();
+        self.handle.reload().await.expect("reload");
+    }
+
+    async fn stop(self) {
+        self.handle.shutdown();
+        let _ = self.handle.wait().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+        self.env.drop_database(&self.db).await;
+    }
+}
+
+/// The YAML of a proxy in front of the test cluster's primary and replicas.
+fn cluster_yaml() -> Option<pgsplit_testkit::ProxyYaml> {
+    let env = pgsplit_testkit::ClusterEnv::from_env()?;
+    Some(pgsplit_testkit::ProxyYaml::for_primary(&env).with_replicas(&env))
+}
+
+#[tokio::test]
+async fn a_hot_reloaded_rule_takes_effect() {
+    let Some(base) = cluster_yaml() else {
+        // Without the cluster: skip, or fail when it is required.
+        let _ = pgsplit_testkit::ClusterEnv::require();
+        return;
+    };
+    crate::harness::bounded(std::time::Duration::from_secs(60), "rule reload", async {
+        let Some(px) = FileProxy::start("route_rule", 1, &base.build()).await else {
+            return;
+        };
+        let setup = px.env.app_client(&px.db).await;
+        setup
+            .batch_execute("CREATE TABLE hot (a int); CREATE TABLE cold (a int)")
+            .await
+            .unwrap();
+        for table in ["hot", "cold"] {
+            for node in &px.env.replicas {
+                let c = crate::cluster::connect_when_replayed(node, &px.db).await;
+                let sql = format!("SELECT to_regclass('{table}') IS NOT NULL");
+                while !c.query_one(&sql, &[]).await.unwrap().get::<_, bool>(0) {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        }
+        let c = &px.client;
         let hot = format!("SELECT {WHERE} FROM (SELECT 1) x LEFT JOIN hot ON true");
         let cold = format!("SELECT {WHERE} FROM (SELECT 1) x LEFT JOIN cold ON true");
         assert!(
-            ran_on(&c, &hot).await.0,
+            ran_on(c, &hot).await.0,
             "before the rule, reads of hot go to replicas"
         );
 
-        // The rule arrives by rewriting the file (atomic rename) and reloading.
+        // The rule arrives by rewriting the file and reloading.
         let rule = "[{ name: hot_on_primary, match: { tables: [hot] }, target: primary }]";
-        let tmp = dir.join("pgsplit.yaml.tmp");
-        std::fs::write(&tmp, base.clone().set("rules", rule).build()).unwrap();
-        std::fs::rename(&tmp, &path).unwrap();
-        handle.reload().await.expect("reload");
+        px.rewrite(&base.clone().set("rules", rule).build()).await;
         for _ in 0..10 {
             assert!(
-                !ran_on(&c, &hot).await.0,
+                !ran_on(c, &hot).await.0,
                 "the reloaded rule sends hot to the primary"
             );
-            assert!(
-                ran_on(&c, &cold).await.0,
-                "other reads still go to replicas"
-            );
+            assert!(ran_on(c, &cold).await.0, "other reads still go to replicas");
         }
         // A rule that blocks.
         let block = "[{ match: { tables: [cold] }, block: no cold reads here }]";
-        std::fs::write(&tmp, base.set("rules", block).build()).unwrap();
-        std::fs::rename(&tmp, &path).unwrap();
-        handle.reload().await.expect("reload");
+        px.rewrite(&base.clone().set("rules", block).build()).await;
         let err = c.simple_query(&cold).await.unwrap_err();
         assert_eq!(err.code().map(|c| c.code()), Some("42501"), "{err}");
         let message = err.as_db_error().map(|e| e.message().to_owned());
@@ -370,84 +414,49 @@ async fn a_hot_reloaded_rule_takes_effect() {
                 .is_some_and(|m| m.contains("no cold reads here")),
             "{message:?}"
         );
-        assert!(ran_on(&c, &hot).await.0, "the first rule is gone");
-
-        handle.shutdown();
-        let _ = handle.wait().await;
-        let _ = std::fs::remove_dir_all(&dir);
-        env.drop_database(&db).await;
+        assert!(ran_on(c, &hot).await.0, "the first rule is gone");
+        px.stop().await;
     })
     .await;
 }
 
 #[tokio::test]
 async fn a_server_removed_by_a_reload_drains() {
-    let Some(env) = pgsplit_testkit::ClusterEnv::require() else {
+    let Some(both) = cluster_yaml() else {
+        // Without the cluster: skip, or fail when it is required.
+        let _ = pgsplit_testkit::ClusterEnv::require();
         return;
     };
-    if crate::harness::bypass_proxy() || env.replicas.len() < 2 {
-        assert!(
-            crate::harness::bypass_proxy() || !pgsplit_testkit::cluster::cluster_required(),
-            "this test needs two replicas"
-        );
-        return;
-    }
     crate::harness::bounded(std::time::Duration::from_secs(60), "drain", async {
-        let db = env.fresh_database("route_drain").await;
-        for node in &env.replicas {
-            crate::cluster::connect_when_replayed(node, &db).await;
-        }
-        let dir = std::env::temp_dir().join(format!("pgsplit-drain-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("pgsplit.yaml");
-        let both = pgsplit_testkit::ProxyYaml::for_primary(&env).with_replicas(&env);
-        std::fs::write(&path, both.build()).unwrap();
-        let handle = pgsplit::start(pgsplit_config::load(&path).unwrap())
-            .await
-            .unwrap();
-        let addr = handle.client_addr();
-        let (c, conn) = tokio_postgres::Config::new()
-            .host(addr.ip().to_string())
-            .port(addr.port())
-            .user(pgsplit_testkit::cluster::APP_USER)
-            .password(pgsplit_testkit::cluster::APP_PASSWORD)
-            .dbname(&db)
-            .connect(tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let replica2 = env.replicas[1].port;
+        let Some(px) = FileProxy::start("route_drain", 2, &both.build()).await else {
+            return;
+        };
+        let c = &px.client;
+        let replica2 = px.env.replicas[1].port;
         let mut seen = BTreeSet::new();
         for _ in 0..10 {
-            seen.insert(ran_on(&c, &format!("SELECT {WHERE}")).await.1);
+            seen.insert(ran_on(c, &format!("SELECT {WHERE}")).await.1);
         }
         assert!(seen.contains(&replica2), "{seen:?}");
-        let pools = |body: &str| -> bool { body.contains("\"server\":\"replica2\"") };
-        let (_, status) = crate::own_cluster::http_get(handle.admin_addr(), "/status").await;
-        assert!(pools(&status), "replica2 has a pool before the reload");
+        let has_pool = |body: &str| body.contains("\"server\":\"replica2\"");
+        let (_, status) = crate::own_cluster::http_get(px.handle.admin_addr(), "/status").await;
+        assert!(has_pool(&status), "replica2 has a pool before the reload");
 
         // The same config without replica2.
-        let text = both.build();
-        let without: String = text
+        let without: String = both
+            .build()
             .lines()
             .filter(|l| !l.contains("name: replica2"))
             .map(|l| format!("{l}\n"))
             .collect();
-        let tmp = dir.join("pgsplit.yaml.tmp");
-        std::fs::write(&tmp, without).unwrap();
-        std::fs::rename(&tmp, &path).unwrap();
-        handle.reload().await.expect("reload");
+        px.rewrite(&without).await;
         for _ in 0..10 {
-            let (_, port) = ran_on(&c, &format!("SELECT {WHERE}")).await;
+            let (_, port) = ran_on(c, &format!("SELECT {WHERE}")).await;
             assert_ne!(port, replica2, "a removed server took a read");
         }
-        let (_, status) = crate::own_cluster::http_get(handle.admin_addr(), "/status").await;
-        assert!(!pools(&status), "replica2's pool drained: {status}");
-
-        handle.shutdown();
-        let _ = handle.wait().await;
-        let _ = std::fs::remove_dir_all(&dir);
-        env.drop_database(&db).await;
+        let (_, status) = crate::own_cluster::http_get(px.handle.admin_addr(), "/status").await;
+        assert!(!has_pool(&status), "replica2's pool drained: {status}");
+        px.stop().await;
     })
     .await;
 }
