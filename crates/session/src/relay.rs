@@ -78,9 +78,11 @@ pub(crate) struct RelayState {
     held: bool,
     /// The server answered SQLSTATE 25006 (read-only transaction) during this relay.
     pub(crate) read_only_error: bool,
-    /// The unit in flight may be retried elsewhere if the server fails before answering
-    /// (the session kept a copy of it).
+    /// The unit in flight may be retried elsewhere if the server fails before answering.
     pub(crate) retry_armed: bool,
+    /// With `retry_armed`: the client's original messages forwarded so far (zero-copy
+    /// references), to put back in front of its input for a retry.
+    pub(crate) retry_frames: Vec<Bytes>,
     /// Something reached the client's outbox during this relay: a retry is no longer possible.
     forwarded: bool,
     /// The server failed before any of the answer was forwarded, with a retry armed: the
@@ -112,6 +114,7 @@ impl RelayState {
             held: false,
             read_only_error: false,
             retry_armed: false,
+            retry_frames: Vec::new(),
             forwarded: false,
             retry_failed: false,
             query_duration: None,
@@ -313,6 +316,9 @@ fn from_client(
     let mut synthetic = Vec::new();
     while let Some(frame) = next_frame(&mut client.rbuf, client.max_message)? {
         let tag = frame.tag();
+        if state.retryable() {
+            state.retry_frames.push(frame.as_bytes().clone());
+        }
         match tag {
             fe::TERMINATE => {
                 client.rbuf.clear();
