@@ -259,6 +259,16 @@ impl ClientStatements {
         self.pending.clear();
     }
 
+    /// The statement a Parse of `definition` under `name` prepares: the one `name` already
+    /// refers to when the definition is the same, else a new one.
+    fn statement_for(&self, name: &[u8], definition: &[u8]) -> Arc<Statement> {
+        let id = self.ids.hash_one(definition);
+        match self.get(name) {
+            Some(same) if same.id == id => Arc::clone(same),
+            _ => Arc::new(Statement::new(id, definition)),
+        }
+    }
+
     /// Records an unanswered Parse (`Some`) or Close (`None`) of `name`; returns its ticket.
     fn stage(&mut self, name: &[u8], statement: Option<Arc<Statement>>) -> u64 {
         let ticket = self.next_ticket;
@@ -361,11 +371,8 @@ fn rewrite_parse(
         to_server.push(frame.into_bytes());
         return Ok(());
     }
-    let id = client.ids.hash_one(definition);
-    let statement = match client.get(name) {
-        Some(same) if same.id == id => Arc::clone(same),
-        _ => Arc::new(Statement::new(id, definition)),
-    };
+    let statement = client.statement_for(name, definition);
+    let id = statement.id;
     let ticket = client.stage(name, Some(Arc::clone(&statement)));
     let name = Name::from(name);
     if server.touch(id) {
@@ -408,11 +415,7 @@ pub(crate) fn prepare_locally(
     if name.is_empty() {
         return Ok(false);
     }
-    let id = client.ids.hash_one(definition);
-    let statement = match client.get(name) {
-        Some(same) if same.id == id => Arc::clone(same),
-        _ => Arc::new(Statement::new(id, definition)),
-    };
+    let statement = client.statement_for(name, definition);
     let ticket = client.stage(name, Some(statement));
     client.settle(name, ticket, true);
     Ok(true)
