@@ -176,8 +176,10 @@ pub(crate) fn scan_unit<'a>(
     classify: &dyn Fn(&str) -> Arc<Classification>,
 ) -> Scan<'a> {
     let mut best: Option<(Arc<Classification>, &'a str)> = None;
-    // Statements parsed earlier in this very unit: (name, verdict, sql).
-    let mut parsed: Vec<(&'a [u8], Arc<Classification>, &'a str)> = Vec::new();
+    // Statements parsed earlier in this very unit (already counted at their Parse): named
+    // ones by name (rare, so the vector seldom allocates), the unnamed one by a flag.
+    let mut parsed_named: Vec<&'a [u8]> = Vec::new();
+    let mut parsed_unnamed = false;
     let mut executes = false;
     let mut off = 0;
     loop {
@@ -211,7 +213,11 @@ pub(crate) fn scan_unit<'a>(
                     Some(_) => classify(sql),
                     None => Arc::clone(&kit.unknown),
                 };
-                parsed.push((name, Arc::clone(&class), sql));
+                if name.is_empty() {
+                    parsed_unnamed = true;
+                } else {
+                    parsed_named.push(name);
+                }
                 note(&mut best, class, sql);
             }
             fe::BIND => {
@@ -221,15 +227,19 @@ pub(crate) fn scan_unit<'a>(
                 let Some((name, _)) = cbytes(rest) else {
                     return unknown(kit);
                 };
-                let in_unit = parsed.iter().rev().find(|(n, _, _)| *n == name);
+                let in_unit = if name.is_empty() {
+                    parsed_unnamed
+                } else {
+                    parsed_named.contains(&name)
+                };
                 match in_unit {
                     // Already counted at its Parse.
-                    Some(_) => {}
-                    None if name.is_empty() => {
+                    true => {}
+                    false if name.is_empty() => {
                         // The unnamed statement of an earlier unit: pgsplit does not know it.
                         note(&mut best, Arc::clone(&kit.unknown), "");
                     }
-                    None => match statements.get(name) {
+                    false => match statements.get(name) {
                         Some(statement) => {
                             let class = statement.classification(generation, |sql| match sql {
                                 Some(sql) => classify(sql),
