@@ -1,5 +1,6 @@
 //! The verdict types: what a unit of SQL is, why, and what it touches.
 
+use crate::effects::Effects;
 use std::fmt;
 
 /// What a unit of SQL (one Simple Query string, or one prepared statement) is, as far as
@@ -308,6 +309,10 @@ pub struct Classification {
     pub setting: Option<Setting>,
     /// Number of statements in the unit (0 for an empty string).
     pub statements: usize,
+    /// What the text may do to its connection's session ([`crate::session_effects`]),
+    /// computed once with the verdict so that a cache hit needs no second lexing pass. Texts
+    /// that share a cached verdict differ only in constants, which effects never depend on.
+    pub effects: Effects,
 }
 
 impl Classification {
@@ -321,6 +326,7 @@ impl Classification {
             hint: None,
             setting: None,
             statements: 1,
+            effects: Effects::default(),
         }
     }
 

@@ -2,6 +2,7 @@
 
 use crate::cache::Cache;
 use crate::class::{Class, Classification, Reason};
+use crate::effects::session_effects;
 use crate::fast;
 use crate::functions::{FnClass, FunctionLists, UnknownFunctions};
 use crate::hint::leading_hint;
@@ -111,6 +112,7 @@ impl Classifier {
         if !standard_conforming_strings && sql.contains('\\') {
             let mut c = Classification::unknown(Reason::NonstandardStrings);
             c.hint = leading_hint(sql);
+            c.effects = session_effects(sql);
             return Arc::new(c);
         }
         if let Some(hit) = self.cache.get(sql) {
@@ -145,6 +147,7 @@ impl Classifier {
             None => self.classify_parsed(sql),
         };
         c.hint = leading_hint(sql);
+        c.effects = session_effects(sql);
         c
     }
 
@@ -168,6 +171,7 @@ impl Classifier {
         };
         self.safety_net(sql, &mut c);
         c.hint = leading_hint(sql);
+        c.effects = session_effects(sql);
         c
     }
 

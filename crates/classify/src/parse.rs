@@ -88,6 +88,8 @@ pub(crate) fn classify(sql: &str, policy: &Policy<'_>) -> Option<Classification>
         hint: None,
         setting,
         statements,
+        // Set by the classifier from the text (one lexing pass per verdict).
+        effects: crate::effects::Effects::default(),
     })
 }
 

@@ -36,6 +36,8 @@ pub struct Ctx {
     pub statement_ids: std::hash::RandomState,
     /// Becomes `true` when the proxy starts draining.
     pub shutdown: watch::Receiver<bool>,
+    /// The same signal as sessions wait for it in every unit (no lock per wait).
+    pub drain: crate::Drain,
     /// Source of connection ids (also used as the process id in client cancel keys).
     pub next_id: Arc<AtomicU32>,
     /// Route metric handles and fixed verdicts, shared by every session.
@@ -100,6 +102,7 @@ impl Ctx {
             secrets: Arc::new(SecretCache::default()),
             statement_ids: std::hash::RandomState::new(),
             greetings: Arc::new(GreetingCache::default()),
+            drain: crate::Drain::new(shutdown.clone()),
             shutdown,
             next_id: Arc::new(AtomicU32::new(1)),
             server_events,

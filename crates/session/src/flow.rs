@@ -17,6 +17,7 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use crate::client_io::ClientConn;
 use crate::clients::{Activity, ClientGuard};
+use crate::drain::DrainWatch;
 use crate::extended::{self, ClientStatements};
 use crate::relay::{RelayEnd, RelayState, idle_sleep, relay, tell_idle_timeout};
 use crate::routing::{ServerTarget, SessionRouter};
@@ -205,10 +206,10 @@ struct Session {
 impl Session {
     /// Serves units until the client leaves or the proxy drains.
     async fn serve(&mut self, client: &mut ClientConn) -> Result<RelayEnd, SessionError> {
-        let mut shutdown = self.ctx.shutdown.clone();
+        let drain = self.ctx.drain.watch();
         loop {
             if self.conn.is_none() {
-                match wait_for_work(client, &mut shutdown, self.relay.idle_timeout).await? {
+                match wait_for_work(client, &drain, self.relay.idle_timeout).await? {
                     Work::Unit if answer_prepare_locally(client, &mut self.relay)? => continue,
                     Work::Unit => {
                         if !self.route_and_attach(client).await? {
@@ -229,7 +230,7 @@ impl Session {
             // A pinned client stops at boundaries too, so pgsplit notices when its pin ends.
             self.relay.stop_at_boundary = self.releases_at_boundary() || self.state.pinned;
             let conn = self.conn.as_mut().expect("attached above");
-            let res = relay(client, conn, &mut self.relay, &mut shutdown).await;
+            let res = relay(client, conn, &mut self.relay, &drain).await;
             for (name, value) in self.relay.param_updates.drain(..) {
                 conn.note_param(&name, &value);
                 set_view(&mut self.view, &name, &value);
@@ -475,7 +476,7 @@ enum Work {
 /// or the proxy drains), writing out anything still queued for the client meanwhile.
 async fn wait_for_work(
     client: &mut ClientConn,
-    shutdown: &mut watch::Receiver<bool>,
+    drain: &DrainWatch,
     idle_timeout: Option<Duration>,
 ) -> Result<Work, SessionError> {
     loop {
@@ -486,7 +487,7 @@ async fn wait_for_work(
                 Work::Unit
             });
         }
-        if *shutdown.borrow() && client.out.is_empty() {
+        if drain.draining() && client.out.is_empty() {
             return Ok(Work::Drain);
         }
         let nothing_pending = client.rbuf.is_empty() && client.out.is_empty();
@@ -502,11 +503,7 @@ async fn wait_for_work(
                     return Err(SessionError::ClientGone);
                 }
             }
-            res = shutdown.changed() => {
-                if res.is_err() {
-                    return Ok(Work::Drain);
-                }
-            }
+            () = drain.wait(), if !drain.draining() => {}
             _ = idle_sleep(idle_timeout), if nothing_pending => {
                 return Ok(Work::IdleTimeout);
             }
@@ -600,11 +597,16 @@ fn show_changed_params(
     view: &mut Vec<(String, String)>,
     conn: &ServerConn,
 ) {
-    for (name, value) in conn.params() {
-        let shown = view
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str());
+    for (i, (name, value)) in conn.params().iter().enumerate() {
+        // Connections of one server report their parameters in the same order, so the entry
+        // at the same index is nearly always the one: no search of the whole view per name.
+        let shown = match view.get(i) {
+            Some((n, v)) if n == name => Some(v.as_str()),
+            _ => view
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str()),
+        };
         if shown != Some(value.as_str()) {
             client.queue(|b| encode::parameter_status(b, name, value));
             set_view(view, name, value);

@@ -22,6 +22,7 @@ mod clients;
 mod console;
 mod control;
 mod ctx;
+mod drain;
 mod error;
 #[allow(dead_code)] // Wired into the relay by the lead; until then only its tests use it.
 mod extended;
@@ -40,6 +41,7 @@ pub use clients::{
 };
 pub use control::{Control, ReloadRequest};
 pub use ctx::{Ctx, CtxInbox, GreetingCache, SecretCache, ServerEvent};
+pub use drain::Drain;
 pub use error::SessionError;
 pub use flow::{reject, run};
 pub use pgsplit_router::Snapshot;

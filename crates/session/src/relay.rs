@@ -21,12 +21,12 @@ use pgsplit_wire::{
     ErrorFields, Frame, backend::tags as be, frontend::tags as fe, next_frame, sqlstate,
 };
 use tokio::io::AsyncReadExt;
-use tokio::sync::watch;
 use tokio::time::{Duration, Instant};
 use tracing::warn;
 
 use crate::SessionError;
 use crate::client_io::ClientConn;
+use crate::drain::DrainWatch;
 use crate::extended::{ClientStatements, ResponsePlan, filter_server, rewrite_client};
 use crate::outbox::Outbox;
 
@@ -56,6 +56,9 @@ pub(crate) struct RelayState {
     pub(crate) server_fatal: bool,
     /// What the SQL sent since the last check may have done to session state.
     pub(crate) effects: Effects,
+    /// Bytes at the front of the client's input whose effects are already in `effects`
+    /// (see [`RelayState::prescan`]).
+    prescanned: usize,
     /// Stop at every unit boundary (transaction pooling), not only when `effects` says so.
     pub(crate) stop_at_boundary: bool,
     /// ParameterStatus values the server reported (and the client was shown) during the relay.
@@ -100,6 +103,7 @@ pub(crate) struct RelayState {
 impl RelayState {
     pub(crate) fn new(statements: ClientStatements) -> Self {
         RelayState {
+            prescanned: 0,
             txn_status: b'I',
             server_fatal: false,
             effects: Effects::default(),
@@ -160,6 +164,15 @@ impl RelayState {
     fn at_boundary(&self) -> bool {
         self.idle() && (self.stop_at_boundary || self.effects.any())
     }
+
+    /// The unit at the front of the client's input, `len` bytes, was just classified and
+    /// its SQL may do `effects`: the relay counts them now and does not lex those bytes again.
+    pub(crate) fn prescan(&mut self, len: usize, effects: Effects) {
+        if len > 0 {
+            self.effects = self.effects.union(effects);
+        }
+        self.prescanned = len;
+    }
 }
 
 /// Relays until a unit boundary the session asked for, the client terminates, the proxy
@@ -168,7 +181,7 @@ pub(crate) async fn relay(
     client: &mut ClientConn,
     server: &mut ServerConn,
     state: &mut RelayState,
-    shutdown: &mut watch::Receiver<bool>,
+    drain: &DrainWatch,
 ) -> Result<RelayEnd, SessionError> {
     state.txn_status = server.txn_status();
     state.server_fatal = false;
@@ -180,7 +193,9 @@ pub(crate) async fn relay(
     // The statement cache travels with the connection; it is taken out for the relay because
     // the socket halves stay borrowed for the whole loop.
     let mut cache = std::mem::take(server.statements_mut());
-    let res = relay_inner(client, server, state, &mut cache, shutdown).await;
+    let res = relay_inner(client, server, state, &mut cache, drain).await;
+    // A prescan describes only the input at the front when the relay starts.
+    state.prescanned = 0;
     *server.statements_mut() = cache;
     server.note_ready(state.txn_status);
     res
@@ -191,12 +206,12 @@ async fn relay_inner(
     server: &mut ServerConn,
     state: &mut RelayState,
     cache: &mut StatementCache,
-    shutdown: &mut watch::Receiver<bool>,
+    drain: &DrainWatch,
 ) -> Result<RelayEnd, SessionError> {
     let max_server = server.max_message();
     let (addr, srd, sbuf, swr) = server.io();
     let mut to_server = Outbox::default();
-    let mut draining = *shutdown.borrow();
+    let mut draining = drain.draining();
     // Messages may already be buffered (read while no server was attached, or pipelined
     // behind the startup packet): forward them before waiting for more.
     let mut terminated = from_client(client, state, cache, &mut to_server)?;
@@ -269,9 +284,8 @@ async fn relay_inner(
                 }
                 terminated = from_client(client, state, cache, &mut to_server)?;
             }
-            res = shutdown.changed(), if !draining => {
-                // A dropped sender also means "stop".
-                draining = res.is_err() || *shutdown.borrow();
+            () = drain.wait(), if !draining => {
+                draining = true;
             }
             _ = idle_sleep(state.idle_timeout),
                 if state.idle() && to_server.is_empty() && client.out.is_empty() =>
@@ -316,6 +330,14 @@ fn from_client(
     let mut synthetic = Vec::new();
     while let Some(frame) = next_frame(&mut client.rbuf, client.max_message)? {
         let tag = frame.tag();
+        // Inside the unit the session classified just before this relay, the effects of the
+        // SQL are known already (see `RelayState::prescan`).
+        let known = state.prescanned >= frame.as_bytes().len();
+        state.prescanned = if known {
+            state.prescanned - frame.as_bytes().len()
+        } else {
+            0
+        };
         if state.retryable() {
             state.retry_frames.push(frame.as_bytes().clone());
         }
@@ -326,6 +348,7 @@ fn from_client(
                 state.parts = out;
                 return Ok(true);
             }
+            fe::QUERY | fe::PARSE if known => {}
             fe::QUERY => note_sql(state, cstr(frame.body()).map(|(sql, _)| sql)),
             fe::PARSE => {
                 let sql = cstr(frame.body())

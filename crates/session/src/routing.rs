@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use pgsplit_backend::{PoolKey, PoolSettings};
-use pgsplit_classify::{Class, Classification, Reason, SetKind};
+use pgsplit_classify::{Class, Classification, Effects, Reason, SetKind};
 use pgsplit_config::Config;
 use pgsplit_router::{
     Balancer, NodeRole, Route, RouteOverride, RouteReason, SessionView, Snapshot, Target, Topology,
@@ -150,6 +150,9 @@ pub(crate) enum Scan<'a> {
         executes: bool,
         /// Bytes of the client's input the unit takes (0 when not known exactly).
         end: usize,
+        /// What the SQL texts of the unit's Query and Parse messages may do to the session,
+        /// from their (cached) classifications: the relay does not lex these `end` bytes again.
+        effects: Effects,
     },
 }
 
@@ -181,6 +184,7 @@ pub(crate) fn scan_unit<'a>(
     let mut parsed_named: Vec<&'a [u8]> = Vec::new();
     let mut parsed_unnamed = false;
     let mut executes = false;
+    let mut effects = Effects::default();
     let mut off = 0;
     loop {
         let Some(header) = buf.get(off..off + HEADER_LEN) else {
@@ -201,8 +205,10 @@ pub(crate) fn scan_unit<'a>(
                 let Some((sql, _)) = cstr(body) else {
                     return unknown(kit);
                 };
-                note(&mut best, classify(sql), sql);
-                return done(best, kit, true, off + len);
+                let class = classify(sql);
+                effects = effects.union(class.effects);
+                note(&mut best, class, sql);
+                return done(best, kit, true, off + len, effects);
             }
             fe::PARSE => {
                 let Some((name, rest)) = cbytes(body) else {
@@ -213,6 +219,7 @@ pub(crate) fn scan_unit<'a>(
                     Some(_) => classify(sql),
                     None => Arc::clone(&kit.unknown),
                 };
+                effects = effects.union(class.effects);
                 if name.is_empty() {
                     parsed_unnamed = true;
                 } else {
@@ -253,16 +260,16 @@ pub(crate) fn scan_unit<'a>(
                     },
                 }
             }
-            fe::SYNC => return done(best, kit, executes, off + len),
+            fe::SYNC => return done(best, kit, executes, off + len, effects),
             fe::FLUSH => {
                 // The client wants answers before it sends the rest of the unit, which may
                 // hold anything: the primary, unless a heavier verdict is already known.
                 note(&mut best, Arc::clone(&kit.unknown), "");
-                return done(best, kit, true, 0);
+                return done(best, kit, true, 0, effects);
             }
             fe::FUNCTION_CALL => {
                 note(&mut best, Arc::clone(&kit.function_call), "");
-                return done(best, kit, true, off + len);
+                return done(best, kit, true, off + len, effects);
             }
             fe::EXECUTE => executes = true,
             fe::DESCRIBE | fe::CLOSE => {}
@@ -271,7 +278,7 @@ pub(crate) fn scan_unit<'a>(
         off += len;
         if off > SCAN_LIMIT {
             note(&mut best, Arc::clone(&kit.unknown), "");
-            return done(best, kit, true, 0);
+            return done(best, kit, true, 0, effects);
         }
     }
 }
@@ -295,20 +302,15 @@ fn done<'a>(
     kit: &RouteKit,
     executes: bool,
     end: usize,
+    effects: Effects,
 ) -> Scan<'a> {
-    match best {
-        Some((class, sql)) => Scan::Unit {
-            class,
-            sql,
-            executes,
-            end,
-        },
-        None => Scan::Unit {
-            class: Arc::clone(&kit.empty),
-            sql: "",
-            executes,
-            end,
-        },
+    let (class, sql) = best.unwrap_or_else(|| (Arc::clone(&kit.empty), ""));
+    Scan::Unit {
+        class,
+        sql,
+        executes,
+        end,
+        effects,
     }
 }
 
@@ -318,6 +320,7 @@ fn unknown(kit: &RouteKit) -> Scan<'static> {
         sql: "",
         executes: true,
         end: 0,
+        effects: Effects::default(),
     }
 }
 
@@ -667,3 +670,6 @@ fn lenient_route_setting(sql: &str) -> Option<Option<String>> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,8 +8,10 @@
 //!
 //! One lock for all pools keeps the per-server limit (which spans pools) simple and exact.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
+
+use foldhash::{HashMap, HashMapExt};
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -45,6 +47,9 @@ pub(crate) struct State<C> {
     servers: HashMap<Arc<str>, ServerSlots>,
     /// Next waiter ticket; tickets grow monotonically, so they order waiters across pools.
     next_ticket: u64,
+    /// Waiters queued in all pools together: while none waits, releases skip the scan of a
+    /// server's pools for the oldest waiter.
+    waiting: usize,
 }
 
 /// The connections counted against one server's limit.
@@ -112,6 +117,7 @@ impl<C: Conn> State<C> {
             pools: HashMap::new(),
             servers: HashMap::new(),
             next_ticket: 0,
+            waiting: 0,
         }
     }
 
@@ -159,6 +165,7 @@ impl<C: Conn> State<C> {
         let (tx, rx) = oneshot::channel();
         if let Some(pool) = self.pools.get_mut(key) {
             pool.waiters.push_back(Waiter { ticket, tx });
+            self.waiting += 1;
         }
         Acquired::Wait(ticket, rx)
     }
@@ -166,13 +173,19 @@ impl<C: Conn> State<C> {
     /// Creates the pool if new and records the latest settings; a new address or password
     /// retires the idle connections.
     fn apply_settings(&mut self, key: &PoolKey, settings: &PoolSettings, closing: &mut Vec<C>) {
-        let server = self
-            .servers
-            .entry(key.server.clone())
-            .or_insert(ServerSlots {
-                open: 0,
-                max: settings.server_max_connections,
-            });
+        // A lookup first: `entry` would clone the key's `Arc` on every checkout.
+        if !self.servers.contains_key(&key.server) {
+            self.servers.insert(
+                key.server.clone(),
+                ServerSlots {
+                    open: 0,
+                    max: settings.server_max_connections,
+                },
+            );
+        }
+        let Some(server) = self.servers.get_mut(&key.server) else {
+            unreachable!("inserted above");
+        };
         let mut changed = server.max != settings.server_max_connections;
         server.max = settings.server_max_connections;
         let mut retired = 0;
@@ -306,6 +319,7 @@ impl<C: Conn> State<C> {
             let Some(waiter) = self.pools.get_mut(&key).and_then(|p| p.waiters.pop_front()) else {
                 return;
             };
+            self.waiting -= 1;
             if waiter.tx.send(Grant::Slot).is_err() {
                 // The waiter is gone (it cannot be, as waiters leave their queue under the lock
                 // before dropping the receiver, but a lost slot would be permanent).
@@ -318,6 +332,9 @@ impl<C: Conn> State<C> {
     /// The oldest waiter among the pools of `server` that are under their `size`, i.e. that
     /// wait for server capacity rather than for their own connections.
     fn oldest_eligible(&self, server: &str) -> Option<(u64, PoolKey)> {
+        if self.waiting == 0 {
+            return None;
+        }
         self.pools
             .iter()
             .filter(|(k, p)| &*k.server == server && p.open < p.settings.size)
@@ -363,6 +380,7 @@ impl<C: Conn> State<C> {
         }
         let mut conn = conn;
         while let Some(waiter) = pool.waiters.pop_front() {
+            self.waiting -= 1;
             match waiter.tx.send(Grant::Conn(conn)) {
                 Ok(()) => return,
                 Err(Grant::Conn(back)) => conn = back,
@@ -414,6 +432,7 @@ impl<C: Conn> State<C> {
         match pool.waiters.iter().position(|w| w.ticket == ticket) {
             Some(i) => {
                 pool.waiters.remove(i);
+                self.waiting -= 1;
                 true
             }
             None => false,
@@ -512,6 +531,11 @@ impl<C: Conn> State<C> {
 
     /// A snapshot of every pool, sorted by key.
     pub(crate) fn stats(&self) -> Vec<PoolStats> {
+        debug_assert_eq!(
+            self.waiting,
+            self.pools.values().map(|p| p.waiters.len()).sum::<usize>(),
+            "the waiter count follows the queues"
+        );
         let mut out: Vec<PoolStats> = self
             .pools
             .iter()

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use pgsplit_classify::{Class, Classification, SetKind};
+use pgsplit_classify::{Class, Classification, Effects, SetKind};
 use pgsplit_router::{
     Consistency, LastWrite, Lsn, NodeRole, Policy, Refusal, RouteOverride, Snapshot, Target,
 };
@@ -19,9 +19,18 @@ use crate::{Ctx, ServerEvent, SessionError, internal};
 /// How often a unit waiting for a server (a failover, a replica catching up) routes again.
 const WAIT_POLL: Duration = Duration::from_millis(20);
 
-/// A routed unit: its server, its classification, whether to capture the primary's WAL
-/// position after it commits, and whether it may be retried on another server.
-type RoutedUnit = (Arc<ServerTarget>, Arc<Classification>, bool, bool);
+/// A routed unit.
+struct RoutedUnit {
+    target: Arc<ServerTarget>,
+    class: Arc<Classification>,
+    /// Capture the primary's WAL position after it commits.
+    capture: bool,
+    /// It may be retried on another server.
+    retryable: bool,
+    /// Bytes at the front of the client's input that the unit takes (0: not known), and what
+    /// their SQL may do to the session, so that the relay does not lex them again.
+    scanned: (usize, Effects),
+}
 
 /// How many times a unit is routed again after connecting to its server failed.
 const MAX_CONNECT_RETRIES: usize = 8;
@@ -75,8 +84,13 @@ impl Session {
         }
         let mut attempts = 0;
         loop {
-            let Some((target, class, capture, retryable)) =
-                self.route_next(client, &mut avoid).await?
+            let Some(RoutedUnit {
+                target,
+                class,
+                capture,
+                retryable,
+                scanned,
+            }) = self.route_next(client, &mut avoid).await?
             else {
                 return Ok(false);
             };
@@ -86,6 +100,7 @@ impl Session {
                     self.capture = capture;
                     self.relay.retry_armed = retryable;
                     self.relay.retry_frames.clear();
+                    self.relay.prescan(scanned.0, scanned.1);
                     return Ok(true);
                 }
                 Err(SessionError::Refused(fields)) if fields.severity == "ERROR" => {
@@ -134,7 +149,7 @@ impl Session {
                 kit,
                 &classify,
             );
-            let (class, route, executes, end) = match scan {
+            let (class, route, executes, end, effects) = match scan {
                 Scan::Incomplete => {
                     client.fill().await?;
                     continue;
@@ -144,6 +159,7 @@ impl Session {
                     sql,
                     executes,
                     end,
+                    effects,
                 } => {
                     if client.rbuf.first() == Some(&fe::QUERY)
                         && let Some(setting) = route_setting(&class, sql)
@@ -161,7 +177,7 @@ impl Session {
                         topology
                     });
                     let route = self.router.route(&snapshot, modified, kit, &class, sql);
-                    (class, route, executes, end)
+                    (class, route, executes, end, effects)
                 }
             };
             let index = match route.target {
@@ -202,7 +218,13 @@ impl Session {
             // A unit on a replica keeps (references to) its messages until its answer begins,
             // so that it can be retried elsewhere if the replica fails first.
             let retryable = target.role == NodeRole::Replica && end > 0 && end <= RETRY_LIMIT;
-            return Ok(Some((target, class, capture, retryable)));
+            return Ok(Some(RoutedUnit {
+                target,
+                class,
+                capture,
+                retryable,
+                scanned: (end, effects),
+            }));
         }
     }
 

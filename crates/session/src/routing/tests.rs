@@ -1,0 +1,85 @@
+//! Unit scans: the verdict, the bytes the unit takes, and the session effects of its SQL that
+//! the relay then trusts instead of lexing the same bytes again.
+
+use std::hash::RandomState;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use pgsplit_classify::{Class, Classifier, Effects, Options};
+use pgsplit_telemetry::Metrics;
+use pgsplit_wire::frontend::tags as fe;
+
+use super::{RouteKit, Scan, scan_unit};
+use crate::extended::ClientStatements;
+
+fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![tag];
+    m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+fn query(sql: &str) -> Vec<u8> {
+    message(fe::QUERY, &[sql.as_bytes(), b"\0"].concat())
+}
+
+fn parse(sql: &str) -> Vec<u8> {
+    message(fe::PARSE, &[b"\0", sql.as_bytes(), b"\0\0\0"].concat())
+}
+
+fn extended(sql: &str) -> Vec<u8> {
+    let bind = message(fe::BIND, b"\0\0\0\0\0\0\0\0");
+    let execute = message(fe::EXECUTE, b"\0\0\0\0\0");
+    let sync = message(fe::SYNC, b"");
+    [parse(sql), bind, execute, sync].concat()
+}
+
+/// The class, the bytes taken and the effects of the unit at the front of `input`.
+fn scan(input: &[u8]) -> (Class, usize, Effects) {
+    let classifier = Classifier::new(Options::default());
+    let kit = RouteKit::new(Arc::new(Metrics::new()));
+    let statements = ClientStatements::new(RandomState::new());
+    let classify = |sql: &str| classifier.classify_with(sql, true);
+    let buf = BytesMut::from(input);
+    match scan_unit(&buf, 1 << 20, &statements, 1, &kit, &classify) {
+        Scan::Unit {
+            class,
+            end,
+            effects,
+            ..
+        } => (class.class, end, effects),
+        Scan::Incomplete => panic!("the unit is complete"),
+    }
+}
+
+#[test]
+fn a_plain_read_has_no_effects_and_takes_its_whole_message() {
+    let unit = query("SELECT abalance FROM pgbench_accounts WHERE aid = 7");
+    let (class, end, effects) = scan(&[unit.clone(), query("SELECT 2")].concat());
+    assert_eq!(class, Class::Read);
+    assert_eq!(end, unit.len());
+    assert!(!effects.any() && !effects.unpins);
+}
+
+#[test]
+fn effects_come_with_the_verdict_for_simple_and_extended_units() {
+    let (_, _, fx) = scan(&query("SET search_path = app"));
+    assert!(fx.settings, "SET changes settings");
+    let (_, end, fx) = scan(&extended("SELECT pg_advisory_lock(42)"));
+    assert!(fx.state, "a session advisory lock is state");
+    assert_eq!(end, extended("SELECT pg_advisory_lock(42)").len());
+    let (_, _, fx) = scan(&query("SELECT 1; CREATE TEMP TABLE t (a int)"));
+    assert!(fx.state, "the second statement counts too");
+}
+
+#[test]
+fn a_cached_verdict_keeps_the_effects_of_its_shape() {
+    // Both texts share one cached verdict (they differ only in a constant): the second one
+    // must still report the advisory lock although it was not lexed for effects.
+    let classifier = Classifier::new(Options::default());
+    let first = classifier.classify_with("SELECT pg_advisory_lock(1)", true);
+    let second = classifier.classify_with("SELECT pg_advisory_lock(2)", true);
+    assert!(first.effects.state && second.effects.state);
+    let plain = classifier.classify_with("SELECT 1", true);
+    assert_eq!(plain.effects, Effects::default());
+}
