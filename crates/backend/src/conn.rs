@@ -26,6 +26,8 @@ pub struct ServerConn {
     pub(crate) max_message: usize,
     /// ParameterStatus values the server reported at startup, in order.
     pub(crate) params: Vec<(String, String)>,
+    /// A hash of `params` (see [`ServerConn::params_hash`]), kept up to date with them.
+    pub(crate) params_hash: u64,
     /// The server's cancel key (process id, secret).
     pub(crate) key: (u32, u32),
     /// Transaction status from the last ReadyForQuery (`I`, `T` or `E`).
@@ -47,6 +49,21 @@ impl ServerConn {
     /// The ParameterStatus values the server reported during startup, in order.
     pub fn params(&self) -> &[(String, String)] {
         &self.params
+    }
+
+    /// A hash of [`ServerConn::params`], names and values in order: two connections with the
+    /// same hash report the same parameters, so a session that showed its client one of them
+    /// need not compare the other's parameters one by one.
+    pub fn params_hash(&self) -> u64 {
+        self.params_hash
+    }
+
+    /// Recomputes [`ServerConn::params_hash`] after `params` changed.
+    pub(crate) fn rehash_params(&mut self) {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        self.params.hash(&mut h);
+        self.params_hash = h.finish();
     }
 
     /// The server's backend process id and cancel secret.
@@ -119,12 +136,14 @@ impl ServerConn {
     pub fn note_param(&mut self, name: &str, value: &str) {
         match self.params.iter_mut().find(|(n, _)| n == name) {
             Some((_, v)) => {
-                if v != value {
-                    value.clone_into(v);
+                if v == value {
+                    return;
                 }
+                value.clone_into(v);
             }
             None => self.params.push((name.to_owned(), value.to_owned())),
         }
+        self.rehash_params();
     }
 
     /// Largest message accepted from this server.

@@ -56,6 +56,7 @@ async fn connect_inner(p: &ConnectParams<'_>) -> Result<ServerConn, BackendError
         rbuf: BytesMut::with_capacity(READ_BUF),
         max_message: p.max_message,
         params: Vec::new(),
+        params_hash: 0,
         key: (0, 0),
         txn_status: b'I',
         created_at,
@@ -90,6 +91,7 @@ async fn read_startup_state(conn: &mut ServerConn) -> Result<(), BackendError> {
             BackendMessage::BackendKeyData { pid, secret } => conn.key = (pid, secret),
             BackendMessage::ReadyForQuery { status } => {
                 conn.txn_status = status;
+                conn.rehash_params();
                 return Ok(());
             }
             BackendMessage::NoticeResponse(_) | BackendMessage::NegotiateProtocolVersion { .. } => {

@@ -115,22 +115,35 @@ impl Classifier {
             c.effects = session_effects(sql);
             return Arc::new(c);
         }
+        // Texts that differ only in their constants (`... WHERE id = 42` from ORMs and
+        // pgbench) share one verdict: under a shape key when a one-pass lexer settles where
+        // the constants are, else under PostgreSQL's own normalization (`... = $1`), which
+        // costs a raw parse instead of a full parse and tree decode. The shape key is tried
+        // first: most texts have one, and then the exact text (nearly always unique, as its
+        // constants are) need not be hashed and looked up in vain.
+        let shape = shape_key(sql);
+        if let Some(key) = shape.as_deref()
+            && let Some(hit) = self.shared_hit(key, sql)
+        {
+            return hit;
+        }
+        // Verdicts that are not shared (SET, BEGIN, EXPLAIN) are kept under the exact text.
         if let Some(hit) = self.cache.get(sql) {
             self.counters.hits.fetch_add(1, Ordering::Relaxed);
             return hit;
         }
-        // Texts that differ only in their constants (`... WHERE id = 42` from ORMs and
-        // pgbench) share one verdict: under a shape key when a one-pass lexer settles where
-        // the constants are, else under PostgreSQL's own normalization (`... = $1`), which
-        // costs a raw parse instead of a full parse and tree decode.
-        let normalized = shape_key(sql).or_else(|| normalized(sql));
-        if let Some(key) = normalized.as_deref()
-            && let Some(hit) = self.cache.get(key)
-            && hit.hint == leading_hint(sql)
-        {
-            self.counters.hits.fetch_add(1, Ordering::Relaxed);
-            return hit;
-        }
+        let normalized = match shape {
+            Some(key) => Some(key),
+            None => {
+                let key = normalized(sql);
+                if let Some(k) = key.as_deref()
+                    && let Some(hit) = self.shared_hit(k, sql)
+                {
+                    return hit;
+                }
+                key
+            }
+        };
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
         let verdict = Arc::new(self.classify_uncached(sql));
         match normalized.as_deref() {
@@ -138,6 +151,17 @@ impl Classifier {
             _ => self.cache.insert(sql, Arc::clone(&verdict)),
         }
         verdict
+    }
+
+    /// The verdict cached under the shared key `key` for `sql`, if its leading hint is the
+    /// same (hints are not part of the key, and must not be shared).
+    fn shared_hit(&self, key: &str, sql: &str) -> Option<Arc<Classification>> {
+        let hit = self
+            .cache
+            .get(key)
+            .filter(|hit| hit.hint == leading_hint(sql))?;
+        self.counters.hits.fetch_add(1, Ordering::Relaxed);
+        Some(hit)
     }
 
     /// Classifies without touching the cache (benchmarks, `EXPLAIN ROUTE`, tests).

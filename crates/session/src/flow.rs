@@ -110,6 +110,7 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
         ctx: ctx.clone(),
         state,
         view: Vec::new(),
+        view_synced: None,
         login_user: login_user.to_owned(),
         target,
         router,
@@ -175,6 +176,9 @@ struct Session {
     state: ClientState,
     /// ParameterStatus values the client has been shown (name, value).
     view: Vec<(String, String)>,
+    /// `params_hash` of a server connection whose every parameter `view` shows as is: a
+    /// connection with the same hash needs no comparison.
+    view_synced: Option<u64>,
     /// The role pgsplit logs in as on servers.
     login_user: String,
     /// The primary's pool at startup: the first checkout, and every unit in session mode.
@@ -231,9 +235,15 @@ impl Session {
             self.relay.stop_at_boundary = self.releases_at_boundary() || self.state.pinned;
             let conn = self.conn.as_mut().expect("attached above");
             let res = relay(client, conn, &mut self.relay, &drain).await;
-            for (name, value) in self.relay.param_updates.drain(..) {
-                conn.note_param(&name, &value);
-                set_view(&mut self.view, &name, &value);
+            if !self.relay.param_updates.is_empty() {
+                for (name, value) in self.relay.param_updates.drain(..) {
+                    conn.note_param(&name, &value);
+                    set_view(&mut self.view, &name, &value);
+                }
+                // The connection and the view took the same values.
+                if self.view_synced.is_some() {
+                    self.view_synced = Some(conn.params_hash());
+                }
             }
             if std::mem::take(&mut self.relay.read_only_error) {
                 note_read_only(&self.ctx, self.current.as_deref());
@@ -355,10 +365,11 @@ impl Session {
         }
         if first {
             self.view = conn.params().to_vec();
-        } else {
+        } else if self.view_synced != Some(conn.params_hash()) {
             // Also brings `view` up to date with the connection.
             show_changed_params(client, &mut self.view, &conn);
         }
+        self.view_synced = Some(conn.params_hash());
         self.cancel.attach(conn.addr(), conn.cancel_key());
         debug!(first, server = %target.key.server, "checked out a server connection");
         self.registered.set_activity(Activity::Active);
@@ -395,6 +406,7 @@ impl Session {
             warn!(error = %fields.message, "re-applying session settings failed");
         }
         show_changed_params(client, &mut self.view, conn);
+        self.view_synced = Some(conn.params_hash());
         Ok(())
     }
 
