@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
 
 /// Where a client's cancel request must go right now.
@@ -29,24 +28,31 @@ struct Entry {
 pub struct CancelSlot {
     /// The client holds the server connection in `target`.
     attached: AtomicBool,
-    /// The last server connection the client held (kept after detaching, so getting the same
-    /// connection back allocates nothing).
-    target: ArcSwapOption<CancelTarget>,
+    /// The last server connection the client held (kept after detaching; a new one is copied
+    /// into the same `String`, so attaching allocates nothing). Locked by its own session
+    /// once per attach and by the rare cancel request: never contended in practice.
+    target: Mutex<Option<CancelTarget>>,
 }
 
 impl CancelSlot {
     /// The client now holds the connection with this address and cancel key.
     pub fn attach(&self, addr: &str, key: (u32, u32)) {
-        let same = self
-            .target
-            .load()
-            .as_ref()
-            .is_some_and(|t| t.key == key && t.addr == addr);
-        if !same {
-            self.target.store(Some(Arc::new(CancelTarget {
-                addr: addr.to_owned(),
-                key,
-            })));
+        {
+            let mut target = self.target.lock();
+            match target.as_mut() {
+                Some(t) => {
+                    if t.key != key || t.addr != addr {
+                        t.key = key;
+                        addr.clone_into(&mut t.addr);
+                    }
+                }
+                None => {
+                    *target = Some(CancelTarget {
+                        addr: addr.to_owned(),
+                        key,
+                    });
+                }
+            }
         }
         self.attached.store(true, Ordering::Release);
     }
@@ -60,7 +66,7 @@ impl CancelSlot {
         if !self.attached.load(Ordering::Acquire) {
             return None;
         }
-        self.target.load_full().map(|t| (*t).clone())
+        self.target.lock().clone()
     }
 }
 

@@ -327,11 +327,10 @@ impl Session {
         self.ctx.control.wait_resumed().await;
         let started = tokio::time::Instant::now();
         let checkout = pools.checkout(&target.key, &target.settings).await;
-        self.registered.after_checkout(&checkout, started.elapsed());
+        let waited = started.elapsed();
+        self.registered.after_checkout(&checkout, waited);
         let metrics = &self.ctx.metrics;
-        metrics
-            .checkout_wait_seconds
-            .observe(started.elapsed().as_secs_f64());
+        metrics.checkout_wait_seconds.observe(waited.as_secs_f64());
         let mut conn = match checkout {
             Ok(conn) => conn,
             Err(e) => {

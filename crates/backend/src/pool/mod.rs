@@ -179,7 +179,9 @@ pub(crate) trait Connector: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Conn, BackendError>> + Send;
 }
 
-impl Conn for ServerConn {
+/// Boxed, so that checkout, release and the idle lists move a pointer, not the whole
+/// connection (buffers, parameters, statement cache) several times per unit.
+impl Conn for Box<ServerConn> {
     fn created_at(&self) -> Instant {
         ServerConn::created_at(self)
     }
@@ -203,13 +205,13 @@ impl Conn for ServerConn {
 pub(crate) struct TcpConnector;
 
 impl Connector for TcpConnector {
-    type Conn = ServerConn;
+    type Conn = Box<ServerConn>;
 
     async fn open(
         &self,
         key: &PoolKey,
         settings: &PoolSettings,
-    ) -> Result<ServerConn, BackendError> {
+    ) -> Result<Box<ServerConn>, BackendError> {
         let params = ConnectParams {
             addr: &settings.addr,
             user: &key.user,
@@ -219,7 +221,7 @@ impl Connector for TcpConnector {
             connect_timeout: settings.connect_timeout,
             max_message: settings.max_message,
         };
-        connect(&params).await
+        connect(&params).await.map(Box::new)
     }
 }
 

@@ -173,6 +173,17 @@ impl<C: Conn> State<C> {
     /// Creates the pool if new and records the latest settings; a new address or password
     /// retires the idle connections.
     fn apply_settings(&mut self, key: &PoolKey, settings: &PoolSettings, closing: &mut Vec<C>) {
+        // The common case, settings unchanged since the last checkout: two lookups, no change.
+        if let Some(pool) = self.pools.get_mut(key)
+            && pool.settings == *settings
+            && self
+                .servers
+                .get(&key.server)
+                .is_some_and(|s| s.max == settings.server_max_connections)
+        {
+            pool.retired = false;
+            return;
+        }
         // A lookup first: `entry` would clone the key's `Arc` on every checkout.
         if !self.servers.contains_key(&key.server) {
             self.servers.insert(
