@@ -505,7 +505,9 @@ async fn wait_for_work(
         let ClientConn {
             rd, wr, rbuf, out, ..
         } = client;
+        // `biased`: no random start per wake-up; the client's writes come first.
         tokio::select! {
+            biased;
             res = out.write_some(wr), if !out.is_empty() => {
                 res.map_err(SessionError::ClientIo)?;
             }

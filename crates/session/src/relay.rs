@@ -228,7 +228,11 @@ async fn relay_inner(
             client.flush().await?;
             return Ok(RelayEnd::Drained);
         }
+        // `biased`: branches are polled in this order, without drawing a random start on
+        // every wake-up. Nothing starves: a side stops being read while the other side has
+        // HIGH_WATER bytes queued, so the branches below get their turn.
         tokio::select! {
+            biased;
             res = client.out.write_some(&mut client.wr), if !client.out.is_empty() => {
                 res.map_err(SessionError::ClientIo)?;
             }
