@@ -9,12 +9,15 @@
 //! is brought down at the end, also after an error.
 //!
 //! `cargo xtask bench --memory` is the other half: pgsplit's resident memory per idle client
-//! connection (see `memory`).
+//! connection (see `memory`). `cargo xtask bench --instructions` counts user-space instructions
+//! per transaction of both proxies under callgrind (see `instructions`).
 //!
 //! Modules: `plan` (flags → what runs), `services` (the proxies), `pgbench` (one run and its
 //! figures), `metrics` (pgsplit's /metrics), `report` (medians, targets, markdown), `machine`
-//! (the description of the machine), `memory` (the idle-connection memory bench).
+//! (the description of the machine), `memory` (the idle-connection memory bench), `instructions`
+//! (callgrind counts).
 
+mod instructions;
 mod machine;
 mod memory;
 mod metrics;
@@ -54,6 +57,9 @@ pub(crate) fn main(args: Vec<String>) -> Result<()> {
     let mut flags = Flags::new(args);
     if flags.switch("memory") {
         return memory::main(flags, command);
+    }
+    if flags.switch("instructions") {
+        return instructions::main(flags, command);
     }
     let no_criterion = flags.switch("no-criterion");
     if flags.switch("criterion") {

@@ -96,6 +96,39 @@ pub(crate) fn ensure_pgbouncer() -> Result<PathBuf> {
     }
 }
 
+/// Makes sure valgrind (with `callgrind_control` and `callgrind_annotate`) is installed, with
+/// apt-get when absent and we are root (for `cargo xtask bench --instructions`).
+pub(crate) fn ensure_valgrind() -> Result<()> {
+    let found = |name: &str| {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain(["/usr/bin".into()])
+            .any(|dir| dir.join(name).is_file())
+    };
+    if found("valgrind") && found("callgrind_control") && found("callgrind_annotate") {
+        println!("==> install: valgrind is present");
+        return Ok(());
+    }
+    println!("==> install: missing valgrind");
+    if !pg::is_root()? || !Path::new("/usr/bin/apt-get").is_file() {
+        bail!("valgrind is missing; run `sudo apt-get install valgrind` and retry");
+    }
+    for args in [
+        &["update"][..],
+        &["install", "-y", "--no-install-recommends", "valgrind"][..],
+    ] {
+        cmd::run(
+            Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    if !found("callgrind_control") {
+        bail!("still no callgrind_control after apt-get install valgrind");
+    }
+    Ok(())
+}
+
 /// `pgbouncer` on the PATH or in the sbin directories Debian uses (often off a user's PATH).
 fn find_pgbouncer() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();

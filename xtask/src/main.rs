@@ -43,7 +43,11 @@ cargo xtask <command>
                       the criterion microbenchmarks alone, to their section of docs/benchmarks.md
   bench --memory [--idle-clients N]
                       pgsplit's RSS per idle client connection (default 10000 clients), written
-                      to its own section of docs/benchmarks.md";
+                      to its own section of docs/benchmarks.md
+  bench --instructions
+                      user-space instructions per pgbench -S transaction of pgsplit and PgBouncer
+                      under callgrind (installs valgrind), with pgsplit's costliest functions,
+                      written to its own section of docs/benchmarks.md";
 
 fn main() -> ExitCode {
     match run(std::env::args().skip(1).collect()) {

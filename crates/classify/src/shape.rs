@@ -3,8 +3,9 @@
 //! `... WHERE id = 42` and `... WHERE id = 43` are the same statement for routing. PostgreSQL's
 //! own normalization (`pg_query::normalize`) knows that for any text but costs a raw parse;
 //! this key costs one pass over the bytes and answers only when the text alone settles where
-//! every constant is: no comments, no dollar signs (dollar quotes, parameters), no backslash,
-//! no prefixed strings (`E''`, `B''`, `X''`, `N''`), no numbers other than plain integers.
+//! every constant is: outside string literals and quoted identifiers, no comments, no dollar
+//! signs (dollar quotes, parameters) and no backslash; no prefixed strings (`E''`, `B''`,
+//! `X''`, `N''`), no numbers other than plain integers.
 //! Anything else gives `None` and the caller falls back to the exact normalization.
 //!
 //! Within those limits the text is lexed exactly as PostgreSQL does: a string is `'...'`
@@ -22,46 +23,57 @@ const MARK: u8 = 0x01;
 /// the shapes this lexer settles.
 pub(crate) fn shape_key(sql: &str) -> Option<String> {
     let b = sql.as_bytes();
-    if b.iter().any(|&c| matches!(c, b'$' | b'\\' | 0 | MARK))
-        || sql.contains("--")
-        || sql.contains("/*")
-    {
-        return None;
-    }
     let mut out = Vec::with_capacity(b.len() + 1);
     out.push(MARK);
     let mut changed = false;
     let mut i = 0;
+    // One pass: what the lexer cannot settle (see the module comment) is noticed where it is
+    // met outside literals; inside a literal it is only text.
     while i < b.len() {
         let c = b[i];
-        if c == b'\'' {
-            if i > 0 && is_ident(b[i - 1]) {
-                return None; // E'..', B'..', X'..', N'..', or a typed literal glued to a name
+        match c {
+            b'\'' => {
+                if i > 0 && is_ident(b[i - 1]) {
+                    return None; // E'..', B'..', X'..', N'..', or a typed literal glued to a name
+                }
+                let end = closing(b, i, b'\'')?;
+                out.extend_from_slice(b"'?'");
+                changed = true;
+                i = end + 1;
             }
-            let end = closing(b, i, b'\'')?;
-            out.extend_from_slice(b"'?'");
-            changed = true;
-            i = end + 1;
-        } else if c == b'"' {
-            let end = closing(b, i, b'"')?;
-            out.extend_from_slice(&b[i..=end]);
-            i = end + 1;
-        } else if c.is_ascii_digit() {
-            let end = i + b[i..].iter().take_while(|d| d.is_ascii_digit()).count();
-            if b.get(end).is_some_and(|&n| is_ident(n) || n == b'.') || (i > 0 && b[i - 1] == b'.')
-            {
-                return None; // 1.5, 1e5, 0x1F, 1_000, .5: not a plain integer
+            b'"' => {
+                let end = closing(b, i, b'"')?;
+                out.extend_from_slice(&b[i..=end]);
+                i = end + 1;
             }
-            out.push(b'?');
-            changed = true;
-            i = end;
-        } else if is_ident(c) {
-            let end = i + b[i..].iter().take_while(|&&d| is_ident(d)).count();
-            out.extend_from_slice(&b[i..end]);
-            i = end;
-        } else {
-            out.push(c);
-            i += 1;
+            b'0'..=b'9' => {
+                let end = i + b[i..].iter().take_while(|d| d.is_ascii_digit()).count();
+                if b.get(end).is_some_and(|&n| is_ident(n) || n == b'.')
+                    || (i > 0 && b[i - 1] == b'.')
+                {
+                    return None; // 1.5, 1e5, 0x1F, 1_000, .5: not a plain integer
+                }
+                out.push(b'?');
+                changed = true;
+                i = end;
+            }
+            // Parameters and dollar quotes, escapes, and bytes no SQL text holds.
+            b'$' | b'\\' | 0 | MARK => return None,
+            // Comments.
+            b'-' if b.get(i + 1) == Some(&b'-') => return None,
+            b'/' if b.get(i + 1) == Some(&b'*') => return None,
+            _ if is_ident(c) => {
+                let end = b[i..]
+                    .iter()
+                    .position(|&d| !is_ident(d))
+                    .map_or(b.len(), |n| i + n);
+                out.extend_from_slice(&b[i..end]);
+                i = end;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
         }
     }
     if !changed {
@@ -114,6 +126,11 @@ mod tests {
         assert_eq!(
             key("SELECT é1 FROM t WHERE a=1").as_deref(),
             Some("SELECT é1 FROM t WHERE a=?")
+        );
+        // Inside literals, comment starts, dollar signs and backslashes are only text.
+        assert_eq!(
+            key(r#"SELECT "a--b/*", 'x -- $1 \ /*' FROM t WHERE c$d = 1"#).as_deref(),
+            Some(r#"SELECT "a--b/*", '?' FROM t WHERE c$d = ?"#)
         );
     }
 

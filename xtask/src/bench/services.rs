@@ -243,6 +243,19 @@ pub(crate) fn start_pgsplit(
     dir: &Path,
     extra: &str,
 ) -> Result<Pgsplit> {
+    start_pgsplit_in(pg, binary, cluster, dir, extra, &[])
+}
+
+/// [`start_pgsplit`], run by `wrapper` (a program and its arguments, e.g. valgrind) when not
+/// empty.
+pub(crate) fn start_pgsplit_in(
+    pg: &Pg,
+    binary: &Path,
+    cluster: &Cluster,
+    dir: &Path,
+    extra: &str,
+    wrapper: &[String],
+) -> Result<Pgsplit> {
     let ports = free_ports(2)?;
     let config = dir.join("pgsplit.yaml");
     let yaml = pgsplit_config(cluster, ports[0], ports[1]) + extra;
@@ -255,7 +268,14 @@ pub(crate) fn start_pgsplit(
     let mut check = Command::new(binary);
     check.arg("check").arg("--config").arg(&config);
     cmd::output(&mut check)?;
-    let mut run = Command::new(binary);
+    let mut run = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut run = Command::new(program);
+            run.args(args).arg(binary);
+            run
+        }
+        None => Command::new(binary),
+    };
     run.arg("--config").arg(&config).current_dir(dir);
     let mut service = Service::spawn("pgsplit", run, dir.join("pgsplit.log"))?;
     service.wait_ready(pg, ports[0], APP)?;
@@ -330,6 +350,31 @@ pub(crate) fn start_pgbouncer(
     session_pool: u32,
     secrets: Secrets<'_>,
 ) -> Result<Pgbouncer> {
+    start_pgbouncer_in(
+        pg,
+        binary,
+        version,
+        cluster,
+        dir,
+        session_pool,
+        secrets,
+        &[],
+    )
+}
+
+/// [`start_pgbouncer`], run by `wrapper` (a program and its arguments, e.g. valgrind) when not
+/// empty.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn start_pgbouncer_in(
+    pg: &Pg,
+    binary: &Path,
+    version: &str,
+    cluster: &Cluster,
+    dir: &Path,
+    session_pool: u32,
+    secrets: Secrets<'_>,
+    wrapper: &[String],
+) -> Result<Pgbouncer> {
     let Secrets {
         app: secret,
         md5: md5_secret,
@@ -393,7 +438,14 @@ pub(crate) fn start_pgbouncer(
         "==> starting {version} on 127.0.0.1:{port} ({})",
         dir.display()
     );
-    let mut run = pg.as_owner(binary);
+    let mut run = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut run = pg.as_owner(Path::new(program));
+            run.args(args).arg(binary);
+            run
+        }
+        None => pg.as_owner(binary),
+    };
     run.arg(dir.join("pgbouncer.ini"));
     let mut service = Service::spawn("pgbouncer", run, dir.join("pgbouncer.log"))?;
     service.pidfile = Some(dir.join("pgbouncer.pid"));
