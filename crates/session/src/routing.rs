@@ -52,6 +52,25 @@ pub struct RouteKit {
     /// Server connections checked out by sessions, per server name (shared by every
     /// session; balancing and the full-server check read them).
     loads: Mutex<HashMap<String, Arc<AtomicUsize>>>,
+    /// Targets built by sessions, shared so that a new client connection does not resolve its
+    /// pool settings and metric handles again (`-C` workloads connect for every transaction).
+    targets: Mutex<SharedTargets>,
+}
+
+/// [`ServerTarget`]s of one config generation and primary, by server index, user, login user
+/// and database (see [`shared_key`]).
+#[derive(Debug, Default)]
+struct SharedTargets {
+    scope: Option<(u64, Option<usize>)>,
+    map: HashMap<String, Arc<ServerTarget>>,
+}
+
+/// Most shared targets kept (clients name databases freely): past it the map starts over.
+const SHARED_TARGETS_MAX: usize = 10_000;
+
+/// The key of a shared target; NUL never occurs in names from a startup packet or the config.
+fn shared_key(index: usize, user: &str, login_user: &str, database: &str) -> String {
+    format!("{index}\0{user}\0{login_user}\0{database}")
 }
 
 /// Target kinds as metric labels, in the order [`target_kind`] numbers them.
@@ -111,7 +130,35 @@ impl RouteKit {
             durations: pgsplit_telemetry::QUERY_ROLES.map(|role| metrics.query_duration(role)),
             metrics,
             loads: Mutex::new(HashMap::new()),
+            targets: Mutex::new(SharedTargets::default()),
         }
+    }
+
+    /// The target another session built for `key` under `scope` (generation, primary).
+    fn shared_target(&self, scope: (u64, Option<usize>), key: &str) -> Option<Arc<ServerTarget>> {
+        let shared = self.targets.lock();
+        if shared.scope != Some(scope) {
+            return None;
+        }
+        shared.map.get(key).cloned()
+    }
+
+    /// Shares a target built for `key` under `scope`. A newer scope replaces the older one's
+    /// targets; a session still on an older snapshot shares nothing.
+    fn keep_target(&self, scope: (u64, Option<usize>), key: String, target: Arc<ServerTarget>) {
+        let mut shared = self.targets.lock();
+        match shared.scope {
+            Some(current) if current == scope => {}
+            Some((generation, _)) if generation > scope.0 => return,
+            _ => {
+                shared.scope = Some(scope);
+                shared.map.clear();
+            }
+        }
+        if shared.map.len() >= SHARED_TARGETS_MAX {
+            shared.map.clear();
+        }
+        shared.map.insert(key, target);
     }
 
     /// The checked-out connection count of server `name` (created at first use; kept across
@@ -551,6 +598,19 @@ impl SessionRouter {
         if let Some(Some(t)) = self.targets.get(index) {
             return Some(Arc::clone(t));
         }
+        let scope = (snapshot.generation, snapshot.topology.primary);
+        let key = shared_key(
+            index,
+            &self.view.user,
+            &self.login_user,
+            &self.view.database,
+        );
+        if let Some(target) = kit.shared_target(scope, &key) {
+            if let Some(slot) = self.targets.get_mut(index) {
+                *slot = Some(Arc::clone(&target));
+            }
+            return Some(target);
+        }
         let config: &Config = &snapshot.config;
         let server = config.servers.get(index)?;
         let password = config
@@ -592,6 +652,7 @@ impl SessionRouter {
         if let Some(slot) = self.targets.get_mut(index) {
             *slot = Some(Arc::clone(&target));
         }
+        kit.keep_target(scope, key, Arc::clone(&target));
         Some(target)
     }
 

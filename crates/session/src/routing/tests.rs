@@ -83,3 +83,43 @@ fn a_cached_verdict_keeps_the_effects_of_its_shape() {
     let plain = classifier.classify_with("SELECT 1", true);
     assert_eq!(plain.effects, Effects::default());
 }
+
+const YAML: &str = "\
+users:
+  - { name: app, password: s3cret-app }
+servers:
+  - { name: pg1, host: 127.0.0.1, port: 5432, role: primary }
+  - { name: pg2, host: 127.0.0.1, port: 5433, role: replica }
+";
+
+#[test]
+fn sessions_share_targets_of_one_generation_and_pool() {
+    use super::SessionRouter;
+    use pgsplit_router::Snapshot;
+
+    let kit = RouteKit::new(Arc::new(Metrics::new()));
+    let snapshot = Snapshot::new(pgsplit_config::parse(YAML, "t.yaml").unwrap());
+    let mut first = SessionRouter::new("app", "app", "app", 1);
+    let mut second = SessionRouter::new("app", "app", "app", 2);
+    let mut other_db = SessionRouter::new("app", "other", "app", 3);
+    let a = first.target(&snapshot, &kit, 1).expect("server 1");
+    let b = second.target(&snapshot, &kit, 1).expect("server 1");
+    assert!(
+        Arc::ptr_eq(&a, &b),
+        "a second session reuses the first one's target"
+    );
+    let c = other_db.target(&snapshot, &kit, 1).expect("server 1");
+    assert!(!Arc::ptr_eq(&a, &c), "another database is another pool");
+    assert_eq!(&*c.key.database, "other");
+    // A reload is a new generation: targets are built again, with its settings.
+    let reloaded = snapshot.reload(pgsplit_config::parse(YAML, "t.yaml").unwrap());
+    let d = SessionRouter::new("app", "app", "app", 4)
+        .target(&reloaded, &kit, 1)
+        .expect("server 1");
+    assert!(!Arc::ptr_eq(&a, &d));
+    let e = first.target(&reloaded, &kit, 1).expect("server 1");
+    assert!(
+        Arc::ptr_eq(&d, &e),
+        "the older session moves to the new generation's target"
+    );
+}
