@@ -3,9 +3,9 @@
 //! `... WHERE id = 42` and `... WHERE id = 43` are the same statement for routing. PostgreSQL's
 //! own normalization (`pg_query::normalize`) knows that for any text but costs a raw parse;
 //! this key costs one pass over the bytes and answers only when the text alone settles where
-//! every constant is: outside string literals and quoted identifiers, no comments, no dollar
-//! signs (dollar quotes, parameters) and no backslash; no prefixed strings (`E''`, `B''`,
-//! `X''`, `N''`), no numbers other than plain integers.
+//! every constant is: no dollar signs (dollar quotes, parameters); outside string literals and
+//! quoted identifiers, no comments and no backslash; no prefixed strings (`E''`, `B''`, `X''`,
+//! `N''`), no numbers other than plain integers.
 //! Anything else gives `None` and the caller falls back to the exact normalization.
 //!
 //! Within those limits the text is lexed exactly as PostgreSQL does: a string is `'...'`
@@ -23,6 +23,11 @@ const MARK: u8 = 0x01;
 /// the shapes this lexer settles.
 pub(crate) fn shape_key(sql: &str) -> Option<String> {
     let b = sql.as_bytes();
+    // Texts with parameters (`$1`: extended protocol, prepared statements) are cached under
+    // their exact text, which does not vary: answer before building anything.
+    if b.contains(&b'$') {
+        return None;
+    }
     let mut out = Vec::with_capacity(b.len() + 1);
     out.push(MARK);
     let mut changed = false;
@@ -57,8 +62,8 @@ pub(crate) fn shape_key(sql: &str) -> Option<String> {
                 changed = true;
                 i = end;
             }
-            // Parameters and dollar quotes, escapes, and bytes no SQL text holds.
-            b'$' | b'\\' | 0 | MARK => return None,
+            // Escapes, and bytes no SQL text holds.
+            b'\\' | 0 | MARK => return None,
             // Comments.
             b'-' if b.get(i + 1) == Some(&b'-') => return None,
             b'/' if b.get(i + 1) == Some(&b'*') => return None,
@@ -127,10 +132,10 @@ mod tests {
             key("SELECT é1 FROM t WHERE a=1").as_deref(),
             Some("SELECT é1 FROM t WHERE a=?")
         );
-        // Inside literals, comment starts, dollar signs and backslashes are only text.
+        // Inside literals, comment starts and backslashes are only text.
         assert_eq!(
-            key(r#"SELECT "a--b/*", 'x -- $1 \ /*' FROM t WHERE c$d = 1"#).as_deref(),
-            Some(r#"SELECT "a--b/*", '?' FROM t WHERE c$d = ?"#)
+            key(r#"SELECT "a--b/*", 'x -- \ /*' FROM t WHERE c = 1"#).as_deref(),
+            Some(r#"SELECT "a--b/*", '?' FROM t WHERE c = ?"#)
         );
     }
 
