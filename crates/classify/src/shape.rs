@@ -31,62 +31,83 @@ pub(crate) fn shape_key(sql: &str) -> Option<String> {
     let mut out = Vec::with_capacity(b.len() + 1);
     out.push(MARK);
     let mut changed = false;
+    // Bytes from `copied` to `i` go to the key unchanged, in one copy when a constant (or the
+    // end) is reached: identifiers, keywords, quoted identifiers, operators, spaces.
+    let mut copied = 0;
     let mut i = 0;
     // One pass: what the lexer cannot settle (see the module comment) is noticed where it is
     // met outside literals; inside a literal it is only text.
     while i < b.len() {
-        let c = b[i];
-        match c {
-            b'\'' => {
-                if i > 0 && is_ident(b[i - 1]) {
-                    return None; // E'..', B'..', X'..', N'..', or a typed literal glued to a name
-                }
-                let end = closing(b, i, b'\'')?;
-                out.extend_from_slice(b"'?'");
-                changed = true;
-                i = end + 1;
-            }
-            b'"' => {
-                let end = closing(b, i, b'"')?;
-                out.extend_from_slice(&b[i..=end]);
-                i = end + 1;
-            }
-            b'0'..=b'9' => {
+        match CLASS[usize::from(b[i])] {
+            DIGIT if i > 0 && is_ident(b[i - 1]) => i += 1, // inside an identifier (`t1`)
+            DIGIT => {
                 let end = i + b[i..].iter().take_while(|d| d.is_ascii_digit()).count();
                 if b.get(end).is_some_and(|&n| is_ident(n) || n == b'.')
                     || (i > 0 && b[i - 1] == b'.')
                 {
                     return None; // 1.5, 1e5, 0x1F, 1_000, .5: not a plain integer
                 }
+                out.extend_from_slice(&b[copied..i]);
                 out.push(b'?');
                 changed = true;
                 i = end;
+                copied = end;
             }
+            QUOTE => {
+                if i > 0 && is_ident(b[i - 1]) {
+                    return None; // E'..', B'..', X'..', N'..', or a typed literal glued to a name
+                }
+                let end = closing(b, i, b'\'')?;
+                out.extend_from_slice(&b[copied..i]);
+                out.extend_from_slice(b"'?'");
+                changed = true;
+                i = end + 1;
+                copied = i;
+            }
+            DQUOTE => i = closing(b, i, b'"')? + 1,
             // Escapes, and bytes no SQL text holds.
-            b'\\' | 0 | MARK => return None,
+            REJECT => return None,
             // Comments.
-            b'-' if b.get(i + 1) == Some(&b'-') => return None,
-            b'/' if b.get(i + 1) == Some(&b'*') => return None,
-            _ if is_ident(c) => {
-                let end = b[i..]
-                    .iter()
-                    .position(|&d| !is_ident(d))
-                    .map_or(b.len(), |n| i + n);
-                out.extend_from_slice(&b[i..end]);
-                i = end;
-            }
-            _ => {
-                out.push(c);
-                i += 1;
-            }
+            DASH if b.get(i + 1) == Some(&b'-') => return None,
+            SLASH if b.get(i + 1) == Some(&b'*') => return None,
+            _ => i += 1,
         }
     }
     if !changed {
         return None;
     }
+    out.extend_from_slice(&b[copied..]);
     // Only ASCII was replaced, whole non-ASCII runs were copied: still UTF-8.
     String::from_utf8(out).ok()
 }
+
+/// What [`shape_key`] does at a byte: most bytes are copied (`PLAIN`), the others start a
+/// constant, a quoted identifier, a comment, or end the attempt.
+const PLAIN: u8 = 0;
+const DIGIT: u8 = 1;
+const QUOTE: u8 = 2;
+const DQUOTE: u8 = 3;
+const REJECT: u8 = 4;
+const DASH: u8 = 5;
+const SLASH: u8 = 6;
+
+/// [`shape_key`]'s byte classes, by byte value.
+static CLASS: [u8; 256] = {
+    let mut t = [PLAIN; 256];
+    let mut d = b'0';
+    while d <= b'9' {
+        t[d as usize] = DIGIT;
+        d += 1;
+    }
+    t[b'\'' as usize] = QUOTE;
+    t[b'"' as usize] = DQUOTE;
+    t[b'\\' as usize] = REJECT;
+    t[0] = REJECT;
+    t[MARK as usize] = REJECT;
+    t[b'-' as usize] = DASH;
+    t[b'/' as usize] = SLASH;
+    t
+};
 
 /// A byte that continues an identifier or keyword in PostgreSQL's lexer.
 fn is_ident(c: u8) -> bool {

@@ -369,10 +369,14 @@ impl<C: Conn> State<C> {
     /// older waiter of another pool needs the server slot.
     pub(crate) fn put_back(&mut self, key: &PoolKey, conn: C, now: Instant, closing: &mut Vec<C>) {
         let over_server = self.servers.get(&key.server).is_none_or(|s| s.open > s.max);
-        let own_front = self
-            .pools
-            .get(key)
-            .and_then(|p| p.waiters.front().map(|w| w.ticket));
+        // (No waiter anywhere, the common case: no lookups for them.)
+        let own_front = (self.waiting > 0)
+            .then(|| {
+                self.pools
+                    .get(key)
+                    .and_then(|p| p.waiters.front().map(|w| w.ticket))
+            })
+            .flatten();
         let yield_slot = own_front.is_some_and(|t| self.older_waiter_elsewhere(key, t));
         let Some(pool) = self.pools.get_mut(key) else {
             closing.push(conn);
