@@ -189,7 +189,7 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
     cmd::run(&mut init)?;
     let md5_secret = create_md5_role(pg, cluster)?;
 
-    let mut pgsplit = services::start_pgsplit(pg, tools.pgsplit, cluster, work, "")?;
+    let mut pgsplit = services::start_pgsplit(pg, tools.pgsplit, cluster, work, "", &[])?;
     let session_pool = plan.max_clients().max(services::POOL_SIZE);
     let secret = cluster.primary().query(
         pg,
@@ -209,6 +209,7 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
             app: &secret,
             md5: &md5_secret,
         },
+        &[],
     )?;
     let (pgsplit_port, bouncer_port) = (pgsplit.port, bouncer.port);
     let bouncer_prepared = bouncer.prepared_database;

@@ -130,7 +130,7 @@ fn measure(t: &Tools<'_>) -> Result<(Counted, Counted, String)> {
     std::fs::create_dir_all(&split_dir)?;
     let out = split_dir.join("callgrind.out");
     let mut pgsplit =
-        services::start_pgsplit_in(pg, t.binary, cluster, &split_dir, "", &valgrind(&out))?;
+        services::start_pgsplit(pg, t.binary, cluster, &split_dir, "", &valgrind(&out))?;
     let pid = pgsplit.service.pid().context("pgsplit exited at startup")?;
     let split = count(pg, pid, pgsplit.port, [APP; 3], &out, false)?;
     pgsplit.service.stop()?;
@@ -141,7 +141,7 @@ fn measure(t: &Tools<'_>) -> Result<(Counted, Counted, String)> {
         app: &app,
         md5: &md5,
     };
-    let mut bouncer = services::start_pgbouncer_in(
+    let mut bouncer = services::start_pgbouncer(
         pg,
         t.pgbouncer,
         t.version,

@@ -128,7 +128,7 @@ fn measure(
         "limits:\n  max_client_connections: {}\n",
         u64::from(clients) + 100
     );
-    let mut pgsplit = services::start_pgsplit(pg, binary, cluster, work, &limits)?;
+    let mut pgsplit = services::start_pgsplit(pg, binary, cluster, work, &limits, &[])?;
     let pid = pgsplit
         .service
         .pid()

@@ -235,20 +235,8 @@ fn pgsplit_config(cluster: &Cluster, port: u16, admin_port: u16) -> String {
 }
 
 /// Writes the configuration (plus `extra`, more top-level YAML keys) to `dir`, checks it with
-/// `pgsplit check`, starts `binary` and waits until it answers.
+/// `pgsplit check`, starts `binary` and waits until it answers. `wrapper` (a program and its arguments, e.g. valgrind), when not empty, runs pgsplit.
 pub(crate) fn start_pgsplit(
-    pg: &Pg,
-    binary: &Path,
-    cluster: &Cluster,
-    dir: &Path,
-    extra: &str,
-) -> Result<Pgsplit> {
-    start_pgsplit_in(pg, binary, cluster, dir, extra, &[])
-}
-
-/// [`start_pgsplit`], run by `wrapper` (a program and its arguments, e.g. valgrind) when not
-/// empty.
-pub(crate) fn start_pgsplit_in(
     pg: &Pg,
     binary: &Path,
     cluster: &Cluster,
@@ -341,31 +329,10 @@ pub(crate) fn pgbouncer_version(pg: &Pg, binary: &Path) -> Result<String> {
 /// Protocol-level prepared statements in transaction mode need `max_prepared_statements`
 /// (PgBouncer 1.21); older versions get a second database entry in session mode, with one
 /// server connection per client (`session_pool`) since a session holds its connection throughout.
-pub(crate) fn start_pgbouncer(
-    pg: &Pg,
-    binary: &Path,
-    version: &str,
-    cluster: &Cluster,
-    dir: &Path,
-    session_pool: u32,
-    secrets: Secrets<'_>,
-) -> Result<Pgbouncer> {
-    start_pgbouncer_in(
-        pg,
-        binary,
-        version,
-        cluster,
-        dir,
-        session_pool,
-        secrets,
-        &[],
-    )
-}
-
-/// [`start_pgbouncer`], run by `wrapper` (a program and its arguments, e.g. valgrind) when not
-/// empty.
+///
+/// `wrapper` (a program and its arguments, e.g. valgrind), when not empty, runs PgBouncer.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn start_pgbouncer_in(
+pub(crate) fn start_pgbouncer(
     pg: &Pg,
     binary: &Path,
     version: &str,
