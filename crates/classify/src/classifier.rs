@@ -166,13 +166,15 @@ impl Classifier {
 
     /// Classifies without touching the cache (benchmarks, `EXPLAIN ROUTE`, tests).
     pub fn classify_uncached(&self, sql: &str) -> Classification {
-        let mut c = match fast::classify(sql) {
-            Some(c) => c,
+        match fast::classify(sql) {
+            Some(mut c) => {
+                c.hint = leading_hint(sql);
+                c.effects = session_effects(sql);
+                c
+            }
+            // Sets the hint and the effects itself.
             None => self.classify_parsed(sql),
-        };
-        c.hint = leading_hint(sql);
-        c.effects = session_effects(sql);
-        c
+        }
     }
 
     /// The pg_query path alone, without the fast path or the cache (tests compare the two).

@@ -605,12 +605,28 @@ impl SessionRouter {
             &self.login_user,
             &self.view.database,
         );
-        if let Some(target) = kit.shared_target(scope, &key) {
-            if let Some(slot) = self.targets.get_mut(index) {
-                *slot = Some(Arc::clone(&target));
+        let target = match kit.shared_target(scope, &key) {
+            Some(target) => target,
+            None => {
+                let target = Arc::new(self.build_target(snapshot, kit, index)?);
+                kit.keep_target(scope, key, Arc::clone(&target));
+                target
             }
-            return Some(target);
+        };
+        if let Some(slot) = self.targets.get_mut(index) {
+            *slot = Some(Arc::clone(&target));
         }
+        Some(target)
+    }
+
+    /// A new target for server `index` of `snapshot`: its pool, its role there, its metric
+    /// handles.
+    fn build_target(
+        &self,
+        snapshot: &Snapshot,
+        kit: &RouteKit,
+        index: usize,
+    ) -> Option<ServerTarget> {
         let config: &Config = &snapshot.config;
         let server = config.servers.get(index)?;
         let password = config
@@ -635,7 +651,7 @@ impl SessionRouter {
                 .queries_total
                 .with_label_values(&[server.name.as_str(), role_label, kind])
         });
-        let target = Arc::new(ServerTarget {
+        Some(ServerTarget {
             index,
             key: PoolKey::new(&server.name, &self.login_user, &self.view.database),
             settings: PoolSettings::new(
@@ -648,12 +664,7 @@ impl SessionRouter {
             queries,
             busy: kit.load(&server.name),
             duration: duration.clone(),
-        });
-        if let Some(slot) = self.targets.get_mut(index) {
-            *slot = Some(Arc::clone(&target));
-        }
-        kit.keep_target(scope, key, Arc::clone(&target));
-        Some(target)
+        })
     }
 
     /// Applies the session settings routing cares about (after a read-back or at startup).
