@@ -70,27 +70,12 @@ pub(crate) fn ensure() -> Result<()> {
 /// Debian's package also registers a system service on 127.0.0.1:6432; where the machine lets
 /// packages start services, that instance runs on, untouched: the benchmark starts its own.
 pub(crate) fn ensure_pgbouncer() -> Result<PathBuf> {
-    if let Some(found) = find_pgbouncer() {
+    if let Some(found) = find_program("pgbouncer") {
         println!("==> install: PgBouncer is present ({})", found.display());
         return Ok(found);
     }
-    println!("==> install: missing pgbouncer");
-    if !pg::is_root()? || !Path::new("/usr/bin/apt-get").is_file() {
-        bail!(
-            "pgbouncer is missing; run `sudo apt-get install pgbouncer` (or install it by hand) and retry"
-        );
-    }
-    for args in [
-        &["update"][..],
-        &["install", "-y", "--no-install-recommends", "pgbouncer"][..],
-    ] {
-        cmd::run(
-            Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
-    }
-    match find_pgbouncer() {
+    apt_install("pgbouncer")?;
+    match find_program("pgbouncer") {
         Some(found) => Ok(found),
         None => bail!("still no pgbouncer program after apt-get install pgbouncer"),
     }
@@ -99,23 +84,29 @@ pub(crate) fn ensure_pgbouncer() -> Result<PathBuf> {
 /// Makes sure valgrind (with `callgrind_control` and `callgrind_annotate`) is installed, with
 /// apt-get when absent and we are root (for `cargo xtask bench --instructions`).
 pub(crate) fn ensure_valgrind() -> Result<()> {
-    let found = |name: &str| {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path)
-            .chain(["/usr/bin".into()])
-            .any(|dir| dir.join(name).is_file())
-    };
-    if found("valgrind") && found("callgrind_control") && found("callgrind_annotate") {
+    let tools = ["valgrind", "callgrind_control", "callgrind_annotate"];
+    if tools.iter().all(|t| find_program(t).is_some()) {
         println!("==> install: valgrind is present");
         return Ok(());
     }
-    println!("==> install: missing valgrind");
+    apt_install("valgrind")?;
+    match tools.iter().find(|t| find_program(t).is_none()) {
+        Some(t) => bail!("still no {t} program after apt-get install valgrind"),
+        None => Ok(()),
+    }
+}
+
+/// `apt-get install` of one package the benchmarks need, when we are root and have apt-get.
+fn apt_install(package: &str) -> Result<()> {
+    println!("==> install: missing {package}");
     if !pg::is_root()? || !Path::new("/usr/bin/apt-get").is_file() {
-        bail!("valgrind is missing; run `sudo apt-get install valgrind` and retry");
+        bail!(
+            "{package} is missing; run `sudo apt-get install {package}` (or install it by hand) and retry"
+        );
     }
     for args in [
         &["update"][..],
-        &["install", "-y", "--no-install-recommends", "valgrind"][..],
+        &["install", "-y", "--no-install-recommends", package][..],
     ] {
         cmd::run(
             Command::new("apt-get")
@@ -123,14 +114,12 @@ pub(crate) fn ensure_valgrind() -> Result<()> {
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )?;
     }
-    if !found("callgrind_control") {
-        bail!("still no callgrind_control after apt-get install valgrind");
-    }
     Ok(())
 }
 
-/// `pgbouncer` on the PATH or in the sbin directories Debian uses (often off a user's PATH).
-fn find_pgbouncer() -> Option<PathBuf> {
+/// A program on the PATH or in the directories Debian installs to (sbin is often off a user's
+/// PATH).
+fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain([
@@ -138,7 +127,7 @@ fn find_pgbouncer() -> Option<PathBuf> {
             "/usr/local/sbin".into(),
             "/usr/bin".into(),
         ])
-        .map(|dir| dir.join("pgbouncer"))
+        .map(|dir| dir.join(name))
         .find(|p| p.is_file())
 }
 
