@@ -11,7 +11,6 @@ use pgsplit_router::{NodeRole, Snapshot};
 use pgsplit_wire::{ErrorFields, encode, frontend, sqlstate};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio::time::{Duration, timeout};
 use tracing::{Instrument, debug, info_span, warn};
 
@@ -58,10 +57,10 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
     let mut client = ClientConn::new(stream, config.limits.max_message_size);
     let limit = config.limits.startup_timeout;
     // A client that has not even said hello does not hold up a drain.
-    let mut shutdown = ctx.shutdown.clone();
+    let drain = ctx.drain.watch();
     let hello = tokio::select! {
         res = timeout(limit, read_hello(&mut client)) => res,
-        _ = wait_for_drain(&mut shutdown) => {
+        () = drain.wait() => {
             let fields = ErrorFields::fatal(
                 sqlstate::CANNOT_CONNECT_NOW,
                 "pgsplit is shutting down",
@@ -148,7 +147,7 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
         session.detach(None).await;
     }
     let res = match client.flush().await {
-        Ok(()) => session.serve(&mut client).await,
+        Ok(()) => session.serve(&mut client, &drain).await,
         Err(e) => Err(e),
     };
     session.finish(res.is_ok()).await;
@@ -209,11 +208,14 @@ struct Session {
 
 impl Session {
     /// Serves units until the client leaves or the proxy drains.
-    async fn serve(&mut self, client: &mut ClientConn) -> Result<RelayEnd, SessionError> {
-        let drain = self.ctx.drain.watch();
+    async fn serve(
+        &mut self,
+        client: &mut ClientConn,
+        drain: &DrainWatch,
+    ) -> Result<RelayEnd, SessionError> {
         loop {
             if self.conn.is_none() {
-                match wait_for_work(client, &drain, self.relay.idle_timeout).await? {
+                match wait_for_work(client, drain, self.relay.idle_timeout).await? {
                     Work::Unit if answer_prepare_locally(client, &mut self.relay)? => continue,
                     Work::Unit => {
                         if !self.route_and_attach(client).await? {
@@ -234,7 +236,7 @@ impl Session {
             // A pinned client stops at boundaries too, so pgsplit notices when its pin ends.
             self.relay.stop_at_boundary = self.releases_at_boundary() || self.state.pinned;
             let conn = self.conn.as_mut().expect("attached above");
-            let res = relay(client, conn, &mut self.relay, &drain).await;
+            let res = relay(client, conn, &mut self.relay, drain).await;
             if !self.relay.param_updates.is_empty() {
                 for (name, value) in self.relay.param_updates.drain(..) {
                     conn.note_param(&name, &value);
@@ -567,15 +569,6 @@ fn named_parses_then_sync(buf: &[u8], max: usize) -> Option<usize> {
             _ => return None,
         }
         off += len;
-    }
-}
-
-/// Resolves once the proxy is draining (or its shutdown sender is gone).
-async fn wait_for_drain(shutdown: &mut watch::Receiver<bool>) {
-    while !*shutdown.borrow_and_update() {
-        if shutdown.changed().await.is_err() {
-            return;
-        }
     }
 }
 
