@@ -33,6 +33,8 @@ pub(crate) struct RawConfig {
     pub(crate) limits: Option<RawLimits>,
     /// Duration.
     pub(crate) shutdown_timeout: Option<Scalar>,
+    /// `auto` or a whole number of event-loop threads.
+    pub(crate) workers: Option<Scalar>,
     /// Users; at least one is required.
     pub(crate) users: Option<Vec<RawUser>>,
     /// Pool settings.

@@ -99,6 +99,10 @@ impl fmt::Display for Config {
             "shutdown_timeout: {}",
             format_duration(self.shutdown_timeout)
         )?;
+        match self.workers {
+            Some(n) => writeln!(f, "workers: {n}")?,
+            None => writeln!(f, "workers: auto")?,
+        }
         writeln!(f, "users:")?;
         for u in &self.users {
             let server_password = if u.server_password.is_some() {

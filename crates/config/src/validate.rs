@@ -55,6 +55,7 @@ pub(crate) fn validate(
         secs(30),
         false,
     );
+    let workers = c.workers(raw.workers.as_ref());
     let users = c.users(raw.users);
     let pool = c.pool(raw.pool.unwrap_or_default());
     let servers = c.servers(raw.servers);
@@ -73,6 +74,7 @@ pub(crate) fn validate(
         log,
         limits,
         shutdown_timeout,
+        workers,
         users,
         pool,
         servers,
@@ -82,6 +84,9 @@ pub(crate) fn validate(
         failover,
     })
 }
+
+/// The most `workers` a config may ask for.
+const MAX_WORKERS: u64 = 1024;
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -134,6 +139,25 @@ impl Checker<'_> {
             return default;
         }
         n as u64
+    }
+
+    /// `workers`: `auto` (None) or 1 to [`MAX_WORKERS`] threads.
+    fn workers(&mut self, value: Option<&Scalar>) -> Option<usize> {
+        let Some(Scalar(text)) = value else {
+            return None;
+        };
+        let text = text.trim();
+        if text == "auto" {
+            return None;
+        }
+        if text.parse::<i128>().is_err() {
+            self.error(
+                "workers",
+                format!("expected `auto` or a whole number, found `{text}`"),
+            );
+            return None;
+        }
+        Some(self.integer("workers", value, 1, 1..=MAX_WORKERS) as usize)
     }
 
     fn count(&mut self, key: &str, value: Option<&Scalar>, default: usize, min: usize) -> usize {

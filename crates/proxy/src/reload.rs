@@ -101,6 +101,9 @@ fn warn_about_restart_only_changes(old: &Config, new: &Config) {
     if old.listen != new.listen {
         warn!(old = %old.listen, new = %new.listen, "listen changed; it takes effect after a restart");
     }
+    if old.workers != new.workers {
+        warn!("workers changed; it takes effect after a restart");
+    }
     if old.admin.listen != new.admin.listen {
         warn!(old = %old.admin.listen, new = %new.admin.listen, "admin.listen changed; it takes effect after a restart");
     }

@@ -11,7 +11,7 @@ const CASES: &[(&str, &str, &[&str])] = &[
         "unknown top-level key",
         "listen: 127.0.0.1:6432\nlisten_port: 6432\n",
         &[
-            "test.yaml:2:1: listen_port: unknown field `listen_port`, expected one of `listen`, `admin`, `log`, `limits`, `shutdown_timeout`, `users`, `pool`, `servers`, `primary_reads`, `balance`, `consistency`, `causal_wait`, `functions`, `rules`, `health`, `lag`, `failover`",
+            "test.yaml:2:1: listen_port: unknown field `listen_port`, expected one of `listen`, `admin`, `log`, `limits`, `shutdown_timeout`, `workers`, `users`, `pool`, `servers`, `primary_reads`, `balance`, `consistency`, `causal_wait`, `functions`, `rules`, `health`, `lag`, `failover`",
         ],
     ),
     (
@@ -42,6 +42,16 @@ const CASES: &[(&str, &str, &[&str])] = &[
         "wrong type for port",
         "users: [{ name: a, auth: trust }]\nservers:\n  - host: h\n    port: fivefour\n",
         &["test.yaml:4:5: servers[0].port: expected a whole number, found `fivefour`"],
+    ),
+    (
+        "workers not a number",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nworkers: many\n",
+        &["test.yaml:3:1: workers: expected `auto` or a whole number, found `many`"],
+    ),
+    (
+        "workers 0",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\nworkers: 0\n",
+        &["test.yaml:3:1: workers: must be between 1 and 1024, found 0"],
     ),
     (
         "port 0",

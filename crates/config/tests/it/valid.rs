@@ -22,6 +22,7 @@ limits:
   max_message_size: 64MiB
   startup_timeout: 2500ms
 shutdown_timeout: 2m
+workers: 3
 users:
   - name: app
     password: app
@@ -115,6 +116,7 @@ fn full_expected() -> Config {
             startup_timeout: Duration::from_millis(2500),
         },
         shutdown_timeout: Duration::from_secs(120),
+        workers: Some(3),
         users: vec![
             User {
                 name: "app".into(),
@@ -295,6 +297,7 @@ fn minimal_config_gets_the_defaults() {
             startup_timeout: Duration::from_secs(15),
         },
         shutdown_timeout: Duration::from_secs(30),
+        workers: None,
         users: vec![User {
             name: "app".into(),
             password: "app".into(),
@@ -536,4 +539,13 @@ fn routing_scalars_and_nulls() {
     assert_eq!(when.fingerprints, ["1234567890123456"]);
     assert_eq!(config.health.user, "a");
     assert_eq!(config.health.password, None);
+}
+
+#[test]
+fn workers_auto_is_one_per_core() {
+    let base = "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\n";
+    let auto = parse(&format!("{base}workers: auto\n")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(auto.workers, None);
+    let one = parse(&format!("{base}workers: 1\n")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(one.workers, Some(1));
 }

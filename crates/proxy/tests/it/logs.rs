@@ -98,12 +98,15 @@ impl Pgsplit {
     }
 }
 
+/// The config under test. It runs the binary on one thread (`workers: 1`, a current-thread
+/// runtime), so that runtime serves real logins and queries here; `sighup.rs` runs the default.
 fn yaml(env: &ClusterEnv, role: &str, scram_password_line: &str) -> String {
     let p = &env.primary;
     format!(
         "listen: 127.0.0.1:0\n\
          admin: {{ listen: 127.0.0.1:0 }}\n\
          log: {{ format: json, level: debug }}\n\
+         workers: 1\n\
          users:\n\
          \x20 - name: logs_scram\n\
          \x20   {scram_password_line}\n\

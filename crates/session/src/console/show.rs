@@ -266,6 +266,10 @@ pub(crate) fn config(snapshot: &Snapshot) -> Table {
         ("limits.max_message_size", l.max_message_size.to_string()),
         ("limits.startup_timeout", duration(l.startup_timeout)),
         ("shutdown_timeout", duration(c.shutdown_timeout)),
+        (
+            "workers",
+            c.workers.map_or_else(|| "auto".to_owned(), |n| n.to_string()),
+        ),
         ("pool.mode", p.mode.as_str().to_owned()),
         ("pool.size", p.size.to_string()),
         ("pool.min_idle", p.min_idle.to_string()),
