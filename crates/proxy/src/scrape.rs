@@ -22,12 +22,12 @@ pub(crate) fn refresh(ctx: &Ctx) {
         .collect();
     for pool in ctx.pools.stats() {
         let held = pool.open + pool.waiting;
-        let known = servers.contains_key(&*pool.key.server);
+        let known = servers.contains_key(&*pool.key.server());
         if !known && held == 0 {
             continue;
         }
         servers
-            .entry(pool.key.server.to_string())
+            .entry(pool.key.server().to_string())
             .or_default()
             .add(ServerConnections {
                 active: pool.busy as u64,

@@ -1,7 +1,9 @@
 //! The life of one client connection, read top to bottom: startup, authenticate, attach a
 //! server connection, greet, relay, clean up.
 
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -237,6 +239,7 @@ impl Session {
             self.relay.stop_at_boundary = self.releases_at_boundary() || self.state.pinned;
             let conn = self.conn.as_mut().expect("attached above");
             let res = relay(client, conn, &mut self.relay, drain).await;
+            self.relay.sent_at = None;
             if !self.relay.param_updates.is_empty() {
                 for (name, value) in self.relay.param_updates.drain(..) {
                     conn.note_param(&name, &value);
@@ -296,7 +299,7 @@ impl Session {
                         client.rbuf = input;
                         if let Some(target) = &self.current {
                             self.retry_avoid = Some(target.index);
-                            let server = target.key.server.to_string();
+                            let server = target.key.server().to_string();
                             let _ = self.ctx.server_events.send(ServerEvent::Failed { server });
                         }
                         self.ctx.metrics.read_retries_total.inc();
@@ -326,10 +329,32 @@ impl Session {
     ) -> Result<(), SessionError> {
         let pools = &self.ctx.pools;
         self.registered.set_activity(Activity::Waiting);
+        // The unit's clock reading (taken when it was routed, just before) serves as the
+        // checkout's start, unless this is the startup checkout or a PAUSE held the unit.
+        let fresh = !first && !self.ctx.control.is_paused();
         self.ctx.control.wait_resumed().await;
-        let started = tokio::time::Instant::now();
-        let checkout = pools.checkout(&target.key, &target.settings).await;
-        let waited = started.elapsed();
+        let start = if fresh {
+            self.router.routed_at()
+        } else {
+            self.relay.sent_at = None;
+            tokio::time::Instant::now()
+        };
+        let mut waiting_since = None;
+        let checkout = {
+            let mut pending = pin!(pools.checkout_at(&target.key, &target.settings, start));
+            poll_fn(|cx| {
+                let poll = pending.as_mut().poll(cx);
+                if poll.is_pending() {
+                    waiting_since.get_or_insert_with(tokio::time::Instant::now);
+                }
+                poll
+            })
+            .await
+        };
+        let waited = waiting_since.map_or(Duration::ZERO, |since| since.elapsed());
+        if waiting_since.is_some() {
+            self.relay.sent_at = None;
+        }
         self.registered.after_checkout(&checkout, waited);
         let metrics = &self.ctx.metrics;
         metrics.checkout_wait_seconds.observe(waited.as_secs_f64());
@@ -340,7 +365,7 @@ impl Session {
                     PoolError::Timeout { .. } => metrics.checkout_timeouts_total.inc(),
                     PoolError::Connect { source, .. } if server_unavailable(source) => {
                         self.failed_server = Some(target.index);
-                        let server = target.key.server.to_string();
+                        let server = target.key.server().to_string();
                         let _ = self.ctx.server_events.send(ServerEvent::Failed { server });
                     }
                     // The server answered and refused this login (wrong server password, no
@@ -351,6 +376,10 @@ impl Session {
                 return Err(SessionError::Refused(Box::new(fields)));
             }
         };
+        if conn.state_tag() != self.state.tag() {
+            // Replaying settings takes a round trip before the unit is sent.
+            self.relay.sent_at = None;
+        }
         match replay::apply(&mut conn, &self.state).await {
             Ok(None) => {}
             Ok(Some(fields)) => {
@@ -372,7 +401,7 @@ impl Session {
         }
         self.view_synced = Some(conn.params_hash());
         self.cancel.attach(conn.addr(), conn.cancel_key());
-        debug!(first, server = %target.key.server, "checked out a server connection");
+        debug!(first, server = %target.key.server(), "checked out a server connection");
         self.registered.set_activity(Activity::Active);
         target.checked_out();
         self.relay.one_unit = target.role == NodeRole::Replica;
@@ -456,7 +485,11 @@ impl Session {
                 conn.statements_mut().clear();
             }
             debug!(reset = reset_query.is_some(), txn = %(conn.txn_status() as char), "releasing the server connection");
-            conn.release(reset_query).await;
+            let at = self
+                .relay
+                .answered_at
+                .unwrap_or_else(tokio::time::Instant::now);
+            conn.release_at(reset_query, at).await;
         }
     }
 

@@ -98,6 +98,11 @@ pub(crate) struct RelayState {
     units_in_flight: u32,
     /// When the oldest of them was sent, or the one before it answered if later.
     unit_started: Option<Instant>,
+    /// A clock reading the session took just before this unit (when it routed it, with no
+    /// wait since): the unit's send time, so the relay need not read the clock again.
+    pub(crate) sent_at: Option<Instant>,
+    /// When the server last answered a unit: the time the connection went back to the pool.
+    pub(crate) answered_at: Option<Instant>,
 }
 
 impl RelayState {
@@ -124,13 +129,17 @@ impl RelayState {
             query_duration: None,
             units_in_flight: 0,
             unit_started: None,
+            sent_at: None,
+            answered_at: None,
         }
     }
 
     /// A unit's last message (Query, Sync, FunctionCall) was queued for the server.
     fn unit_sent(&mut self) {
         self.units_in_flight = self.units_in_flight.saturating_add(1);
-        self.unit_started.get_or_insert_with(Instant::now);
+        let fresh = self.sent_at.take();
+        self.unit_started
+            .get_or_insert_with(|| fresh.unwrap_or_else(Instant::now));
     }
 
     /// The server sent ReadyForQuery (already passed to the plan): the oldest unit in flight
@@ -148,6 +157,7 @@ impl RelayState {
             self.units_in_flight = 0;
         }
         self.unit_started = (self.units_in_flight > 0).then_some(now);
+        self.answered_at = Some(now);
     }
 
     /// Idle: no response due, no extended-protocol batch open, no transaction open.
@@ -190,6 +200,7 @@ pub(crate) async fn relay(
     state.retry_failed = false;
     state.units_in_flight = 0;
     state.unit_started = None;
+    state.answered_at = None;
     // The statement cache travels with the connection; it is taken out for the relay because
     // the socket halves stay borrowed for the whole loop.
     let mut cache = std::mem::take(server.statements_mut());

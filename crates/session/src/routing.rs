@@ -460,6 +460,9 @@ pub(crate) struct SessionRouter {
     targets: Vec<Option<Arc<ServerTarget>>>,
     /// The session's clock.
     epoch: Instant,
+    /// When the last unit was routed: read once per unit, and reused for the checkout and as
+    /// the unit's send time when nothing waited in between.
+    routed_at: Instant,
     /// Phase for the round-robin start.
     seed: u32,
     /// The login user and database on servers (pool keys).
@@ -473,6 +476,7 @@ pub(crate) struct SessionRouter {
 impl SessionRouter {
     /// A router for a session of `user` on `database` whose server login is `login_user`.
     pub(crate) fn new(user: &str, database: &str, login_user: &str, seed: u32) -> Self {
+        let epoch = Instant::now();
         SessionRouter {
             view: SessionView {
                 user: user.to_owned(),
@@ -483,7 +487,8 @@ impl SessionRouter {
             generation: 0,
             primary: None,
             targets: Vec::new(),
-            epoch: Instant::now(),
+            epoch,
+            routed_at: epoch,
             seed,
             login_user: login_user.to_owned(),
             loads: Vec::new(),
@@ -494,6 +499,11 @@ impl SessionRouter {
     /// The session's clock, as the router reads time.
     pub(crate) fn now(&self) -> Duration {
         self.epoch.elapsed()
+    }
+
+    /// When the last unit was routed.
+    pub(crate) fn routed_at(&self) -> Instant {
+        self.routed_at
     }
 
     /// Routes one unit against `snapshot` (or `modified`, a copy of its topology with some
@@ -517,7 +527,8 @@ impl SessionRouter {
             sql,
             fingerprint: fingerprint.as_deref(),
         };
-        let now = self.now();
+        self.routed_at = Instant::now();
+        let now = self.routed_at.saturating_duration_since(self.epoch);
         let mut owned;
         let topology = match modified {
             Some(t) => {

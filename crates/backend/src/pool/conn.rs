@@ -4,7 +4,7 @@ use std::ops::{Deref, DerefMut};
 
 use bytes::BytesMut;
 use pgsplit_wire::backend::{ready_status, tags};
-use tokio::time::{Duration, timeout};
+use tokio::time::{Duration, Instant, timeout};
 
 use super::lease::Lease;
 use super::{PoolKey, TcpConnector};
@@ -58,7 +58,13 @@ impl PooledConn {
     /// past `server_lifetime`, or over a limit lowered meanwhile is closed instead of pooled.
     ///
     /// Cancel safe: if this future is dropped, the connection is closed and its slot freed.
-    pub async fn release(mut self, reset_query: Option<&str>) {
+    pub async fn release(self, reset_query: Option<&str>) {
+        self.release_at(reset_query, Instant::now()).await;
+    }
+
+    /// [`PooledConn::release`] with the time the connection became free, read by the caller
+    /// (e.g. when the server's last answer arrived); the pool's idle timeout counts from it.
+    pub async fn release_at(mut self, reset_query: Option<&str>, now: Instant) {
         if self.broken || self.txn_status() != b'I' {
             return;
         }
@@ -76,7 +82,7 @@ impl PooledConn {
                 }
             }
         }
-        self.lease.put_back();
+        self.lease.put_back(now);
     }
 }
 

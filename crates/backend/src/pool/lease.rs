@@ -102,11 +102,10 @@ impl<K: Connector> Lease<K> {
             .expect("a lease holds its connection until consumed")
     }
 
-    /// Returns the connection to its pool (to a waiter or the idle list); the pool may still
+    /// Returns the connection to its pool at `now` (to a waiter or the idle list); the pool may still
     /// close it if it expired or a limit was lowered meanwhile.
-    pub(crate) fn put_back(mut self) {
+    pub(crate) fn put_back(mut self, now: Instant) {
         if let Some(conn) = self.conn.take() {
-            let now = Instant::now();
             self.shared
                 .with_state(|s, closing| s.put_back(&self.key, conn, now, closing));
         }
@@ -208,8 +207,8 @@ pub(crate) async fn checkout<K: Connector>(
     shared: &Arc<Shared<K>>,
     key: &PoolKey,
     settings: &PoolSettings,
+    now: Instant,
 ) -> Result<Lease<K>, PoolError> {
-    let now = Instant::now();
     let limit = settings.checkout_timeout;
     // A limit too large for the clock (e.g. `Duration::MAX` meaning "forever") waits a year.
     let deadline = now

@@ -30,24 +30,68 @@ pub use conn::PooledConn;
 pub use error::PoolError;
 
 /// Identity of a pool: one per (server name, server user, database).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+///
+/// Every checkout and release looks its key up, so the key carries its hash (computed once, in
+/// [`PoolKey::new`]), and equality first compares that hash and then each part by pointer (the
+/// clones of one key share their strings) before comparing text.
+#[derive(Clone, Debug)]
 pub struct PoolKey {
-    /// The server's configured name (not its address, so that a moved server keeps its pool).
-    pub server: Arc<str>,
-    /// The role pgsplit logs in as on the server.
-    pub user: Arc<str>,
-    /// The database on the server.
-    pub database: Arc<str>,
+    server: Arc<str>,
+    user: Arc<str>,
+    database: Arc<str>,
+    /// The hash of the three parts.
+    hash: u64,
 }
 
 impl PoolKey {
     /// A key from its three parts.
     pub fn new(server: &str, user: &str, database: &str) -> PoolKey {
+        use std::hash::BuildHasher;
+        let hash =
+            foldhash::fast::FixedState::with_seed(0x706f_6f6c).hash_one((server, user, database));
         PoolKey {
             server: server.into(),
             user: user.into(),
             database: database.into(),
+            hash,
         }
+    }
+}
+
+impl PoolKey {
+    /// The server's configured name (not its address, so that a moved server keeps its pool).
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The role pgsplit logs in as on the server.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The database on the server.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+}
+
+impl PartialEq for PoolKey {
+    fn eq(&self, other: &PoolKey) -> bool {
+        fn same(a: &Arc<str>, b: &Arc<str>) -> bool {
+            Arc::ptr_eq(a, b) || a == b
+        }
+        self.hash == other.hash
+            && same(&self.server, &other.server)
+            && same(&self.user, &other.user)
+            && same(&self.database, &other.database)
+    }
+}
+
+impl Eq for PoolKey {}
+
+impl std::hash::Hash for PoolKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
     }
 }
 
@@ -276,7 +320,18 @@ impl Pools {
         key: &PoolKey,
         settings: &PoolSettings,
     ) -> Result<PooledConn, PoolError> {
-        let lease = lease::checkout(&self.shared, key, settings).await?;
+        self.checkout_at(key, settings, Instant::now()).await
+    }
+
+    /// [`Pools::checkout`] with the time it starts, read by the caller (who often has just
+    /// read the clock): the wait's deadline and the expiry of idle connections count from it.
+    pub async fn checkout_at(
+        &self,
+        key: &PoolKey,
+        settings: &PoolSettings,
+        now: Instant,
+    ) -> Result<PooledConn, PoolError> {
+        let lease = lease::checkout(&self.shared, key, settings, now).await?;
         Ok(PooledConn::new(lease, settings.connect_timeout))
     }
 

@@ -193,7 +193,9 @@ async fn until(mut cond: impl FnMut() -> bool) {
 type Fake = Lease<FakeConnector>;
 
 async fn get(shared: &Arc<Shared<FakeConnector>>, k: &PoolKey, s: &PoolSettings) -> Fake {
-    checkout(shared, k, s).await.expect("checkout")
+    checkout(shared, k, s, Instant::now())
+        .await
+        .expect("checkout")
 }
 
 #[tokio::test(start_paused = true)]
@@ -203,8 +205,8 @@ async fn idle_connections_are_reused_newest_first() {
     let a = get(&shared, &k, &s).await;
     let b = get(&shared, &k, &s).await;
     let (a_id, b_id) = (a.conn().id, b.conn().id);
-    a.put_back();
-    b.put_back();
+    a.put_back(Instant::now());
+    b.put_back(Instant::now());
     assert_eq!(stats_of(&shared, &k).idle, 2);
     let c = get(&shared, &k, &s).await;
     assert_eq!(c.conn().id, b_id, "newest idle first");
@@ -228,12 +230,12 @@ async fn waiters_are_served_in_fifo_order() {
             let lease = get(&shared2, &k2, &s2).await;
             order2.lock().push(i);
             sleep(Duration::from_millis(3)).await;
-            lease.put_back();
+            lease.put_back(Instant::now());
         }));
         // Enqueue strictly one after the other.
         until(|| stats_of(&shared, &k).waiting == i + 1).await;
     }
-    holder.put_back();
+    holder.put_back(Instant::now());
     for t in tasks {
         t.await.expect("task");
     }
@@ -253,7 +255,9 @@ async fn checkout_times_out_after_exactly_checkout_timeout() {
     s.checkout_timeout = Duration::from_millis(300);
     let _holder = get(&shared, &k, &s).await;
     let start = Instant::now();
-    let err = checkout(&shared, &k, &s).await.expect_err("must time out");
+    let err = checkout(&shared, &k, &s, Instant::now())
+        .await
+        .expect_err("must time out");
     assert_eq!(Instant::now() - start, Duration::from_millis(300));
     assert!(matches!(err, PoolError::Timeout { .. }));
     assert_eq!(err.code(), "53300");
@@ -275,14 +279,14 @@ async fn dropped_waiter_passes_a_granted_connection_on() {
     let (k, s) = (key("app"), settings(1, 10));
     let holder = get(&shared, &k, &s).await;
     let holder_id = holder.conn().id;
-    let mut first = Box::pin(checkout(&shared, &k, &s));
+    let mut first = Box::pin(checkout(&shared, &k, &s, Instant::now()));
     // One poll puts it in the queue.
     assert!(timeout(Duration::ZERO, &mut first).await.is_err());
     let (shared2, k2, s2) = (shared.clone(), k.clone(), s.clone());
     let second = tokio::spawn(async move { get(&shared2, &k2, &s2).await.conn().id });
     until(|| stats_of(&shared, &k).waiting == 2).await;
     // The connection is handed to `first`, which is dropped before it looks.
-    holder.put_back();
+    holder.put_back(Instant::now());
     drop(first);
     assert_eq!(second.await.expect("task"), holder_id);
     // `second` dropped its lease, which closed the one connection there ever was.
@@ -296,9 +300,9 @@ async fn dropped_waiter_returns_a_granted_connection_to_idle() {
     let shared = registry(1, 10);
     let (k, s) = (key("app"), settings(1, 10));
     let holder = get(&shared, &k, &s).await;
-    let mut first = Box::pin(checkout(&shared, &k, &s));
+    let mut first = Box::pin(checkout(&shared, &k, &s, Instant::now()));
     assert!(timeout(Duration::ZERO, &mut first).await.is_err());
-    holder.put_back();
+    holder.put_back(Instant::now());
     drop(first);
     let st = stats_of(&shared, &k);
     assert_eq!((st.open, st.idle, st.busy, st.waiting), (1, 1, 0, 0));
@@ -309,7 +313,7 @@ async fn dropped_waiter_gives_a_granted_slot_back() {
     let shared = registry(1, 10);
     let (k, s) = (key("app"), settings(1, 10));
     let holder = get(&shared, &k, &s).await;
-    let mut first = Box::pin(checkout(&shared, &k, &s));
+    let mut first = Box::pin(checkout(&shared, &k, &s, Instant::now()));
     assert!(timeout(Duration::ZERO, &mut first).await.is_err());
     // Dropping the holder closes its connection and grants the slot to `first`.
     drop(holder);
@@ -324,7 +328,11 @@ async fn dropped_waiter_gives_a_granted_slot_back() {
 async fn dropped_checkout_during_connect_frees_the_slot() {
     let shared = registry(1000, 10);
     let (k, s) = (key("app"), settings(1, 10));
-    let res = timeout(Duration::from_millis(10), checkout(&shared, &k, &s)).await;
+    let res = timeout(
+        Duration::from_millis(10),
+        checkout(&shared, &k, &s, Instant::now()),
+    )
+    .await;
     assert!(res.is_err(), "still connecting");
     let st = stats_of(&shared, &k);
     assert_eq!((st.open, st.connecting), (0, 0));
@@ -340,12 +348,18 @@ async fn failed_connect_reports_to_its_caller_and_wakes_the_next_waiter() {
     let (k, s) = (key("app"), settings(1, 10));
     shared.connector().script.lock().push_back(Outcome::Fail);
     let (shared2, k2, s2) = (shared.clone(), k.clone(), s.clone());
-    let first =
-        tokio::spawn(async move { checkout(&shared2, &k2, &s2).await.map(|l| l.conn().id) });
+    let first = tokio::spawn(async move {
+        checkout(&shared2, &k2, &s2, Instant::now())
+            .await
+            .map(|l| l.conn().id)
+    });
     until(|| stats_of(&shared, &k).connecting == 1).await;
     let (shared3, k3, s3) = (shared.clone(), k.clone(), s.clone());
-    let second =
-        tokio::spawn(async move { checkout(&shared3, &k3, &s3).await.map(|l| l.conn().id) });
+    let second = tokio::spawn(async move {
+        checkout(&shared3, &k3, &s3, Instant::now())
+            .await
+            .map(|l| l.conn().id)
+    });
     until(|| stats_of(&shared, &k).waiting == 1).await;
     let err = first
         .await
@@ -363,7 +377,7 @@ async fn a_dead_idle_connection_is_replaced_silently() {
     let (k, s) = (key("app"), settings(2, 10));
     let lease = get(&shared, &k, &s).await;
     let id = lease.conn().id;
-    lease.put_back();
+    lease.put_back(Instant::now());
     shared.connector().kill(id);
     let lease = get(&shared, &k, &s).await;
     assert_ne!(lease.conn().id, id);
@@ -381,7 +395,7 @@ async fn a_dead_handed_over_connection_is_replaced_in_its_slot() {
     let waiter = tokio::spawn(async move { get(&shared2, &k2, &s2).await.conn().id });
     until(|| stats_of(&shared, &k).waiting == 1).await;
     shared.connector().kill(id);
-    holder.put_back();
+    holder.put_back(Instant::now());
     assert_ne!(waiter.await.expect("task"), id);
     assert_eq!(shared.connector().peak.load(Ordering::SeqCst), 1);
 }
@@ -411,8 +425,8 @@ async fn server_limit_spans_pools_and_idle_connections_make_room() {
     let s = settings(2, 2);
     let a1 = get(&shared, &a, &s).await;
     let a2 = get(&shared, &a, &s).await;
-    a1.put_back();
-    a2.put_back();
+    a1.put_back(Instant::now());
+    a2.put_back(Instant::now());
     // Pool b takes the server's slots from a's idle connections, oldest first.
     let b1 = get(&shared, &b, &s).await;
     assert_eq!(
@@ -428,7 +442,7 @@ async fn server_limit_spans_pools_and_idle_connections_make_room() {
     let (shared2, a2k, s2) = (shared.clone(), a.clone(), s.clone());
     let waiter = tokio::spawn(async move { get(&shared2, &a2k, &s2).await });
     until(|| stats_of(&shared, &a).waiting == 1).await;
-    b1.put_back();
+    b1.put_back(Instant::now());
     let _a3 = waiter.await.expect("task");
     assert_eq!(
         (stats_of(&shared, &a).open, stats_of(&shared, &b).open),
@@ -452,7 +466,7 @@ async fn waiters_across_pools_of_a_server_are_served_oldest_first() {
         tasks.push(tokio::spawn(async move {
             let lease = get(&shared2, &k2, &s2).await;
             order2.lock().push(i);
-            lease.put_back();
+            lease.put_back(Instant::now());
         }));
         until(|| shared.stats().iter().map(|p| p.waiting).sum::<usize>() == i + 1).await;
     }
@@ -471,7 +485,7 @@ async fn expired_connections_are_closed_on_put_back() {
     s.server_lifetime = Duration::from_secs(60);
     let lease = get(&shared, &k, &s).await;
     sleep(Duration::from_secs(61)).await;
-    lease.put_back();
+    lease.put_back(Instant::now());
     let st = stats_of(&shared, &k);
     assert_eq!((st.open, st.idle), (0, 0));
     assert_eq!(shared.connector().live(), 0);
@@ -491,7 +505,7 @@ async fn maintain_closes_timed_out_idle_down_to_min_idle_and_tops_up() {
     ];
     let newest = leases[2].conn().id;
     for l in leases {
-        l.put_back();
+        l.put_back(Instant::now());
     }
     sleep(Duration::from_secs(5)).await;
     maintain(&shared).await;
@@ -508,7 +522,7 @@ async fn maintain_closes_timed_out_idle_down_to_min_idle_and_tops_up() {
 
     // The lease above was dropped (closed): maintain opens one to get back to min_idle.
     s.min_idle = 3;
-    get(&shared, &k, &s).await.put_back();
+    get(&shared, &k, &s).await.put_back(Instant::now());
     maintain(&shared).await;
     let st = stats_of(&shared, &k);
     assert_eq!((st.open, st.idle, st.connecting), (3, 3, 0));
@@ -521,8 +535,8 @@ async fn maintain_top_ups_respect_the_server_limit() {
     let (a, b) = (key("a"), key("b"));
     let mut s = settings(5, 3);
     s.min_idle = 2;
-    get(&shared, &a, &s).await.put_back();
-    get(&shared, &b, &s).await.put_back();
+    get(&shared, &a, &s).await.put_back(Instant::now());
+    get(&shared, &b, &s).await.put_back(Instant::now());
     maintain(&shared).await;
     let total: usize = shared.stats().iter().map(|p| p.open).sum();
     assert_eq!(total, 3);
@@ -540,16 +554,20 @@ async fn lowering_the_size_closes_surplus_connections() {
         get(&shared, &k, &s).await,
     ];
     let [l1, l2, l3] = leases;
-    l1.put_back();
+    l1.put_back(Instant::now());
     s.size = 1;
     // The new settings arrive with the next checkout: the idle surplus is closed, and the busy
     // surplus is closed as it comes back.
-    let l4 = timeout(Duration::from_millis(100), checkout(&shared, &k, &s)).await;
+    let l4 = timeout(
+        Duration::from_millis(100),
+        checkout(&shared, &k, &s, Instant::now()),
+    )
+    .await;
     assert!(l4.is_err(), "still over the new size: waits");
     assert_eq!(stats_of(&shared, &k).open, 2);
-    l2.put_back();
+    l2.put_back(Instant::now());
     assert_eq!(stats_of(&shared, &k).open, 1);
-    l3.put_back();
+    l3.put_back(Instant::now());
     let st = stats_of(&shared, &k);
     assert_eq!((st.open, st.idle), (1, 1));
 }
@@ -560,11 +578,11 @@ async fn a_moved_server_retires_its_connections() {
     let k = key("app");
     let mut s = settings(3, 10);
     let busy = get(&shared, &k, &s).await;
-    get(&shared, &k, &s).await.put_back();
+    get(&shared, &k, &s).await.put_back(Instant::now());
     s.addr = "elsewhere:5432".into();
     let fresh = get(&shared, &k, &s).await;
     assert_eq!(fresh.conn().addr, "elsewhere:5432");
-    busy.put_back();
+    busy.put_back(Instant::now());
     let st = stats_of(&shared, &k);
     assert_eq!(
         (st.open, st.idle),
@@ -588,7 +606,7 @@ async fn many_concurrent_checkouts_never_exceed_either_limit() {
                 if (i + round) % 3 == 0 {
                     drop(lease);
                 } else {
-                    lease.put_back();
+                    lease.put_back(Instant::now());
                 }
             }
         }));
@@ -635,10 +653,10 @@ async fn retired_pools_close_idle_now_busy_on_return_and_disappear() {
     let mut s = settings(5, 10);
     s.min_idle = 2;
     let k1 = get(&shared, &kept, &s).await;
-    k1.put_back();
+    k1.put_back(Instant::now());
     let busy = get(&shared, &gone, &s).await;
     let idle = get(&shared, &gone, &s).await;
-    idle.put_back();
+    idle.put_back(Instant::now());
     assert_eq!(shared.connector().live(), 3);
     shared.retire(&|server| server != "old_replica");
     assert_eq!(
@@ -651,7 +669,7 @@ async fn retired_pools_close_idle_now_busy_on_return_and_disappear() {
         1,
         "the busy one is still in use"
     );
-    busy.put_back();
+    busy.put_back(Instant::now());
     assert_eq!(shared.connector().live(), 1, "closed when given back");
     assert!(
         shared.stats().iter().all(|st| st.key != gone),
@@ -663,6 +681,23 @@ async fn retired_pools_close_idle_now_busy_on_return_and_disappear() {
     assert_eq!(stats_of(&shared, &kept).idle, 2);
     // The server comes back in a later config: its pool works again.
     let again = get(&shared, &gone, &s).await;
-    again.put_back();
+    again.put_back(Instant::now());
     assert_eq!(stats_of(&shared, &gone).idle, 1);
+}
+
+#[test]
+fn keys_are_equal_by_their_parts_and_hash_alike() {
+    use std::hash::BuildHasher;
+    let hash = |k: &PoolKey| foldhash::fast::FixedState::with_seed(1).hash_one(k);
+    let (a, b) = (PoolKey::new("s", "u", "d"), PoolKey::new("s", "u", "d"));
+    assert_eq!(a, b, "separately built keys with the same parts");
+    assert_eq!(hash(&a), hash(&b));
+    assert_eq!(a, a.clone());
+    assert_ne!(a, PoolKey::new("s", "u", "e"));
+    assert_ne!(a, PoolKey::new("t", "u", "d"));
+    // The parts are hashed and compared one by one, not as one concatenated string.
+    let (x, y) = (PoolKey::new("ab", "c", "d"), PoolKey::new("a", "bc", "d"));
+    assert_ne!(x, y);
+    assert_ne!(hash(&x), hash(&y));
+    assert_eq!((a.server(), a.user(), a.database()), ("s", "u", "d"));
 }

@@ -103,17 +103,17 @@ pub(crate) fn pools(stats: &[PoolStats], mode: PoolMode) -> Table {
     );
     let mut stats: Vec<&PoolStats> = stats.iter().collect();
     stats.sort_by(|a, b| {
-        (&a.key.database, &a.key.user, &a.key.server).cmp(&(
-            &b.key.database,
-            &b.key.user,
-            &b.key.server,
+        (&a.key.database(), &a.key.user(), &a.key.server()).cmp(&(
+            &b.key.database(),
+            &b.key.user(),
+            &b.key.server(),
         ))
     });
     for s in stats {
         t.push(vec![
-            text(&*s.key.database),
-            text(&*s.key.user),
-            text(&*s.key.server),
+            text(&*s.key.database()),
+            text(&*s.key.user()),
+            text(&*s.key.server()),
             num(s.waiting),
             num(s.busy),
             num(s.idle),
@@ -156,7 +156,7 @@ pub(crate) fn servers(snapshot: &Snapshot, stats: &[PoolStats]) -> Table {
             Some(n) if !n.is_up() => "down",
             _ => "up",
         };
-        let mine = stats.iter().filter(|s| *s.key.server == *server.name);
+        let mine = stats.iter().filter(|s| *s.key.server() == *server.name);
         let (open, active) = mine.fold((0, 0), |(o, a), s| (o + s.open, a + s.busy));
         let lag = node.and_then(|n| n.lag);
         t.push(vec![
@@ -268,7 +268,8 @@ pub(crate) fn config(snapshot: &Snapshot) -> Table {
         ("shutdown_timeout", duration(c.shutdown_timeout)),
         (
             "workers",
-            c.workers.map_or_else(|| "auto".to_owned(), |n| n.to_string()),
+            c.workers
+                .map_or_else(|| "auto".to_owned(), |n| n.to_string()),
         ),
         ("pool.mode", p.mode.as_str().to_owned()),
         ("pool.size", p.size.to_string()),

@@ -177,6 +177,7 @@ impl Session {
                         topology
                     });
                     let route = self.router.route(&snapshot, modified, kit, &class, sql);
+                    self.relay.sent_at = Some(self.router.routed_at());
                     (class, route, executes, end, effects)
                 }
             };
@@ -285,7 +286,7 @@ impl Session {
     /// The held connection broke mid-unit: have the health checker probe its server now.
     pub(super) fn note_failed(&self) {
         if let Some(target) = &self.current {
-            let server = target.key.server.to_string();
+            let server = target.key.server().to_string();
             let _ = self.ctx.server_events.send(ServerEvent::Suspect { server });
         }
     }
@@ -295,7 +296,7 @@ impl Session {
 /// demoted; have every role re-checked now.
 pub(super) fn note_read_only(ctx: &Ctx, current: Option<&ServerTarget>) {
     if let Some(target) = current.filter(|t| t.role == NodeRole::Primary) {
-        let server = target.key.server.to_string();
+        let server = target.key.server().to_string();
         let _ = ctx.server_events.send(ServerEvent::ReadOnly { server });
     }
 }
