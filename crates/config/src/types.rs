@@ -239,9 +239,10 @@ pub enum PrimaryReads {
 /// `balance:` how reads are spread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Balance {
-    /// Smooth weighted round robin (the default).
+    /// Smooth weighted round robin.
     RoundRobin,
-    /// Fewest busy server connections.
+    /// Fewest busy server connections (the default); a tie goes to the server the session
+    /// used last.
     LeastConnections,
     /// Fewest busy server connections per unit of weight.
     WeightedLeastConnections,

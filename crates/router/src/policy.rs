@@ -11,9 +11,10 @@ pub enum BalancePolicy {
     /// picks in every four beside one of weight 1, interleaved rather than in bursts.
     #[default]
     RoundRobin,
-    /// Fewest busy server connections; ties rotate.
+    /// Fewest busy server connections; a tie goes to the server the session picked last.
     LeastConnections,
-    /// Fewest busy connections per unit of weight (`busy / weight`); ties rotate.
+    /// Fewest busy connections per unit of weight (`busy / weight`); a tie goes to the server
+    /// the session picked last.
     WeightedLeastConnections,
 }
 

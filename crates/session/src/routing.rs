@@ -580,9 +580,17 @@ impl SessionRouter {
                 .iter()
                 .map(|s| kit.load(&s.name))
                 .collect();
-            self.balancer = Balancer::new();
-            // Start the round robin at a session-specific phase.
             let nodes = &snapshot.topology.nodes;
+            // Sessions start their least-connections tie-breaks at different replicas.
+            let replica_indices: Vec<usize> = (0..nodes.len())
+                .filter(|&i| nodes[i].role() == Some(NodeRole::Replica))
+                .collect();
+            let start = replica_indices
+                .get(self.seed as usize % replica_indices.len().max(1))
+                .copied()
+                .unwrap_or(0);
+            self.balancer = Balancer::starting_at(start);
+            // Start the round robin at a session-specific phase.
             let replicas = |i: usize| nodes[i].role() == Some(NodeRole::Replica);
             let total: u32 = nodes
                 .iter()

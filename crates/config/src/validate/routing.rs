@@ -37,7 +37,7 @@ impl Checker<'_> {
         let balance = self.choice(
             "balance",
             raw.balance.as_deref(),
-            Balance::RoundRobin,
+            Balance::LeastConnections,
             Balance::ALL,
             Balance::as_str,
         );

@@ -327,7 +327,7 @@ fn minimal_config_gets_the_defaults() {
         }],
         routing: RoutingConfig {
             primary_reads: PrimaryReads::Fallback,
-            balance: Balance::RoundRobin,
+            balance: Balance::LeastConnections,
             consistency: Consistency::Session,
             causal_wait: Duration::ZERO,
             functions: FunctionsConfig {

@@ -50,6 +50,8 @@ const WHERE: &str = "pg_is_in_recovery(), inet_server_port()";
 async fn reads_run_on_replicas_and_writes_on_the_primary() {
     Case::new("route_split")
         .replicas()
+        // Round robin: one client's reads alternate (least_connections keeps them on one).
+        .yaml(|y| y.set("balance", "round_robin"))
         .run(async |px| {
             if no_replicas(px) {
                 return;

@@ -102,13 +102,38 @@ fn least_connections_picks_a_least_busy_server() {
 }
 
 #[test]
-fn ties_rotate() {
+fn ties_stay_with_the_last_pick() {
     let nodes = replicas(&[(1, 2), (1, 2), (1, 5), (1, 2)]);
     let got = counts(BalancePolicy::LeastConnections, &nodes, 300);
-    assert_eq!(got, [100, 100, 0, 100]);
+    assert_eq!(got, [300, 0, 0, 0]);
     let nodes = replicas(&[(2, 4), (1, 2), (4, 9)]);
     let got = counts(BalancePolicy::WeightedLeastConnections, &nodes, 300);
-    assert_eq!(got, [150, 150, 0]);
+    assert_eq!(got, [300, 0, 0]);
+
+    // A starting point spreads sessions over tied nodes; one that is not least busy passes
+    // the first tie-break to the next least busy node after it.
+    let nodes = replicas(&[(1, 2), (1, 2), (1, 5), (1, 2)]);
+    for (start, want) in [(1, 1), (2, 3), (3, 3), (5, 1)] {
+        let mut balancer = Balancer::starting_at(start);
+        for _ in 0..3 {
+            let pick = balancer.pick(BalancePolicy::LeastConnections, &nodes, |_| true);
+            assert_eq!(pick, Some(want), "start {start}");
+        }
+    }
+
+    // Load moves the pick at once, and it stays where it moved while the tie lasts.
+    let mut balancer = Balancer::new();
+    let mut pick = |busy: [usize; 2]| {
+        let nodes = replicas(&[(1, busy[0]), (1, busy[1])]);
+        balancer
+            .pick(BalancePolicy::LeastConnections, &nodes, |_| true)
+            .unwrap()
+    };
+    assert_eq!(pick([0, 0]), 0);
+    assert_eq!(pick([1, 0]), 1);
+    assert_eq!(pick([1, 1]), 1);
+    assert_eq!(pick([0, 0]), 1);
+    assert_eq!(pick([0, 1]), 0);
 }
 
 #[test]

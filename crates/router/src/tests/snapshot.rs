@@ -85,7 +85,7 @@ fn policy_comes_from_the_config() {
 
     let defaults = Routing::from_config(&parse(SERVERS));
     assert_eq!(defaults.policy.primary_reads, PrimaryReads::Fallback);
-    assert_eq!(defaults.policy.balance, BalancePolicy::RoundRobin);
+    assert_eq!(defaults.policy.balance, BalancePolicy::LeastConnections);
     assert_eq!(defaults.policy.consistency, Consistency::Session);
     assert_eq!(defaults.policy.write_wait, Duration::from_secs(10));
     assert!(defaults.policy.rules.is_empty());
