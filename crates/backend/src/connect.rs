@@ -7,7 +7,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{Duration, Instant, timeout};
 
-use crate::auth::authenticate;
+use crate::auth::{ScramKeyCache, authenticate};
 use crate::conn::{READ_BUF, ServerConn};
 use crate::{BackendError, StatementCache};
 
@@ -28,6 +28,8 @@ pub struct ConnectParams<'a> {
     pub connect_timeout: Duration,
     /// Largest message accepted from the server.
     pub max_message: usize,
+    /// SCRAM keys kept from earlier logins, to reuse and to add to.
+    pub scram_keys: Option<&'a ScramKeyCache>,
 }
 
 /// Connects, authenticates and reads the server's startup state up to ReadyForQuery.
@@ -74,7 +76,7 @@ async fn connect_inner(p: &ConnectParams<'_>) -> Result<ServerConn, BackendError
     let mut buf = BytesMut::with_capacity(256);
     encode::startup(&mut buf, &startup);
     conn.write_all(&buf).await?;
-    authenticate(&mut conn, p.user, p.password).await?;
+    authenticate(&mut conn, p.user, p.password, p.scram_keys).await?;
     read_startup_state(&mut conn).await?;
     Ok(conn)
 }

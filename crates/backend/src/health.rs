@@ -168,6 +168,8 @@ async fn probe_on(
                 params: &params,
                 connect_timeout: settings.timeout,
                 max_message: PROBE_MAX_MESSAGE,
+                // A probe keeps its connection; it logs in again only after a failure.
+                scram_keys: None,
             })
             .await?
         }

@@ -44,6 +44,7 @@ mod pool;
 mod query;
 mod statements;
 
+pub use auth::ScramKeyCache;
 pub use conn::ServerConn;
 pub use connect::{ConnectParams, cancel, connect};
 pub use error::BackendError;

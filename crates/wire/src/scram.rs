@@ -118,6 +118,37 @@ fn decode_key(b64: &str) -> Option<[u8; 32]> {
     B64.decode(b64).ok()?.try_into().ok()
 }
 
+/// What a SCRAM client derives from its password for one salt and iteration count: the
+/// costly part of a login (`Hi()`, thousands of HMAC rounds), the same for every login of a
+/// role to a server until its password changes. Callers may keep it to skip that work on the
+/// next login ([`ScramClient::handle_server_first_with`]); it is as secret as the password.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ScramKeys {
+    client_key: [u8; 32],
+    server_key: [u8; 32],
+}
+
+impl ScramKeys {
+    /// Derives the keys of `password` (not yet SASLprep'd) for `salt` and `iterations`.
+    pub fn derive(password: &str, salt: &[u8], iterations: u32) -> ScramKeys {
+        ScramKeys::from_normalized(&normalize(password), salt, iterations)
+    }
+
+    fn from_normalized(password: &[u8], salt: &[u8], iterations: u32) -> ScramKeys {
+        let salted = hi(password, salt, iterations);
+        ScramKeys {
+            client_key: hmac(&salted, &[b"Client Key"]),
+            server_key: hmac(&salted, &[b"Server Key"]),
+        }
+    }
+}
+
+impl fmt::Debug for ScramKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ScramKeys(<redacted>)")
+    }
+}
+
 /// pgsplit as a SCRAM client authenticating to a server.
 pub struct ScramClient {
     /// SASLprep'd password.
@@ -159,6 +190,19 @@ impl ScramClient {
 
     /// Checks the server-first-message (from SASLContinue) and returns the client-final-message.
     pub fn handle_server_first(&mut self, data: &[u8]) -> Result<Vec<u8>, WireError> {
+        self.handle_server_first_with(data, |_, _, derive| derive())
+    }
+
+    /// [`ScramClient::handle_server_first`], with the keys for the server's salt and iteration
+    /// count supplied by `keys(salt, iterations, derive)`: keys kept from an earlier login, or
+    /// `derive()` (the costly derivation from this client's password). The returned message
+    /// is the same either way; keys that do not belong to the password make the server refuse
+    /// the proof.
+    pub fn handle_server_first_with(
+        &mut self,
+        data: &[u8],
+        keys: impl FnOnce(&[u8], u32, &dyn Fn() -> ScramKeys) -> ScramKeys,
+    ) -> Result<Vec<u8>, WireError> {
         if self.server_signature.is_some() {
             return Err(WireError::Auth("unexpected second server-first-message"));
         }
@@ -185,8 +229,12 @@ impl ScramClient {
             _ => return Err(bad),
         };
 
-        let salted = hi(&self.password, &salt, iterations);
-        let client_key = hmac(&salted, &[b"Client Key"]);
+        let password = &self.password;
+        let derive = || ScramKeys::from_normalized(password, &salt, iterations);
+        let ScramKeys {
+            client_key,
+            server_key,
+        } = keys(&salt, iterations, &derive);
         let stored_key = sha256(&client_key);
         let without_proof = format!("c={CBIND_NONE},r={nonce}");
         let auth_message: [&[u8]; 5] = [
@@ -198,7 +246,6 @@ impl ScramClient {
         ];
         let mut proof = hmac(&stored_key, &auth_message);
         xor_into(&mut proof, &client_key);
-        let server_key = hmac(&salted, &[b"Server Key"]);
         self.server_signature = Some(hmac(&server_key, &auth_message));
         Ok(format!("{without_proof},p={}", B64.encode(proof)).into_bytes())
     }
@@ -267,12 +314,12 @@ impl ScramSecret {
 
     /// Derives the secret for `password`, the way PostgreSQL stores it.
     pub fn from_password(password: &str, salt: &[u8], iterations: u32) -> Self {
-        let salted = hi(&normalize(password), salt, iterations);
+        let keys = ScramKeys::derive(password, salt, iterations);
         ScramSecret {
             iterations,
             salt: salt.to_vec(),
-            stored_key: sha256(&hmac(&salted, &[b"Client Key"])),
-            server_key: hmac(&salted, &[b"Server Key"]),
+            stored_key: sha256(&keys.client_key),
+            server_key: keys.server_key,
         }
     }
 

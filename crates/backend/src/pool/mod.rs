@@ -17,7 +17,7 @@ use std::sync::Arc;
 use pgsplit_config::{PoolConfig, Server};
 use tokio::time::{Duration, Instant};
 
-use crate::{BackendError, ConnectParams, ServerConn, connect};
+use crate::{BackendError, ConnectParams, ScramKeyCache, ServerConn, connect};
 
 mod conn;
 mod error;
@@ -244,9 +244,12 @@ impl Conn for Box<ServerConn> {
 }
 
 /// Opens real server connections with [`connect`], as the pool's user and database only:
-/// sessions replay client settings themselves.
+/// sessions replay client settings themselves. SCRAM keys are derived once per password and
+/// server salt.
 #[derive(Debug, Default)]
-pub(crate) struct TcpConnector;
+pub(crate) struct TcpConnector {
+    scram_keys: ScramKeyCache,
+}
 
 impl Connector for TcpConnector {
     type Conn = Box<ServerConn>;
@@ -264,6 +267,7 @@ impl Connector for TcpConnector {
             params: &[],
             connect_timeout: settings.connect_timeout,
             max_message: settings.max_message,
+            scram_keys: Some(&self.scram_keys),
         };
         connect(&params).await.map(Box::new)
     }
@@ -298,7 +302,7 @@ impl Pools {
     /// An empty set of pools; each pool is created at its first checkout.
     pub fn new() -> Self {
         Pools {
-            shared: Arc::new(lease::Shared::new(TcpConnector)),
+            shared: Arc::new(lease::Shared::new(TcpConnector::default())),
         }
     }
 

@@ -3,7 +3,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use pgsplit_wire::WireError;
-use pgsplit_wire::scram::{SCRAM_SHA_256, ScramClient, ScramSecret, ScramServer};
+use pgsplit_wire::scram::{SCRAM_SHA_256, ScramClient, ScramKeys, ScramSecret, ScramServer};
 
 // RFC 7677, section 3: user "user", password "pencil".
 const RFC_CLIENT_NONCE: &str = "rOprNGfwEbeRWgbNEkqO";
@@ -67,6 +67,49 @@ fn rfc7677_client_known_answer() {
         client.verify_server_final(RFC_SERVER_FINAL.as_bytes()),
         Ok(())
     );
+}
+
+/// Keys kept from an earlier login give the very message a fresh derivation gives; the
+/// callback sees the server's salt and count; keys of another password fail the exchange.
+#[test]
+fn kept_keys_give_the_same_proof() {
+    let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
+    let kept = ScramKeys::derive("pencil", &salt, 4096);
+    let mut client = ScramClient::with_username_and_nonce("user", "pencil", RFC_CLIENT_NONCE);
+    let mut seen = None;
+    let reply = client
+        .handle_server_first_with(RFC_SERVER_FIRST.as_bytes(), |salt, iterations, _derive| {
+            seen = Some((salt.to_vec(), iterations));
+            kept
+        })
+        .unwrap();
+    assert_eq!(s(reply), RFC_CLIENT_FINAL);
+    assert_eq!(seen, Some((salt.clone(), 4096)));
+    assert_eq!(
+        client.verify_server_final(RFC_SERVER_FINAL.as_bytes()),
+        Ok(())
+    );
+
+    // `derive` is the client's own derivation.
+    let mut client = ScramClient::with_username_and_nonce("user", "pencil", RFC_CLIENT_NONCE);
+    client
+        .handle_server_first_with(RFC_SERVER_FIRST.as_bytes(), |_, _, derive| {
+            let derived = derive();
+            assert_eq!(derived, kept);
+            derived
+        })
+        .unwrap();
+
+    // Keys of another password: the server refuses the proof.
+    let mut client = ScramClient::with_nonce("pencil", "abc");
+    let mut server = ScramServer::new(rfc_secret());
+    let server_first = server.handle_client_first(&client.client_first()).unwrap();
+    let wrong = ScramKeys::derive("crayon", &salt, 4096);
+    let client_final = client
+        .handle_server_first_with(&server_first, |_, _, _| wrong)
+        .unwrap();
+    assert!(server.handle_client_final(&client_final).is_err());
+    assert_eq!(format!("{wrong:?}"), "ScramKeys(<redacted>)");
 }
 
 #[test]
