@@ -214,7 +214,7 @@ fn servers_json(snapshot: &Snapshot, stats: &[PoolStats]) -> Vec<serde_json::Val
         .zip(&topology.nodes)
         .map(|(server, node)| {
             let (mut busy, mut idle, mut open) = (0, 0, 0);
-            for s in stats.iter().filter(|s| *s.key.server() == *server.name) {
+            for s in stats.iter().filter(|s| s.key.server() == &*server.name) {
                 busy += s.busy;
                 idle += s.idle;
                 open += s.open;
@@ -250,9 +250,9 @@ fn status_json(state: &AdminState) -> String {
         .into_iter()
         .map(|s| {
             serde_json::json!({
-                "server": &*s.key.server(),
-                "user": &*s.key.user(),
-                "database": &*s.key.database(),
+                "server": s.key.server(),
+                "user": s.key.user(),
+                "database": s.key.database(),
                 "open": s.open,
                 "idle": s.idle,
                 "busy": s.busy,

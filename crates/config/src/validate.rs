@@ -143,9 +143,7 @@ impl Checker<'_> {
 
     /// `workers`: `auto` (None) or 1 to [`MAX_WORKERS`] threads.
     fn workers(&mut self, value: Option<&Scalar>) -> Option<usize> {
-        let Some(Scalar(text)) = value else {
-            return None;
-        };
+        let Scalar(text) = value?;
         let text = text.trim();
         if text == "auto" {
             return None;

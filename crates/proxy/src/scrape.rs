@@ -22,7 +22,7 @@ pub(crate) fn refresh(ctx: &Ctx) {
         .collect();
     for pool in ctx.pools.stats() {
         let held = pool.open + pool.waiting;
-        let known = servers.contains_key(&*pool.key.server());
+        let known = servers.contains_key(pool.key.server());
         if !known && held == 0 {
             continue;
         }

@@ -140,10 +140,11 @@ async fn read_your_writes_with_replay_paused_and_lagging_replicas_excluded() {
         let unlimited = "{ max_bytes: 1GiB, max_delay: 1h }";
 
         // eventual: reads go to any replica, the paused one included, so some are stale
-        // (the test can fail).
+        // (the test can fail). Round robin, so that each client's reads reach both replicas.
         let yaml = proxy_yaml(&env)
             .set("lag", unlimited)
-            .set("consistency", "eventual");
+            .set("consistency", "eventual")
+            .set("balance", "round_robin");
         let handle = start_proxy(&yaml).await;
         let stale = write_read_pairs(&handle, 2, 500).await;
         eprintln!("consistency eventual: {stale} stale reads of 1000");
@@ -170,10 +171,11 @@ async fn read_your_writes_with_replay_paused_and_lagging_replicas_excluded() {
         stop_proxy(handle).await;
 
         // Lag exclusion: replica 1 (still paused, far behind) takes no reads; once resumed
-        // and caught up, it takes reads again.
+        // and caught up, it takes reads again (round robin: one client's reads alternate).
         let yaml = proxy_yaml(&env)
             .set("lag", "{ max_bytes: 64KiB, max_delay: 1h }")
-            .set("consistency", "eventual");
+            .set("consistency", "eventual")
+            .set("balance", "round_robin");
         let handle = start_proxy(&yaml).await;
         let excluded = "pgsplit_replica_lag_excluded{server=\"replica1\"}";
         metric_until(&handle, excluded, Duration::from_secs(3), |v| v == 1.0).await;

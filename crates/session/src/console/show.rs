@@ -111,9 +111,9 @@ pub(crate) fn pools(stats: &[PoolStats], mode: PoolMode) -> Table {
     });
     for s in stats {
         t.push(vec![
-            text(&*s.key.database()),
-            text(&*s.key.user()),
-            text(&*s.key.server()),
+            text(s.key.database()),
+            text(s.key.user()),
+            text(s.key.server()),
             num(s.waiting),
             num(s.busy),
             num(s.idle),
@@ -156,7 +156,7 @@ pub(crate) fn servers(snapshot: &Snapshot, stats: &[PoolStats]) -> Table {
             Some(n) if !n.is_up() => "down",
             _ => "up",
         };
-        let mine = stats.iter().filter(|s| *s.key.server() == *server.name);
+        let mine = stats.iter().filter(|s| s.key.server() == &*server.name);
         let (open, active) = mine.fold((0, 0), |(o, a), s| (o + s.open, a + s.busy));
         let lag = node.and_then(|n| n.lag);
         t.push(vec![

@@ -110,7 +110,7 @@ fn sessions_share_targets_of_one_generation_and_pool() {
     );
     let c = other_db.target(&snapshot, &kit, 1).expect("server 1");
     assert!(!Arc::ptr_eq(&a, &c), "another database is another pool");
-    assert_eq!(&*c.key.database(), "other");
+    assert_eq!(c.key.database(), "other");
     // A reload is a new generation: targets are built again, with its settings.
     let reloaded = snapshot.reload(pgsplit_config::parse(YAML, "t.yaml").unwrap());
     let d = SessionRouter::new("app", "app", "app", 4)
