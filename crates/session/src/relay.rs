@@ -27,7 +27,7 @@ use tracing::warn;
 use crate::SessionError;
 use crate::client_io::ClientConn;
 use crate::drain::DrainWatch;
-use crate::extended::{ClientStatements, ResponsePlan, filter_server, rewrite_client};
+use crate::extended::{ClientStatements, Passing, ResponsePlan, filter_server, rewrite_client};
 use crate::outbox::Outbox;
 
 /// Stop reading from one side while the other side has this many bytes waiting.
@@ -437,10 +437,12 @@ pub(crate) fn from_server(
 ) -> Result<(), pgsplit_wire::WireError> {
     let mut out = std::mem::take(&mut state.parts);
     loop {
-        // Rows are most of what servers send: a run of whole DataRows that the plan would
-        // only forward goes out as one zero-copy chunk.
-        if state.plan.passes_rows() {
-            let run = data_row_run(buf, max)?;
+        // Rows are most of what servers send: a run of whole messages that the plan would
+        // only forward (rows, and the rest of a simple Query's answer up to its
+        // ReadyForQuery) goes out as one zero-copy chunk.
+        let passing = state.plan.passing();
+        if passing != Passing::Nothing {
+            let run = passing_run(buf, max, passing)?;
             if run > 0 {
                 out.push(buf.split_to(run).freeze());
                 continue;
@@ -484,24 +486,18 @@ pub(crate) fn from_server(
     Ok(())
 }
 
-/// Length of the run of whole DataRow messages at the front of `buf`.
-fn data_row_run(buf: &[u8], max: usize) -> Result<usize, pgsplit_wire::WireError> {
+/// Length of the run of whole messages at the front of `buf` that `passing` lets through.
+fn passing_run(buf: &[u8], max: usize, passing: Passing) -> Result<usize, pgsplit_wire::WireError> {
     let mut off = 0;
-    while buf.len() - off >= HEADER_LEN && buf[off] == be::DATA_ROW {
+    while buf.len() - off >= HEADER_LEN && passing.lets(buf[off]) {
+        let tag = buf[off];
         let declared = u32::from_be_bytes([buf[off + 1], buf[off + 2], buf[off + 3], buf[off + 4]]);
         if declared < 4 {
-            return Err(pgsplit_wire::WireError::BadLength {
-                tag: be::DATA_ROW,
-                len: declared,
-            });
+            return Err(pgsplit_wire::WireError::BadLength { tag, len: declared });
         }
         let len = declared as usize + 1;
         if len > max {
-            return Err(pgsplit_wire::WireError::MessageTooLarge {
-                tag: be::DATA_ROW,
-                len,
-                max,
-            });
+            return Err(pgsplit_wire::WireError::MessageTooLarge { tag, len, max });
         }
         if buf.len() - off < len {
             break;
@@ -652,10 +648,57 @@ mod tests {
         assert!(st.plan.is_empty(), "ReadyForQuery settled the query");
         assert_eq!(out.len(), expected.len());
         assert_eq!(buf.len(), 15, "the partial row stays buffered");
-        assert_eq!(data_row_run(&buf, 1 << 20).unwrap(), 0);
+        assert_eq!(passing_run(&buf, 1 << 20, Passing::Rows).unwrap(), 0);
         let mut sink = Vec::new();
         block_on(out.flush(&mut sink)).unwrap();
         assert_eq!(sink, expected.to_vec());
+    }
+
+    #[test]
+    fn a_query_answer_runs_up_to_what_the_session_must_see() {
+        let mut buf = BytesMut::new();
+        encode::row_description(&mut buf, &[("a", 25)]);
+        encode::data_row(&mut buf, &[Some(b"1")]);
+        encode::command_complete(&mut buf, "SELECT 1");
+        encode::notice_response(
+            &mut buf,
+            &ErrorFields::notice(sqlstate::SUCCESSFUL_COMPLETION, "careful"),
+        );
+        let body = buf.len();
+        encode::ready_for_query(&mut buf, b'I');
+        assert_eq!(
+            passing_run(&buf, 1 << 20, Passing::QueryAnswer).unwrap(),
+            body
+        );
+        // An Execute's run is its rows only: its CommandComplete settles it.
+        let mut exec = BytesMut::new();
+        encode::data_row(&mut exec, &[Some(b"1")]);
+        let one_row = exec.len();
+        encode::command_complete(&mut exec, "SELECT 1");
+        assert_eq!(passing_run(&exec, 1 << 20, Passing::Rows).unwrap(), one_row);
+        assert_eq!(passing_run(&exec, 1 << 20, Passing::Nothing).unwrap(), 0);
+        // ParameterStatus and errors stop the run: the session must see them.
+        for stop in [
+            |b: &mut BytesMut| encode::parameter_status(b, "TimeZone", "UTC"),
+            |b: &mut BytesMut| {
+                encode::error_response(b, &ErrorFields::error(sqlstate::SYNTAX_ERROR, "no"))
+            },
+        ] {
+            let mut buf = BytesMut::new();
+            encode::data_row(&mut buf, &[Some(b"1")]);
+            let before = buf.len();
+            stop(&mut buf);
+            encode::command_complete(&mut buf, "SELECT 1");
+            assert_eq!(
+                passing_run(&buf, 1 << 20, Passing::QueryAnswer).unwrap(),
+                before
+            );
+        }
+        // A bad length inside a run is an error, not a run.
+        let mut bad = BytesMut::new();
+        encode::command_complete(&mut bad, "SELECT 1");
+        bad[4] = 2;
+        assert!(passing_run(&bad, 1 << 20, Passing::QueryAnswer).is_err());
     }
 
     #[tokio::test(start_paused = true)]

@@ -165,6 +165,38 @@ enum Step {
 }
 
 /// How a server message with type `tag` relates to a request expecting `expect`.
+/// What [`ResponsePlan::passing`] lets through in one chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Passing {
+    /// Every message goes through the plan.
+    Nothing,
+    /// DataRows (the front request is a forwarded Execute, which a CommandComplete ends).
+    Rows,
+    /// The body of a simple Query's answer (the front request is a forwarded Query): row
+    /// descriptions, rows, command tags, empty-query answers, notices and notifications. The
+    /// ReadyForQuery that ends it, errors, COPY and ParameterStatus still go one by one.
+    QueryAnswer,
+}
+
+impl Passing {
+    /// Whether a message with `tag` may be in the run.
+    pub(crate) fn lets(self, tag: u8) -> bool {
+        match self {
+            Passing::Nothing => false,
+            Passing::Rows => tag == be::DATA_ROW,
+            Passing::QueryAnswer => matches!(
+                tag,
+                be::DATA_ROW
+                    | be::ROW_DESCRIPTION
+                    | be::COMMAND_COMPLETE
+                    | be::EMPTY_QUERY
+                    | be::NOTICE
+                    | be::NOTIFICATION
+            ),
+        }
+    }
+}
+
 fn step(expect: Expect, tag: u8) -> Step {
     match (expect, tag) {
         (Expect::ParseComplete, be::PARSE_COMPLETE)
@@ -191,14 +223,15 @@ impl ResponsePlan {
         self.entries.iter().all(|e| e.expect == Expect::CopyEnd)
     }
 
-    /// Whether a DataRow arriving now would only be forwarded, changing nothing in the plan
-    /// (the front request is a forwarded Execute or Query): then a run of DataRows can be
-    /// relayed as one chunk without looking at each message.
-    pub(crate) fn passes_rows(&self) -> bool {
-        matches!(
-            self.entries.front(),
-            Some(e) if e.forward && matches!(e.expect, Expect::Execute | Expect::Query)
-        )
+    /// Which server messages arriving now would only be forwarded, changing nothing in the
+    /// plan nor in the session: a run of them can be relayed as one chunk without looking at
+    /// each message.
+    pub(crate) fn passing(&self) -> Passing {
+        match self.entries.front() {
+            Some(e) if e.forward && e.expect == Expect::Query => Passing::QueryAnswer,
+            Some(e) if e.forward && e.expect == Expect::Execute => Passing::Rows,
+            _ => Passing::Nothing,
+        }
     }
 
     /// Whether the client has an extended-protocol batch open (messages sent, Sync not yet):
