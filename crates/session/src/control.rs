@@ -73,10 +73,10 @@ impl Control {
     }
 
     /// Returns at once when not paused; otherwise waits until RESUME or until the proxy
-    /// drains. Cancel safe.
-    pub async fn wait_resumed(&self) {
+    /// drains. Returns whether it waited. Cancel safe.
+    pub async fn wait_resumed(&self) -> bool {
         if !self.is_paused() {
-            return;
+            return false;
         }
         let mut paused = self.paused.subscribe();
         let mut shutdown = self.shutdown.clone();
@@ -84,6 +84,7 @@ impl Control {
             _ = until(&mut paused, false) => {}
             _ = until(&mut shutdown, true) => {}
         }
+        true
     }
 }
 
@@ -105,12 +106,12 @@ mod tests {
         let (_stop, shutdown) = watch::channel(false);
         let (control, _requests) = Control::new(shutdown);
         let control = Arc::new(control);
-        control.wait_resumed().await; // not paused: returns at once
+        assert!(!control.wait_resumed().await, "not paused: returns at once");
         assert!(!control.pause());
         assert!(control.pause(), "second PAUSE sees the flag set");
         let waiter = tokio::spawn({
             let control = control.clone();
-            async move { control.wait_resumed().await }
+            async move { assert!(control.wait_resumed().await, "it waited") }
         });
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert!(!waiter.is_finished(), "a waiter must wait while paused");

@@ -331,9 +331,8 @@ impl Session {
         self.registered.set_activity(Activity::Waiting);
         // The unit's clock reading (taken when it was routed, just before) serves as the
         // checkout's start, unless this is the startup checkout or a PAUSE held the unit.
-        let fresh = !first && !self.ctx.control.is_paused();
-        self.ctx.control.wait_resumed().await;
-        let start = if fresh {
+        let paused = self.ctx.control.wait_resumed().await;
+        let start = if !first && !paused {
             self.router.routed_at()
         } else {
             self.relay.sent_at = None;
