@@ -28,6 +28,12 @@ impl Outbox {
         }
     }
 
+    /// Queued chunk count.
+    #[cfg(test)]
+    pub(crate) fn chunks(&self) -> usize {
+        self.chunks.len()
+    }
+
     /// Queued byte count.
     pub(crate) fn len(&self) -> usize {
         self.len

@@ -71,6 +71,9 @@ pub(crate) struct RelayState {
     pub(crate) plan: ResponsePlan,
     /// Reused buffer for the messages one read produces, so relaying allocates no vector.
     parts: Vec<Bytes>,
+    /// Where a batch of small parts is copied into one chunk (see [`flush_parts`]); its
+    /// allocation is reused from batch to batch once the chunk before has been written.
+    joined: BytesMut,
     /// Disconnect a client idle (outside a transaction) this long; `None` = never.
     pub(crate) idle_timeout: Option<Duration>,
     /// Forward one unit at a time: the connection was routed for the unit at the front of
@@ -118,6 +121,7 @@ impl RelayState {
             statements,
             plan: ResponsePlan::default(),
             parts: Vec::new(),
+            joined: BytesMut::new(),
             idle_timeout: None,
             one_unit: false,
             held: false,
@@ -359,7 +363,7 @@ fn from_client(
         match tag {
             fe::TERMINATE => {
                 client.rbuf.clear();
-                flush_parts(&mut out, to_server);
+                flush_parts(&mut out, &mut state.joined, to_server);
                 state.parts = out;
                 return Ok(true);
             }
@@ -405,12 +409,12 @@ fn from_client(
             break;
         }
     }
-    flush_parts(&mut out, to_server);
+    flush_parts(&mut out, &mut state.joined, to_server);
     state.parts = out;
     if !synthetic.is_empty() {
         state.forwarded = true;
     }
-    flush_parts(&mut synthetic, &mut client.out);
+    flush_parts(&mut synthetic, &mut state.joined, &mut client.out);
     Ok(false)
 }
 
@@ -420,7 +424,29 @@ fn note_sql(state: &mut RelayState, sql: Option<&str>) {
     }
 }
 
-fn flush_parts(parts: &mut Vec<Bytes>, to: &mut Outbox) {
+/// Parts of at most this many bytes in all, and at least [`JOIN_MIN_PARTS`] of them, are
+/// copied into one chunk: an extended-protocol batch (Parse, Bind, Describe, Execute, Sync and
+/// their answers) is a handful of tiny messages, and each chunk costs more to queue and write
+/// (one slice of a vectored write) than copying its few bytes.
+const JOIN_MAX_BYTES: usize = 1024;
+
+/// See [`JOIN_MAX_BYTES`].
+const JOIN_MIN_PARTS: usize = 3;
+
+/// Queues `parts` (emptied) on `to`: as they are, or, when they are several and small, copied
+/// into one chunk through `joined`.
+fn flush_parts(parts: &mut Vec<Bytes>, joined: &mut BytesMut, to: &mut Outbox) {
+    if parts.len() >= JOIN_MIN_PARTS {
+        let total: usize = parts.iter().map(Bytes::len).sum();
+        if total <= JOIN_MAX_BYTES {
+            joined.reserve(total);
+            for part in parts.drain(..) {
+                joined.extend_from_slice(&part);
+            }
+            to.push(joined.split().freeze());
+            return;
+        }
+    }
     for part in parts.drain(..) {
         to.push(part);
     }
@@ -481,7 +507,7 @@ pub(crate) fn from_server(
     if !out.is_empty() {
         state.forwarded = true;
     }
-    flush_parts(&mut out, to_client);
+    flush_parts(&mut out, &mut state.joined, to_client);
     state.parts = out;
     Ok(())
 }
@@ -652,6 +678,43 @@ mod tests {
         let mut sink = Vec::new();
         block_on(out.flush(&mut sink)).unwrap();
         assert_eq!(sink, expected.to_vec());
+    }
+
+    #[test]
+    fn small_batches_go_out_as_one_chunk() {
+        let mut joined = BytesMut::new();
+        let parts = |sizes: &[usize]| -> Vec<Bytes> {
+            sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| Bytes::from(vec![i as u8; n]))
+                .collect()
+        };
+        let flushed = |sizes: &[usize], joined: &mut BytesMut| {
+            let mut out = Outbox::default();
+            let mut batch = parts(sizes);
+            flush_parts(&mut batch, joined, &mut out);
+            assert!(batch.is_empty());
+            let mut sink = Vec::new();
+            let chunks = out.chunks();
+            block_on(out.flush(&mut sink)).unwrap();
+            let expected: Vec<u8> = parts(sizes).iter().flat_map(|b| b.to_vec()).collect();
+            assert_eq!(sink, expected, "{sizes:?}");
+            chunks
+        };
+        assert_eq!(flushed(&[10, 20, 30, 5, 6], &mut joined), 1);
+        assert_eq!(flushed(&[10, 20, 30], &mut joined), 1, "reused buffer");
+        assert_eq!(
+            flushed(&[10, 20], &mut joined),
+            2,
+            "two parts stay as they are"
+        );
+        assert_eq!(
+            flushed(&[10, 2000, 30], &mut joined),
+            3,
+            "big parts are not copied"
+        );
+        assert_eq!(flushed(&[], &mut joined), 0);
     }
 
     #[test]
