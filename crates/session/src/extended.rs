@@ -90,7 +90,7 @@ use pgsplit_wire::{Frame, WireError, encode};
 
 use message::{BindParts, message, put_header, split_bind, split_parse, split_target};
 use plan::{Effect, Expect};
-pub(crate) use plan::{OutOfStep, Passing, ResponsePlan};
+pub(crate) use plan::{OutOfStep, ResponsePlan};
 
 mod message;
 mod plan;

@@ -16,7 +16,6 @@ use pgsplit_backend::{BackendError, ServerConn, StatementCache};
 use pgsplit_classify::{Effects, session_effects};
 
 use pgsplit_telemetry::Histogram;
-use pgsplit_wire::frame::HEADER_LEN;
 use pgsplit_wire::{
     ErrorFields, Frame, backend::tags as be, frontend::tags as fe, next_frame, sqlstate,
 };
@@ -27,7 +26,7 @@ use tracing::warn;
 use crate::SessionError;
 use crate::client_io::ClientConn;
 use crate::drain::DrainWatch;
-use crate::extended::{ClientStatements, Passing, ResponsePlan, filter_server, rewrite_client};
+use crate::extended::{ClientStatements, ResponsePlan, filter_server, rewrite_client};
 use crate::outbox::Outbox;
 
 /// Stop reading from one side while the other side has this many bytes waiting.
@@ -463,16 +462,14 @@ pub(crate) fn from_server(
 ) -> Result<(), pgsplit_wire::WireError> {
     let mut out = std::mem::take(&mut state.parts);
     loop {
-        // Rows are most of what servers send: a run of whole messages that the plan would
-        // only forward (rows, and the rest of a simple Query's answer up to its
-        // ReadyForQuery) goes out as one zero-copy chunk.
-        let passing = state.plan.passing();
-        if passing != Passing::Nothing {
-            let run = passing_run(buf, max, passing)?;
-            if run > 0 {
-                out.push(buf.split_to(run).freeze());
-                continue;
-            }
+        // Most of what servers send is only forwarded (rows, row descriptions, command tags,
+        // ParseComplete and BindComplete of the client's own requests): a run of such whole
+        // messages goes out as one zero-copy chunk, the plan advanced past it.
+        let run = state
+            .plan
+            .forward_run(buf, max, &mut state.statements, cache)?;
+        if run > 0 {
+            out.push(buf.split_to(run).freeze());
         }
         let Some(frame) = next_frame(buf, max)? else {
             break;
@@ -510,27 +507,6 @@ pub(crate) fn from_server(
     flush_parts(&mut out, &mut state.joined, to_client);
     state.parts = out;
     Ok(())
-}
-
-/// Length of the run of whole messages at the front of `buf` that `passing` lets through.
-fn passing_run(buf: &[u8], max: usize, passing: Passing) -> Result<usize, pgsplit_wire::WireError> {
-    let mut off = 0;
-    while buf.len() - off >= HEADER_LEN && passing.lets(buf[off]) {
-        let tag = buf[off];
-        let declared = u32::from_be_bytes([buf[off + 1], buf[off + 2], buf[off + 3], buf[off + 4]]);
-        if declared < 4 {
-            return Err(pgsplit_wire::WireError::BadLength { tag, len: declared });
-        }
-        let len = declared as usize + 1;
-        if len > max {
-            return Err(pgsplit_wire::WireError::MessageTooLarge { tag, len, max });
-        }
-        if buf.len() - off < len {
-            break;
-        }
-        off += len;
-    }
-    Ok(off)
 }
 
 fn note_server(frame: &Frame, state: &mut RelayState) {
@@ -614,13 +590,13 @@ mod tests {
             &mut buf,
             &ErrorFields::fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection"),
         );
-        assert!(is_fatal(&buf[HEADER_LEN..]));
+        assert!(is_fatal(&buf[pgsplit_wire::frame::HEADER_LEN..]));
         buf.clear();
         encode::error_response(
             &mut buf,
             &ErrorFields::error(sqlstate::SYNTAX_ERROR, "oops"),
         );
-        assert!(!is_fatal(&buf[HEADER_LEN..]));
+        assert!(!is_fatal(&buf[pgsplit_wire::frame::HEADER_LEN..]));
     }
 
     #[test]
@@ -674,7 +650,12 @@ mod tests {
         assert!(st.plan.is_empty(), "ReadyForQuery settled the query");
         assert_eq!(out.len(), expected.len());
         assert_eq!(buf.len(), 15, "the partial row stays buffered");
-        assert_eq!(passing_run(&buf, 1 << 20, Passing::Rows).unwrap(), 0);
+        let (statements, plan) = (&mut st.statements, &mut st.plan);
+        assert_eq!(
+            plan.forward_run(&buf, 1 << 20, statements, &mut cache)
+                .unwrap(),
+            0
+        );
         let mut sink = Vec::new();
         block_on(out.flush(&mut sink)).unwrap();
         assert_eq!(sink, expected.to_vec());
@@ -717,8 +698,35 @@ mod tests {
         assert_eq!(flushed(&[], &mut joined), 0);
     }
 
+    /// A relay state whose plan expects the answers to the client messages `client` writes.
+    fn planned(client: impl FnOnce(&mut BytesMut)) -> (RelayState, StatementCache) {
+        let mut st = RelayState::new(ClientStatements::new(Default::default()));
+        let mut cache = StatementCache::default();
+        let mut buf = BytesMut::new();
+        client(&mut buf);
+        let mut req = Vec::new();
+        while let Some(frame) = next_frame(&mut buf, 1 << 20).unwrap() {
+            rewrite_client(
+                frame,
+                &mut st.statements,
+                &mut cache,
+                &mut st.plan,
+                &mut req,
+            )
+            .unwrap();
+        }
+        (st, cache)
+    }
+
+    fn run(st: &mut RelayState, cache: &mut StatementCache, buf: &[u8]) -> usize {
+        let (statements, plan) = (&mut st.statements, &mut st.plan);
+        plan.forward_run(buf, 1 << 20, statements, cache).unwrap()
+    }
+
     #[test]
-    fn a_query_answer_runs_up_to_what_the_session_must_see() {
+    fn answers_run_up_to_what_the_session_must_see() {
+        // A simple Query: everything up to its ReadyForQuery.
+        let (mut st, mut cache) = planned(|b| encode::query(b, "select 1"));
         let mut buf = BytesMut::new();
         encode::row_description(&mut buf, &[("a", 25)]);
         encode::data_row(&mut buf, &[Some(b"1")]);
@@ -729,17 +737,32 @@ mod tests {
         );
         let body = buf.len();
         encode::ready_for_query(&mut buf, b'I');
-        assert_eq!(
-            passing_run(&buf, 1 << 20, Passing::QueryAnswer).unwrap(),
-            body
-        );
-        // An Execute's run is its rows only: its CommandComplete settles it.
-        let mut exec = BytesMut::new();
-        encode::data_row(&mut exec, &[Some(b"1")]);
-        let one_row = exec.len();
-        encode::command_complete(&mut exec, "SELECT 1");
-        assert_eq!(passing_run(&exec, 1 << 20, Passing::Rows).unwrap(), one_row);
-        assert_eq!(passing_run(&exec, 1 << 20, Passing::Nothing).unwrap(), 0);
+        assert_eq!(run(&mut st, &mut cache, &buf), body);
+        assert!(!st.plan.is_empty(), "the ReadyForQuery is still due");
+
+        // An extended batch of unnamed statements: up to the Sync's ReadyForQuery, the plan
+        // settled request by request.
+        let (mut st, mut cache) = planned(|b| {
+            encode::parse(b, "", "select 1", &[]);
+            encode::bind(b, "", "", &[], &[], &[]);
+            encode::describe(b, b'P', "");
+            encode::execute(b, "", 0);
+            encode::sync(b);
+        });
+        let mut buf = BytesMut::new();
+        encode::parse_complete(&mut buf);
+        encode::bind_complete(&mut buf);
+        encode::row_description(&mut buf, &[("a", 25)]);
+        encode::data_row(&mut buf, &[Some(b"1")]);
+        encode::command_complete(&mut buf, "SELECT 1");
+        let body = buf.len();
+        encode::ready_for_query(&mut buf, b'I');
+        assert_eq!(run(&mut st, &mut cache, &buf), body);
+        let mut out = Outbox::default();
+        let mut rest = BytesMut::from(&buf[body..]);
+        from_server(&mut rest, 1 << 20, &mut st, &mut cache, &mut out).unwrap();
+        assert!(st.plan.is_empty(), "the ReadyForQuery settled the Sync");
+
         // ParameterStatus and errors stop the run: the session must see them.
         for stop in [
             |b: &mut BytesMut| encode::parameter_status(b, "TimeZone", "UTC"),
@@ -747,21 +770,29 @@ mod tests {
                 encode::error_response(b, &ErrorFields::error(sqlstate::SYNTAX_ERROR, "no"))
             },
         ] {
+            let (mut st, mut cache) = planned(|b| encode::query(b, "select 1"));
             let mut buf = BytesMut::new();
             encode::data_row(&mut buf, &[Some(b"1")]);
             let before = buf.len();
             stop(&mut buf);
             encode::command_complete(&mut buf, "SELECT 1");
-            assert_eq!(
-                passing_run(&buf, 1 << 20, Passing::QueryAnswer).unwrap(),
-                before
-            );
+            assert_eq!(run(&mut st, &mut cache, &buf), before);
         }
+
+        // Nothing planned: nothing runs (the message goes to the out-of-step path).
+        let (mut st, mut cache) = planned(|_| {});
+        let mut buf = BytesMut::new();
+        encode::command_complete(&mut buf, "SELECT 1");
+        assert_eq!(run(&mut st, &mut cache, &buf), 0);
+
         // A bad length inside a run is an error, not a run.
-        let mut bad = BytesMut::new();
-        encode::command_complete(&mut bad, "SELECT 1");
-        bad[4] = 2;
-        assert!(passing_run(&bad, 1 << 20, Passing::QueryAnswer).is_err());
+        let (mut st, mut cache) = planned(|b| encode::query(b, "select 1"));
+        buf[4] = 2;
+        let (statements, plan) = (&mut st.statements, &mut st.plan);
+        assert!(
+            plan.forward_run(&buf, 1 << 20, statements, &mut cache)
+                .is_err()
+        );
     }
 
     #[tokio::test(start_paused = true)]

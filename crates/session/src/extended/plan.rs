@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use pgsplit_backend::StatementCache;
 use pgsplit_wire::backend::{self as server_msg, tags as be};
 use pgsplit_wire::frame::HEADER_LEN;
-use pgsplit_wire::{Frame, SqlState, encode};
+use pgsplit_wire::{Frame, SqlState, WireError, encode};
 
 use super::message::respell_error;
 use super::{ClientStatements, Name, SERVER_PREFIX, Statement, server_name};
@@ -165,38 +165,6 @@ enum Step {
 }
 
 /// How a server message with type `tag` relates to a request expecting `expect`.
-/// What [`ResponsePlan::passing`] lets through in one chunk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Passing {
-    /// Every message goes through the plan.
-    Nothing,
-    /// DataRows (the front request is a forwarded Execute, which a CommandComplete ends).
-    Rows,
-    /// The body of a simple Query's answer (the front request is a forwarded Query): row
-    /// descriptions, rows, command tags, empty-query answers, notices and notifications. The
-    /// ReadyForQuery that ends it, errors, COPY and ParameterStatus still go one by one.
-    QueryAnswer,
-}
-
-impl Passing {
-    /// Whether a message with `tag` may be in the run.
-    pub(crate) fn lets(self, tag: u8) -> bool {
-        match self {
-            Passing::Nothing => false,
-            Passing::Rows => tag == be::DATA_ROW,
-            Passing::QueryAnswer => matches!(
-                tag,
-                be::DATA_ROW
-                    | be::ROW_DESCRIPTION
-                    | be::COMMAND_COMPLETE
-                    | be::EMPTY_QUERY
-                    | be::NOTICE
-                    | be::NOTIFICATION
-            ),
-        }
-    }
-}
-
 fn step(expect: Expect, tag: u8) -> Step {
     match (expect, tag) {
         (Expect::ParseComplete, be::PARSE_COMPLETE)
@@ -223,15 +191,70 @@ impl ResponsePlan {
         self.entries.iter().all(|e| e.expect == Expect::CopyEnd)
     }
 
-    /// Which server messages arriving now would only be forwarded, changing nothing in the
-    /// plan nor in the session: a run of them can be relayed as one chunk without looking at
-    /// each message.
-    pub(crate) fn passing(&self) -> Passing {
-        match self.entries.front() {
-            Some(e) if e.forward && e.expect == Expect::Query => Passing::QueryAnswer,
-            Some(e) if e.forward && e.expect == Expect::Execute => Passing::Rows,
-            _ => Passing::Nothing,
+    /// The length of the run of whole messages at the front of `buf` that are only forwarded:
+    /// each is a row, a notice, or a message that continues or completes the front request
+    /// (forwarded, answered by the server) without anything else to do than settling it. The
+    /// plan advances past the run as it would message by message, so the caller forwards the
+    /// run as one chunk. The run stops at what needs a closer look: ReadyForQuery, errors,
+    /// ParameterStatus, COPY IN, a request answered by pgsplit or swallowed, or an unexpected
+    /// message.
+    pub(crate) fn forward_run(
+        &mut self,
+        buf: &[u8],
+        max: usize,
+        client: &mut ClientStatements,
+        server: &mut StatementCache,
+    ) -> Result<usize, WireError> {
+        let mut off = 0;
+        let mut front = self.forwarded_front();
+        while buf.len() - off >= HEADER_LEN {
+            let tag = buf[off];
+            let declared =
+                u32::from_be_bytes([buf[off + 1], buf[off + 2], buf[off + 3], buf[off + 4]]);
+            if declared < 4 {
+                return Err(WireError::BadLength { tag, len: declared });
+            }
+            let len = declared as usize + 1;
+            if len > max {
+                return Err(WireError::MessageTooLarge { tag, len, max });
+            }
+            if buf.len() - off < len {
+                break;
+            }
+            let Some(expect) = front else {
+                break;
+            };
+            match tag {
+                // What `filter_server` forwards without the plan.
+                be::NOTICE | be::NOTIFICATION => {}
+                // What the relay or the plan must look at.
+                be::READY_FOR_QUERY | be::ERROR | be::PARAMETER_STATUS => break,
+                _ => match step(expect, tag) {
+                    Step::More => {}
+                    Step::Done => {
+                        if let Some(entry) = self.entries.pop_front() {
+                            if matches!(entry.expect, Expect::Execute | Expect::Query) {
+                                self.copy_in = false;
+                            }
+                            self.settle(entry, Outcome::Done, client, Some(server));
+                        }
+                        front = self.forwarded_front();
+                    }
+                    Step::Described | Step::CopyIn | Step::Unexpected => break,
+                },
+            }
+            off += len;
         }
+        Ok(off)
+    }
+
+    /// What the front request expects, if the server answers it and its answer reaches the
+    /// client (not a request pgsplit answers itself or one whose answer it swallows).
+    fn forwarded_front(&self) -> Option<Expect> {
+        self.entries
+            .front()
+            .filter(|e| e.forward && !matches!(e.expect, Expect::Synthetic(_) | Expect::CopyEnd))
+            .map(|e| e.expect)
     }
 
     /// Whether the client has an extended-protocol batch open (messages sent, Sync not yet):
