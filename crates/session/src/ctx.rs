@@ -177,8 +177,9 @@ pub struct GreetingCache {
     entries: Mutex<HashMap<(PoolKey, u64), (Instant, Params)>>,
 }
 
-/// Reported parameters, (name, value) in the order the server sent them.
-type Params = Arc<[(String, String)]>;
+/// Reported parameters, (name, value) in the order the server sent them: shared with the
+/// sessions greeted with them (each copies them only if they change).
+type Params = Arc<Vec<(String, String)>>;
 
 impl GreetingCache {
     /// The parameters for `tag` on `pool`, if remembered and fresh.
@@ -189,11 +190,11 @@ impl GreetingCache {
     }
 
     /// Remembers the parameters reported for `tag` on `pool`.
-    pub fn put(&self, pool: &PoolKey, tag: u64, params: &[(String, String)]) {
+    pub fn put(&self, pool: &PoolKey, tag: u64, params: &Params) {
         let mut entries = self.entries.lock();
         if entries.len() >= GREETING_MAX {
             entries.clear();
         }
-        entries.insert((pool.clone(), tag), (Instant::now(), params.into()));
+        entries.insert((pool.clone(), tag), (Instant::now(), Arc::clone(params)));
     }
 }

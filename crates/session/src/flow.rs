@@ -110,7 +110,7 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
     let mut session = Session {
         ctx: ctx.clone(),
         state,
-        view: Vec::new(),
+        view: Arc::default(),
         view_synced: None,
         login_user: login_user.to_owned(),
         target,
@@ -132,7 +132,7 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
         // its parameters are known, so no server connection is needed until the first query
         // (connection storms cost no server round trip, and a client connecting while every
         // pooled connection is busy is not held at startup).
-        Some(params) if session.mode == PoolMode::Transaction => session.view = params.to_vec(),
+        Some(params) if session.mode == PoolMode::Transaction => session.view = params,
         _ => {
             // The first checkout also validates the startup settings, as PostgreSQL does.
             let target = Arc::clone(&session.target);
@@ -176,7 +176,7 @@ struct Session {
     /// Settings and pins that follow the client across server connections.
     state: ClientState,
     /// ParameterStatus values the client has been shown (name, value).
-    view: Vec<(String, String)>,
+    view: Arc<Vec<(String, String)>>,
     /// `params_hash` of a server connection whose every parameter `view` shows as is: a
     /// connection with the same hash needs no comparison.
     view_synced: Option<u64>,
@@ -393,7 +393,7 @@ impl Session {
             }
         }
         if first {
-            self.view = conn.params().to_vec();
+            self.view = Arc::new(conn.params().to_vec());
         } else if self.view_synced != Some(conn.params_hash()) {
             // Also brings `view` up to date with the connection.
             show_changed_params(client, &mut self.view, &conn);
@@ -632,7 +632,7 @@ async fn tell_draining(client: &mut ClientConn) -> Result<(), SessionError> {
 /// what the client was last shown, and records the new values.
 fn show_changed_params(
     client: &mut ClientConn,
-    view: &mut Vec<(String, String)>,
+    view: &mut Arc<Vec<(String, String)>>,
     conn: &ServerConn,
 ) {
     for (i, (name, value)) in conn.params().iter().enumerate() {
@@ -652,10 +652,15 @@ fn show_changed_params(
     }
 }
 
-fn set_view(view: &mut Vec<(String, String)>, name: &str, value: &str) {
-    match view.iter_mut().find(|(n, _)| n == name) {
+/// Records `name = value` in the view; a view shared with the greeting cache is copied only
+/// when the value is new.
+fn set_view(view: &mut Arc<Vec<(String, String)>>, name: &str, value: &str) {
+    if view.iter().any(|(n, v)| n == name && v == value) {
+        return;
+    }
+    match Arc::make_mut(view).iter_mut().find(|(n, _)| n == name) {
         Some((_, v)) => value.clone_into(v),
-        None => view.push((name.to_owned(), value.to_owned())),
+        None => Arc::make_mut(view).push((name.to_owned(), value.to_owned())),
     }
 }
 
@@ -675,16 +680,20 @@ fn fatal_or_error(mut fields: ErrorFields, first: bool) -> ErrorFields {
 /// Queues AuthenticationOk, the server's parameters, pgsplit's cancel key and ReadyForQuery.
 /// Returns a guard that unregisters the cancel key when the session ends.
 fn greet(client: &mut ClientConn, session: &mut Session, id: u32, ctx: &Ctx) -> KeyGuard {
-    client.queue(encode::auth_ok);
-    for (name, value) in &session.view {
-        client.queue(|b| encode::parameter_status(b, name, value));
-    }
     let secret: u32 = rand::random();
     // The slot already points at the connection held since startup, if any.
     ctx.cancels
         .register(id, secret, Arc::clone(&session.cancel));
-    client.queue(|b| encode::backend_key_data(b, id, secret));
-    client.queue(|b| encode::ready_for_query(b, b'I'));
+    // One chunk for the whole greeting: a client connecting per transaction pays for it
+    // every time.
+    client.queue(|b| {
+        encode::auth_ok(b);
+        for (name, value) in session.view.iter() {
+            encode::parameter_status(b, name, value);
+        }
+        encode::backend_key_data(b, id, secret);
+        encode::ready_for_query(b, b'I');
+    });
     KeyGuard {
         ctx: ctx.clone(),
         id,
@@ -754,6 +763,27 @@ mod tests {
     use pgsplit_wire::encode;
 
     use super::named_parses_then_sync;
+    use super::set_view;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_shared_view_is_copied_only_for_a_new_value() {
+        let cached = Arc::new(vec![("TimeZone".to_owned(), "UTC".to_owned())]);
+        let mut view = Arc::clone(&cached);
+        set_view(&mut view, "TimeZone", "UTC");
+        assert!(Arc::ptr_eq(&view, &cached), "the same value copies nothing");
+        set_view(&mut view, "TimeZone", "Europe/Paris");
+        assert!(!Arc::ptr_eq(&view, &cached));
+        assert_eq!(cached[0].1, "UTC", "the cached greeting is unchanged");
+        set_view(&mut view, "in_hot_standby", "on");
+        assert_eq!(
+            *view,
+            [
+                ("TimeZone".to_owned(), "Europe/Paris".to_owned()),
+                ("in_hot_standby".to_owned(), "on".to_owned())
+            ]
+        );
+    }
 
     #[test]
     fn only_whole_named_parses_followed_by_sync_are_answered_locally() {
