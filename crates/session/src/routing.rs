@@ -582,12 +582,11 @@ impl SessionRouter {
                 .collect();
             let nodes = &snapshot.topology.nodes;
             // Sessions start their least-connections tie-breaks at different replicas.
-            let replica_indices: Vec<usize> = (0..nodes.len())
-                .filter(|&i| nodes[i].role() == Some(NodeRole::Replica))
-                .collect();
-            let start = replica_indices
-                .get(self.seed as usize % replica_indices.len().max(1))
-                .copied()
+            let is_replica = |i: &usize| nodes[*i].role() == Some(NodeRole::Replica);
+            let count = (0..nodes.len()).filter(is_replica).count();
+            let start = (0..nodes.len())
+                .filter(is_replica)
+                .nth(self.seed as usize % count.max(1))
                 .unwrap_or(0);
             self.balancer = Balancer::starting_at(start);
             // Start the round robin at a session-specific phase.
