@@ -549,6 +549,7 @@ servers:
         assert_eq!(get("pool.size"), "7");
         assert_eq!(get("pool.checkout_timeout"), "250ms");
         assert_eq!(get("shutdown_timeout"), "30s");
+        assert_eq!(get("workers"), "auto");
         assert_eq!(get("pool.server_lifetime"), "1h");
         assert_eq!(get("pool.client_idle_timeout"), "never");
         assert_eq!(get("generation"), "4");
