@@ -13,7 +13,7 @@ use pgsplit_router::{NodeRole, Snapshot};
 use pgsplit_wire::{ErrorFields, encode, frontend, sqlstate};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::time::{Duration, timeout};
+use tokio::time::{Duration, timeout, timeout_at};
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::client_io::ClientConn;
@@ -57,11 +57,13 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
     let snapshot = ctx.snapshot.load_full();
     let config = &snapshot.config;
     let mut client = ClientConn::new(stream, config.limits.max_message_size);
+    // One deadline for the startup packet and the authentication together, as documented.
     let limit = config.limits.startup_timeout;
+    let deadline = tokio::time::Instant::now() + limit;
     // A client that has not even said hello does not hold up a drain.
     let drain = ctx.drain.watch();
     let hello = tokio::select! {
-        res = timeout(limit, read_hello(&mut client)) => res,
+        res = timeout_at(deadline, read_hello(&mut client)) => res,
         () = drain.wait() => {
             let fields = ErrorFields::fatal(
                 sqlstate::CANNOT_CONNECT_NOW,
@@ -84,7 +86,7 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
     span.record("database", startup.database.as_str());
     let user = config.user(&startup.user);
     let auth = authenticate(&mut client, &startup.user, user, &ctx.secrets);
-    match timeout(limit, auth).await {
+    match timeout_at(deadline, auth).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return end(client, e).await,
         Err(_) => return end(client, SessionError::StartupTimeout).await,

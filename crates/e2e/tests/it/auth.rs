@@ -109,3 +109,56 @@ async fn unknown_database_gets_3d000() {
         })
         .await;
 }
+
+/// `limits.startup_timeout` bounds the startup packet and the authentication together: a
+/// client that spends most of it before sending its startup packet has only the rest to log
+/// in, not a fresh limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn startup_timeout_bounds_startup_and_authentication_together() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    Case::new("auth_startup_timeout")
+        .yaml(|y| y.set("limits", "{ startup_timeout: 1s }"))
+        .run(async |px| {
+            if px.skip_without_proxy() {
+                return;
+            }
+            let connected = Instant::now();
+            let mut stream = tokio::net::TcpStream::connect((px.addr.host.as_str(), px.addr.port))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            let mut startup = bytes::BytesMut::new();
+            pgsplit_wire::encode::startup(
+                &mut startup,
+                &[("user", APP_USER), ("database", &px.db)],
+            );
+            stream.write_all(&startup).await.unwrap();
+            // The password request comes; the client then says nothing more.
+            let mut buf = [0u8; 512];
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(
+                n > 0 && buf[0] == b'R',
+                "expected an authentication request"
+            );
+            // pgsplit ends the connection at the deadline (1 s after connecting), not 1 s after
+            // the startup packet: EOF or a FATAL error well before 1.6 s.
+            let ended = tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+            })
+            .await;
+            assert!(ended.is_ok(), "the connection stayed open");
+            let after = connected.elapsed();
+            assert!(
+                after >= Duration::from_millis(900) && after < Duration::from_millis(1450),
+                "ended {after:?} after connecting; the deadline was 1 s"
+            );
+        })
+        .await;
+}
