@@ -115,8 +115,9 @@ async fn unknown_database_gets_3d000() {
 /// in, not a fresh limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn startup_timeout_bounds_startup_and_authentication_together() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::Instant;
 
     Case::new("auth_startup_timeout")
         .yaml(|y| y.set("limits", "{ startup_timeout: 1s }"))
