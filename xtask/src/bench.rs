@@ -85,17 +85,9 @@ pub(crate) fn main(args: Vec<String>) -> Result<()> {
     let load_start = machine::load_average();
     let date = machine::date();
 
-    println!("\n==> building pgsplit (release)");
-    cmd::run(cmd::cargo().args(["build", "--release", "-p", "pgsplit"]))?;
-    let pgsplit = cmd::target_dir()?.join("release").join("pgsplit");
-
-    let cluster = Cluster::new(
-        PathBuf::from(format!("/tmp/pgsplit-cluster-{BENCH_BASE_PORT}")),
-        BENCH_BASE_PORT,
-        BENCH_REPLICAS,
-    )?;
-    let work = PathBuf::from(format!("/tmp/pgsplit-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&work).with_context(|| format!("mkdir {}", work.display()))?;
+    let pgsplit = build_pgsplit()?;
+    let cluster = bench_cluster()?;
+    let work = work_dir("bench")?;
     let tools = Tools {
         pg: &pg,
         cluster: &cluster,
@@ -379,6 +371,29 @@ fn print_figures(f: &pgbench::Figures, started: Instant, done: usize, total: usi
 /// superuser: LOGIN, password = name stored as an md5 hash, member of `app` (so it may read the
 /// pgbench tables `app` owns) and allowed to connect to database `app`. The replicas get it by
 /// streaming replication. Returns the md5 hash from `pg_authid`, for PgBouncer's userlist.
+/// Builds the release pgsplit and returns its path.
+fn build_pgsplit() -> Result<PathBuf> {
+    println!("\n==> building pgsplit (release)");
+    cmd::run(cmd::cargo().args(["build", "--release", "-p", "pgsplit"]))?;
+    Ok(cmd::target_dir()?.join("release").join("pgsplit"))
+}
+
+/// The bench cluster (primary on [`BENCH_BASE_PORT`], [`BENCH_REPLICAS`] replicas).
+fn bench_cluster() -> Result<Cluster> {
+    Cluster::new(
+        PathBuf::from(format!("/tmp/pgsplit-cluster-{BENCH_BASE_PORT}")),
+        BENCH_BASE_PORT,
+        BENCH_REPLICAS,
+    )
+}
+
+/// A fresh directory `/tmp/pgsplit-<name>-<pid>` for one bench's files.
+fn work_dir(name: &str) -> Result<PathBuf> {
+    let work = PathBuf::from(format!("/tmp/pgsplit-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&work).with_context(|| format!("mkdir {}", work.display()))?;
+    Ok(work)
+}
+
 fn create_md5_role(pg: &Pg, cluster: &Cluster) -> Result<String> {
     println!("\n==> role {MD5_USER} with an md5 password (for the md5 `-C` workload)");
     cluster.primary().script(

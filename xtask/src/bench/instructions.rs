@@ -22,7 +22,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{BENCH_BASE_PORT, BENCH_REPLICAS, DOC, SCALE, machine, report, services};
+use super::{DOC, SCALE, machine, report, services};
 use crate::cluster::{self, APP, Cluster};
 use crate::flags::Flags;
 use crate::pg::Pg;
@@ -62,16 +62,9 @@ pub(crate) fn main(flags: Flags, command: String) -> Result<()> {
     let root = cmd::workspace_root();
     let machine = machine::describe(&pg.bindir().join("postgres"), &version, &root);
     let date = machine::date();
-    println!("\n==> building pgsplit (release)");
-    cmd::run(cmd::cargo().args(["build", "--release", "-p", "pgsplit"]))?;
-    let binary = cmd::target_dir()?.join("release").join("pgsplit");
-    let cluster = Cluster::new(
-        PathBuf::from(format!("/tmp/pgsplit-cluster-{BENCH_BASE_PORT}")),
-        BENCH_BASE_PORT,
-        BENCH_REPLICAS,
-    )?;
-    let work = PathBuf::from(format!("/tmp/pgsplit-bench-instr-{}", std::process::id()));
-    std::fs::create_dir_all(&work).with_context(|| format!("mkdir {}", work.display()))?;
+    let binary = super::build_pgsplit()?;
+    let cluster = super::bench_cluster()?;
+    let work = super::work_dir("bench-instr")?;
     pg.give(&work)?;
     let tools = Tools {
         pg: &pg,

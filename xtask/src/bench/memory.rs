@@ -16,11 +16,10 @@ use md5::{Digest, Md5};
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{BENCH_BASE_PORT, BENCH_REPLICAS, DOC, machine, metrics, report, services};
+use super::{DOC, machine, metrics, report, services};
 use crate::cluster::{self, APP, Cluster};
 use crate::flags::Flags;
 use crate::pg::Pg;
@@ -80,21 +79,14 @@ pub(crate) fn main(mut flags: Flags, command: String) -> Result<()> {
     let mut machine = machine::describe(&pg.bindir().join("postgres"), "", &root);
     machine.retain(|line| !line.starts_with("PgBouncer:"));
     let date = machine::date();
-    println!("\n==> building pgsplit (release)");
-    cmd::run(cmd::cargo().args(["build", "--release", "-p", "pgsplit"]))?;
-    let binary = cmd::target_dir()?.join("release").join("pgsplit");
+    let binary = super::build_pgsplit()?;
 
     // This process holds one socket per client, plus its usual files.
     let files_needed = u64::from(clients) + 1024;
     raise_open_files(std::process::id(), files_needed)?;
 
-    let cluster = Cluster::new(
-        PathBuf::from(format!("/tmp/pgsplit-cluster-{BENCH_BASE_PORT}")),
-        BENCH_BASE_PORT,
-        BENCH_REPLICAS,
-    )?;
-    let work = PathBuf::from(format!("/tmp/pgsplit-bench-memory-{}", std::process::id()));
-    std::fs::create_dir_all(&work).with_context(|| format!("mkdir {}", work.display()))?;
+    let cluster = super::bench_cluster()?;
+    let work = super::work_dir("bench-memory")?;
     let measured = cluster::up(&pg, &cluster).and_then(|()| {
         super::create_md5_role(&pg, &cluster)?;
         measure(&pg, &cluster, &binary, &work, clients, files_needed)
