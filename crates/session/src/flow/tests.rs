@@ -1,0 +1,70 @@
+//! Unit tests of `flow.rs`: which units are answered locally, and the parameter view.
+
+use bytes::BytesMut;
+use pgsplit_wire::encode;
+
+use super::named_parses_then_sync;
+use super::set_view;
+use std::sync::Arc;
+
+#[test]
+fn a_shared_view_is_copied_only_for_a_new_value() {
+    let cached = Arc::new(vec![("TimeZone".to_owned(), "UTC".to_owned())]);
+    let mut view = Arc::clone(&cached);
+    set_view(&mut view, "TimeZone", "UTC");
+    assert!(Arc::ptr_eq(&view, &cached), "the same value copies nothing");
+    set_view(&mut view, "TimeZone", "Europe/Paris");
+    assert!(!Arc::ptr_eq(&view, &cached));
+    assert_eq!(cached[0].1, "UTC", "the cached greeting is unchanged");
+    set_view(&mut view, "in_hot_standby", "on");
+    assert_eq!(
+        *view,
+        [
+            ("TimeZone".to_owned(), "Europe/Paris".to_owned()),
+            ("in_hot_standby".to_owned(), "on".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn only_whole_named_parses_followed_by_sync_are_answered_locally() {
+    let build = |f: &dyn Fn(&mut BytesMut)| {
+        let mut b = BytesMut::new();
+        f(&mut b);
+        b
+    };
+    let one = build(&|b| {
+        encode::parse(b, "s1", "select 1", &[]);
+        encode::sync(b);
+    });
+    assert_eq!(named_parses_then_sync(&one, 1 << 20), Some(1));
+    assert_eq!(
+        named_parses_then_sync(&one[..one.len() - 1], 1 << 20),
+        None,
+        "Sync not whole"
+    );
+    let two = build(&|b| {
+        encode::parse(b, "s1", "select 1", &[]);
+        encode::parse(b, "s2", "select 2", &[23]);
+        encode::sync(b);
+    });
+    assert_eq!(named_parses_then_sync(&two, 1 << 20), Some(2));
+    let unnamed = build(&|b| {
+        encode::parse(b, "", "select 1", &[]);
+        encode::sync(b);
+    });
+    assert_eq!(named_parses_then_sync(&unnamed, 1 << 20), None);
+    let with_bind = build(&|b| {
+        encode::parse(b, "s1", "select 1", &[]);
+        encode::bind(b, "", "s1", &[], &[], &[]);
+        encode::sync(b);
+    });
+    assert_eq!(named_parses_then_sync(&with_bind, 1 << 20), None);
+    let query = build(&|b| encode::query(b, "select 1"));
+    assert_eq!(named_parses_then_sync(&query, 1 << 20), None);
+    assert_eq!(
+        named_parses_then_sync(&[b'P', 0, 0, 0, 2], 1 << 20),
+        None,
+        "bad length"
+    );
+}

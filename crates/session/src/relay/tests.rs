@@ -1,0 +1,286 @@
+//! Unit tests of `relay.rs`: server messages reaching the client, forward runs, small batches, unit timing.
+
+use super::*;
+use pgsplit_wire::encode;
+
+#[test]
+fn fatal_detection() {
+    let mut buf = BytesMut::new();
+    encode::error_response(
+        &mut buf,
+        &ErrorFields::fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection"),
+    );
+    assert!(is_fatal(&buf[pgsplit_wire::frame::HEADER_LEN..]));
+    buf.clear();
+    encode::error_response(
+        &mut buf,
+        &ErrorFields::error(sqlstate::SYNTAX_ERROR, "oops"),
+    );
+    assert!(!is_fatal(&buf[pgsplit_wire::frame::HEADER_LEN..]));
+}
+
+#[test]
+fn server_messages_update_state_and_reach_the_client() {
+    let mut st = RelayState::new(ClientStatements::new(Default::default()));
+    let mut buf = BytesMut::new();
+    let mut req = Vec::new();
+    let mut frame_buf = BytesMut::new();
+    encode::query(&mut frame_buf, "select 1");
+    let q = next_frame(&mut frame_buf, 1 << 20).unwrap().unwrap();
+    let mut cache = StatementCache::default();
+    rewrite_client(q, &mut st.statements, &mut cache, &mut st.plan, &mut req).unwrap();
+    encode::parameter_status(&mut buf, "application_name", "x");
+    encode::command_complete(&mut buf, "SELECT 1");
+    encode::ready_for_query(&mut buf, b'T');
+    let whole = buf.len();
+    encode::command_complete(&mut buf, "SELECT 2");
+    buf.truncate(buf.len() - 2); // the last message is incomplete
+    let mut out = Outbox::default();
+    from_server(&mut buf, 1 << 20, &mut st, &mut cache, &mut out).unwrap();
+    assert_eq!(out.len(), whole);
+    assert_eq!(st.txn_status, b'T');
+    assert_eq!(
+        st.param_updates,
+        vec![("application_name".into(), "x".into())]
+    );
+    assert!(st.plan.is_empty());
+}
+
+#[test]
+fn row_runs_are_forwarded_whole_and_in_order() {
+    let mut st = RelayState::new(ClientStatements::new(Default::default()));
+    let mut cache = StatementCache::default();
+    let mut frame_buf = BytesMut::new();
+    encode::query(&mut frame_buf, "select a from t");
+    let q = next_frame(&mut frame_buf, 1 << 20).unwrap().unwrap();
+    let mut req = Vec::new();
+    rewrite_client(q, &mut st.statements, &mut cache, &mut st.plan, &mut req).unwrap();
+    let mut buf = BytesMut::new();
+    encode::row_description(&mut buf, &[("a", 25)]);
+    for i in 0..100u32 {
+        encode::data_row(&mut buf, &[Some(i.to_string().as_bytes())]);
+    }
+    encode::command_complete(&mut buf, "SELECT 100");
+    encode::ready_for_query(&mut buf, b'I');
+    let expected = buf.clone().freeze();
+    encode::data_row(&mut buf, &[Some(b"partial")]);
+    buf.truncate(buf.len() - 3);
+    let mut out = Outbox::default();
+    from_server(&mut buf, 1 << 20, &mut st, &mut cache, &mut out).unwrap();
+    assert!(st.plan.is_empty(), "ReadyForQuery settled the query");
+    assert_eq!(out.len(), expected.len());
+    assert_eq!(buf.len(), 15, "the partial row stays buffered");
+    let (statements, plan) = (&mut st.statements, &mut st.plan);
+    assert_eq!(
+        plan.forward_run(&buf, 1 << 20, statements, &mut cache)
+            .unwrap(),
+        0
+    );
+    let mut sink = Vec::new();
+    block_on(out.flush(&mut sink)).unwrap();
+    assert_eq!(sink, expected.to_vec());
+}
+
+#[test]
+fn small_batches_go_out_as_one_chunk() {
+    let mut joined = BytesMut::new();
+    let parts = |sizes: &[usize]| -> Vec<Bytes> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| Bytes::from(vec![i as u8; n]))
+            .collect()
+    };
+    let flushed = |sizes: &[usize], joined: &mut BytesMut| {
+        let mut out = Outbox::default();
+        let mut batch = parts(sizes);
+        flush_parts(&mut batch, joined, &mut out);
+        assert!(batch.is_empty());
+        let mut sink = Vec::new();
+        let chunks = out.chunks();
+        block_on(out.flush(&mut sink)).unwrap();
+        let expected: Vec<u8> = parts(sizes).iter().flat_map(|b| b.to_vec()).collect();
+        assert_eq!(sink, expected, "{sizes:?}");
+        chunks
+    };
+    assert_eq!(flushed(&[10, 20, 30, 5, 6], &mut joined), 1);
+    assert_eq!(flushed(&[10, 20, 30], &mut joined), 1, "reused buffer");
+    assert_eq!(
+        flushed(&[10, 20], &mut joined),
+        2,
+        "two parts stay as they are"
+    );
+    assert_eq!(
+        flushed(&[10, 2000, 30], &mut joined),
+        3,
+        "big parts are not copied"
+    );
+    assert_eq!(flushed(&[], &mut joined), 0);
+}
+
+/// A relay state whose plan expects the answers to the client messages `client` writes.
+fn planned(client: impl FnOnce(&mut BytesMut)) -> (RelayState, StatementCache) {
+    let mut st = RelayState::new(ClientStatements::new(Default::default()));
+    let mut cache = StatementCache::default();
+    let mut buf = BytesMut::new();
+    client(&mut buf);
+    let mut req = Vec::new();
+    while let Some(frame) = next_frame(&mut buf, 1 << 20).unwrap() {
+        rewrite_client(
+            frame,
+            &mut st.statements,
+            &mut cache,
+            &mut st.plan,
+            &mut req,
+        )
+        .unwrap();
+    }
+    (st, cache)
+}
+
+fn run(st: &mut RelayState, cache: &mut StatementCache, buf: &[u8]) -> usize {
+    let (statements, plan) = (&mut st.statements, &mut st.plan);
+    plan.forward_run(buf, 1 << 20, statements, cache).unwrap()
+}
+
+#[test]
+fn answers_run_up_to_what_the_session_must_see() {
+    // A simple Query: everything up to its ReadyForQuery.
+    let (mut st, mut cache) = planned(|b| encode::query(b, "select 1"));
+    let mut buf = BytesMut::new();
+    encode::row_description(&mut buf, &[("a", 25)]);
+    encode::data_row(&mut buf, &[Some(b"1")]);
+    encode::command_complete(&mut buf, "SELECT 1");
+    encode::notice_response(
+        &mut buf,
+        &ErrorFields::notice(sqlstate::SUCCESSFUL_COMPLETION, "careful"),
+    );
+    let body = buf.len();
+    encode::ready_for_query(&mut buf, b'I');
+    assert_eq!(run(&mut st, &mut cache, &buf), body);
+    assert!(!st.plan.is_empty(), "the ReadyForQuery is still due");
+
+    // An extended batch of unnamed statements: up to the Sync's ReadyForQuery, the plan
+    // settled request by request.
+    let (mut st, mut cache) = planned(|b| {
+        encode::parse(b, "", "select 1", &[]);
+        encode::bind(b, "", "", &[], &[], &[]);
+        encode::describe(b, b'P', "");
+        encode::execute(b, "", 0);
+        encode::sync(b);
+    });
+    let mut buf = BytesMut::new();
+    encode::parse_complete(&mut buf);
+    encode::bind_complete(&mut buf);
+    encode::row_description(&mut buf, &[("a", 25)]);
+    encode::data_row(&mut buf, &[Some(b"1")]);
+    encode::command_complete(&mut buf, "SELECT 1");
+    let body = buf.len();
+    encode::ready_for_query(&mut buf, b'I');
+    assert_eq!(run(&mut st, &mut cache, &buf), body);
+    let mut out = Outbox::default();
+    let mut rest = BytesMut::from(&buf[body..]);
+    from_server(&mut rest, 1 << 20, &mut st, &mut cache, &mut out).unwrap();
+    assert!(st.plan.is_empty(), "the ReadyForQuery settled the Sync");
+
+    // ParameterStatus and errors stop the run: the session must see them.
+    for stop in [
+        |b: &mut BytesMut| encode::parameter_status(b, "TimeZone", "UTC"),
+        |b: &mut BytesMut| {
+            encode::error_response(b, &ErrorFields::error(sqlstate::SYNTAX_ERROR, "no"))
+        },
+    ] {
+        let (mut st, mut cache) = planned(|b| encode::query(b, "select 1"));
+        let mut buf = BytesMut::new();
+        encode::data_row(&mut buf, &[Some(b"1")]);
+        let before = buf.len();
+        stop(&mut buf);
+        encode::command_complete(&mut buf, "SELECT 1");
+        assert_eq!(run(&mut st, &mut cache, &buf), before);
+    }
+
+    // Nothing planned: nothing runs (the message goes to the out-of-step path).
+    let (mut st, mut cache) = planned(|_| {});
+    let mut buf = BytesMut::new();
+    encode::command_complete(&mut buf, "SELECT 1");
+    assert_eq!(run(&mut st, &mut cache, &buf), 0);
+
+    // A bad length inside a run is an error, not a run.
+    let (mut st, mut cache) = planned(|b| encode::query(b, "select 1"));
+    buf[4] = 2;
+    let (statements, plan) = (&mut st.statements, &mut st.plan);
+    assert!(
+        plan.forward_run(&buf, 1 << 20, statements, &mut cache)
+            .is_err()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_unit_is_timed_until_its_ready_for_query() {
+    let metrics = pgsplit_telemetry::Metrics::new();
+    let h = metrics.query_duration("replica");
+    let mut st = RelayState::new(ClientStatements::new(Default::default()));
+    st.query_duration = Some(h.clone());
+    let mut cache = StatementCache::default();
+    let mut out = Outbox::default();
+    // Two pipelined queries: the first answers after 10ms, the second 30ms later.
+    for sql in ["select 1", "select 2"] {
+        let mut frame_buf = BytesMut::new();
+        encode::query(&mut frame_buf, sql);
+        let q = next_frame(&mut frame_buf, 1 << 20).unwrap().unwrap();
+        let mut req = Vec::new();
+        rewrite_client(q, &mut st.statements, &mut cache, &mut st.plan, &mut req).unwrap();
+        st.unit_sent();
+    }
+    let answer = |tag: &str| {
+        let mut buf = BytesMut::new();
+        encode::command_complete(&mut buf, tag);
+        encode::ready_for_query(&mut buf, b'I');
+        buf
+    };
+    tokio::time::advance(Duration::from_millis(10)).await;
+    let mut buf = answer("SELECT 1");
+    from_server(&mut buf, 1 << 20, &mut st, &mut cache, &mut out).unwrap();
+    assert_eq!(h.get_sample_count(), 1);
+    assert!(
+        (h.get_sample_sum() - 0.010).abs() < 1e-6,
+        "{}",
+        h.get_sample_sum()
+    );
+    tokio::time::advance(Duration::from_millis(30)).await;
+    let mut buf = answer("SELECT 1");
+    from_server(&mut buf, 1 << 20, &mut st, &mut cache, &mut out).unwrap();
+    assert_eq!(h.get_sample_count(), 2);
+    assert!(
+        (h.get_sample_sum() - 0.040).abs() < 1e-6,
+        "{}",
+        h.get_sample_sum()
+    );
+    assert!(st.plan.is_empty() && st.unit_started.is_none());
+    // A stray ReadyForQuery with nothing in flight counts nothing.
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let mut buf = BytesMut::new();
+    encode::ready_for_query(&mut buf, b'I');
+    from_server(&mut buf, 1 << 20, &mut st, &mut cache, &mut out).unwrap();
+    assert_eq!(h.get_sample_count(), 2);
+    assert_eq!(metrics.query_duration("primary").get_sample_count(), 0);
+}
+
+/// Runs a future that never waits (writing into a Vec) to completion.
+fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(fut)
+}
+
+#[test]
+fn oversized_and_undersized_lengths_are_errors() {
+    let mut st = RelayState::new(ClientStatements::new(Default::default()));
+    let mut cache = StatementCache::default();
+    let mut out = Outbox::default();
+    let mut huge = BytesMut::from(&[b'D', 0x7f, 0xff, 0xff, 0xff][..]);
+    assert!(from_server(&mut huge, 1 << 20, &mut st, &mut cache, &mut out).is_err());
+    let mut tiny = BytesMut::from(&[b'Z', 0, 0, 0, 3][..]);
+    assert!(from_server(&mut tiny, 1 << 20, &mut st, &mut cache, &mut out).is_err());
+}
