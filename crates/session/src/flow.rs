@@ -241,7 +241,6 @@ impl Session {
             self.relay.stop_at_boundary = self.releases_at_boundary() || self.state.pinned;
             let conn = self.conn.as_mut().expect("attached above");
             let res = relay(client, conn, &mut self.relay, drain).await;
-            self.relay.sent_at = None;
             if !self.relay.param_updates.is_empty() {
                 for (name, value) in self.relay.param_updates.drain(..) {
                     conn.note_param(&name, &value);

@@ -208,8 +208,10 @@ pub(crate) async fn relay(
     // the socket halves stay borrowed for the whole loop.
     let mut cache = std::mem::take(server.statements_mut());
     let res = relay_inner(client, server, state, &mut cache, drain).await;
-    // A prescan describes only the input at the front when the relay starts.
+    // A prescan, and the session's clock reading, describe only the unit at the front when
+    // the relay starts.
     state.prescanned = 0;
+    state.sent_at = None;
     *server.statements_mut() = cache;
     server.note_ready(state.txn_status);
     res

@@ -581,16 +581,15 @@ impl SessionRouter {
                 .map(|s| kit.load(&s.name))
                 .collect();
             let nodes = &snapshot.topology.nodes;
+            let replicas = |i: usize| nodes[i].role() == Some(NodeRole::Replica);
             // Sessions start their least-connections tie-breaks at different replicas.
-            let is_replica = |i: &usize| nodes[*i].role() == Some(NodeRole::Replica);
-            let count = (0..nodes.len()).filter(is_replica).count();
+            let count = (0..nodes.len()).filter(|&i| replicas(i)).count();
             let start = (0..nodes.len())
-                .filter(is_replica)
+                .filter(|&i| replicas(i))
                 .nth(self.seed as usize % count.max(1))
                 .unwrap_or(0);
             self.balancer = Balancer::starting_at(start);
             // Start the round robin at a session-specific phase.
-            let replicas = |i: usize| nodes[i].role() == Some(NodeRole::Replica);
             let total: u32 = nodes
                 .iter()
                 .filter(|n| n.role() == Some(NodeRole::Replica))

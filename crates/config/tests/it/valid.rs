@@ -542,7 +542,7 @@ fn routing_scalars_and_nulls() {
 }
 
 #[test]
-fn workers_auto_is_one_per_core() {
+fn workers_takes_auto_or_a_number() {
     let base = "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\n";
     let auto = parse(&format!("{base}workers: auto\n")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(auto.workers, None);
