@@ -1,6 +1,6 @@
 //! An authenticated server connection: its socket halves, read buffer and startup state.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use pgsplit_wire::{Frame, next_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -38,6 +38,9 @@ pub struct ServerConn {
     pub(crate) state_tag: u64,
     /// Statements prepared on this connection under pgsplit's names; empty when new.
     pub(crate) statements: StatementCache,
+    /// NotificationResponses that arrived while pgsplit ran its own query on this connection
+    /// (a LISTENing client's session reading back settings, say): the client's, kept for it.
+    pub(crate) notifications: Vec<Bytes>,
 }
 
 impl ServerConn {
@@ -103,6 +106,12 @@ impl ServerConn {
     /// The statements this connection holds under pgsplit's names (empty on a new connection).
     pub fn statements(&self) -> &StatementCache {
         &self.statements
+    }
+
+    /// The notifications kept while pgsplit ran its own queries (see
+    /// [`ServerConn::simple_query`]), oldest first; the session passes them to its client.
+    pub fn take_notifications(&mut self) -> Vec<Bytes> {
+        std::mem::take(&mut self.notifications)
     }
 
     /// The statement cache, for the session that prepares and closes statements on this

@@ -64,6 +64,7 @@ async fn connect_inner(p: &ConnectParams<'_>) -> Result<ServerConn, BackendError
         created_at,
         state_tag: 0,
         statements: StatementCache::default(),
+        notifications: Vec::new(),
     };
     let mut startup: Vec<(&str, &str)> = Vec::with_capacity(p.params.len() + 2);
     startup.push(("user", p.user));

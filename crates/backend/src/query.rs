@@ -1,7 +1,7 @@
 //! Simple queries pgsplit runs for itself on a server connection (health probes), read to ReadyForQuery.
 
 use bytes::BytesMut;
-use pgsplit_wire::backend::{self, BackendMessage};
+use pgsplit_wire::backend::{self, BackendMessage, tags};
 use pgsplit_wire::encode;
 
 use crate::{BackendError, ServerConn};
@@ -14,7 +14,8 @@ impl ServerConn {
     ///
     /// Returns the rows as text. An ErrorResponse becomes [`BackendError::Server`], returned
     /// only after ReadyForQuery, so the connection is still in step afterwards.
-    /// ParameterStatus messages update [`ServerConn::params`]; notices are dropped.
+    /// ParameterStatus messages update [`ServerConn::params`]; notices are dropped;
+    /// NotificationResponses are kept for the client ([`ServerConn::take_notifications`]).
     ///
     /// Not cancel safe: dropped halfway, the connection is out of step and must be closed.
     pub async fn simple_query(&mut self, sql: &str) -> Result<TextRows, BackendError> {
@@ -25,6 +26,12 @@ impl ServerConn {
         let mut error = None;
         loop {
             let frame = self.read_frame().await?;
+            if frame.tag() == tags::NOTIFICATION {
+                // Another session's NOTIFY for the client holding this connection: it is the
+                // client's, not an answer to this query.
+                self.notifications.push(frame.into_bytes());
+                continue;
+            }
             match backend::parse(&frame).map_err(|e| self.protocol_error(e))? {
                 BackendMessage::DataRow { .. } => {
                     let values = backend::parse_data_row(frame.body())

@@ -278,6 +278,19 @@ impl Session {
                         self.capture_write_position().await?;
                     }
                     if self.releases_at_boundary() {
+                        // Notifications that came during the housekeeping queries above are
+                        // the client's: delivered before the connection goes back.
+                        let notifications = self
+                            .conn
+                            .as_mut()
+                            .map(|c| c.take_notifications())
+                            .unwrap_or_default();
+                        if !notifications.is_empty() {
+                            for notification in notifications {
+                                client.out.push(notification);
+                            }
+                            client.flush().await?;
+                        }
                         self.detach(None).await;
                     }
                 }

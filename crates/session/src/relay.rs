@@ -204,6 +204,10 @@ pub(crate) async fn relay(
     state.units_in_flight = 0;
     state.unit_started = None;
     state.answered_at = None;
+    // Notifications that came while pgsplit ran its own queries on the connection go first.
+    for notification in server.take_notifications() {
+        client.out.push(notification);
+    }
     // The statement cache travels with the connection; it is taken out for the relay because
     // the socket halves stay borrowed for the whole loop.
     let mut cache = std::mem::take(server.statements_mut());

@@ -419,3 +419,31 @@ async fn a_failed_connect_reports_the_server_error_and_frees_the_slot() {
     drop(pools);
     db.cleanup().await;
 }
+
+/// A NOTIFY that reaches a LISTENing connection while pgsplit runs its own query on it is
+/// kept for the client, not dropped with the query's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_during_an_internal_query_is_kept() {
+    let Some(db) = TestDb::new("pool_notify", 1).await else {
+        return;
+    };
+    let pools = Pools::new();
+    let (key, s) = (db.key(0), settings(&db.addr(), 2, 100));
+    let mut listener = pools.checkout(&key, &s).await.expect("checkout");
+    let mut sender = pools.checkout(&key, &s).await.expect("checkout");
+    listener.simple_query("LISTEN events").await.unwrap();
+    sender.simple_query("NOTIFY events, 'kept'").await.unwrap();
+    // The notification is on the listener's socket before its next query's answer.
+    sleep(Duration::from_millis(300)).await;
+    let rows = listener.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(rows, vec![vec![Some("1".to_owned())]]);
+    let kept = listener.take_notifications();
+    assert_eq!(kept.len(), 1, "the notification was dropped");
+    let frame = &kept[0];
+    assert_eq!(frame[0], b'A');
+    assert!(frame.windows(4).any(|w| w == b"kept"), "{frame:?}");
+    assert!(listener.take_notifications().is_empty(), "taken once");
+    listener.simple_query("UNLISTEN *").await.unwrap();
+    drop((listener, sender));
+    db.cleanup().await;
+}
