@@ -34,6 +34,9 @@ pub struct ServerConn {
     pub(crate) txn_status: u8,
     /// When the connection was opened (before the TCP connect), for `server_lifetime`.
     pub(crate) created_at: Instant,
+    /// The event loop whose thread opened the socket (see [`crate::home`]); the pool prefers
+    /// to hand the connection to sessions on that loop.
+    pub(crate) home: usize,
     /// Opaque marker owned by sessions (which client state was last applied); 0 when new.
     pub(crate) state_tag: u64,
     /// Statements prepared on this connection under pgsplit's names; empty when new.

@@ -62,6 +62,7 @@ async fn connect_inner(p: &ConnectParams<'_>) -> Result<ServerConn, BackendError
         key: (0, 0),
         txn_status: b'I',
         created_at,
+        home: crate::home::home(),
         state_tag: 0,
         statements: StatementCache::default(),
         notifications: Vec::new(),

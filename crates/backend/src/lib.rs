@@ -40,6 +40,7 @@ mod conn;
 mod connect;
 mod error;
 mod health;
+mod home;
 mod pool;
 mod query;
 mod statements;
@@ -52,6 +53,7 @@ pub use health::{
     PROBE_APPLICATION_NAME, PROBE_SQL, ProbeError, ProbeSettings, Prober, ServerStatus, parse_lsn,
     parse_status,
 };
+pub use home::{home, set_home};
 pub use pool::{PoolError, PoolKey, PoolSettings, PoolStats, PooledConn, Pools};
 pub use query::TextRows;
 pub use statements::{DEFAULT_STATEMENT_CAPACITY, StatementCache};

@@ -111,7 +111,8 @@ async fn maintain_pools(ctx: Ctx) {
 }
 
 /// Binds `config.listen` and `config.admin.listen` and starts serving on the current tokio
-/// runtime.
+/// runtime, which is the first of `config.workers` event loops: the others are single-threaded
+/// runtimes on threads of their own, started here, each serving its share of the clients.
 ///
 /// When the config was read from a file (`config.source`), that file is watched (polled every
 /// [`CONFIG_POLL_INTERVAL`]) and reloaded when its content changes.
@@ -130,6 +131,9 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     let (tx, rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());
     let source = config.source.clone();
+    let workers = config.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
     let (ctx, inbox) = Ctx::new(config, metrics.clone(), rx);
     health::spawn(&ctx, inbox.server_events);
     tokio::spawn(maintain_pools(ctx.clone()));
@@ -172,7 +176,7 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     ));
     tracing::info!(addr = %admin_addr, "admin HTTP listening");
     let task = tokio::spawn(async move {
-        listener::accept_loop(listener, ctx).await;
+        listener::accept_loop(listener, ctx, workers).await;
         let _ = admin_stop.send(true);
         let _ = admin.await;
     });

@@ -108,23 +108,16 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         LogFormat::Json => pgsplit_telemetry::Format::Json,
     };
     pgsplit_telemetry::init_logging(format, &config.log.level)?;
-    let runtime = build_runtime(config.workers).context("cannot start the tokio runtime")?;
+    let runtime = build_runtime().context("cannot start the tokio runtime")?;
     runtime.block_on(serve(config))
 }
 
-/// The runtime for `workers`: one thread runs everything (`1`), or a work-stealing pool of
-/// `n` threads (`None`: one per core).
-fn build_runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = match workers {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n);
-            b
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
-    };
-    builder.enable_all().thread_name("pgsplit").build()
+/// The first event loop: a single-threaded runtime on the main thread. [`pgsplit::start`]
+/// starts the other `workers - 1` loops on threads of their own.
+fn build_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 async fn serve(config: pgsplit_config::Config) -> anyhow::Result<()> {

@@ -5,8 +5,8 @@
 //! counters, `_seconds` histograms.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 use crate::connections::ConnectionMetrics;
@@ -23,6 +23,10 @@ pub struct Metrics {
     pub client_connections: IntGauge,
     /// Client connections accepted since start.
     pub client_connections_total: IntCounter,
+    /// Client connections each event loop serves now, by `event_loop` (0 to `workers` - 1).
+    /// The accept loop resolves one handle per loop and gives each new client to the loop
+    /// with the fewest.
+    pub event_loop_clients: IntGaugeVec,
     /// Clients pinned to one server connection by state that cannot be replayed (temporary
     /// tables, LISTEN, SQL-level PREPARE, WITH HOLD cursors, session advisory locks).
     pub pinned_clients: IntGauge,
@@ -92,6 +96,17 @@ impl Metrics {
             "pgsplit_client_connections_total",
             "Client connections accepted.",
         );
+        let event_loop_clients = IntGaugeVec::new(
+            Opts::new(
+                "pgsplit_event_loop_clients",
+                "Client connections each event loop serves now.",
+            ),
+            &["event_loop"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(event_loop_clients.clone()))
+            .expect("metric registered once");
         let pinned_clients = gauge(
             "pgsplit_pinned_clients",
             "Clients pinned to one server connection by session state that cannot be replayed.",
@@ -192,6 +207,7 @@ impl Metrics {
             connections,
             client_connections,
             client_connections_total,
+            event_loop_clients,
             pinned_clients,
             pins_total,
             checkout_wait_seconds,

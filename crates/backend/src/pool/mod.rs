@@ -207,6 +207,8 @@ pub(crate) trait Conn: Send + 'static {
     fn addr(&self) -> &str;
     /// Non-blocking health check of an idle connection.
     fn is_alive(&mut self) -> bool;
+    /// The event loop that watches its socket (see [`crate::home`]).
+    fn home(&self) -> usize;
     /// Closes it without waiting.
     fn close(self);
 }
@@ -236,6 +238,10 @@ impl Conn for Box<ServerConn> {
 
     fn is_alive(&mut self) -> bool {
         ServerConn::is_alive(self)
+    }
+
+    fn home(&self) -> usize {
+        self.home
     }
 
     fn close(self) {

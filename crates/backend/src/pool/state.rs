@@ -139,7 +139,19 @@ impl<C: Conn> State<C> {
             let lifetime = pool.settings.server_lifetime;
             let mut found = None;
             let mut freed = 0;
-            while let Some(Idle { mut conn, .. }) = pool.idle.pop_back() {
+            // The newest idle connection whose socket this thread's event loop watches, else
+            // the newest: one opened on another loop works, but every read on it wakes this
+            // loop from that one's thread.
+            let here = crate::home::home();
+            while let Some(at) = pool
+                .idle
+                .iter()
+                .rposition(|idle| idle.conn.home() == here)
+                .or_else(|| pool.idle.len().checked_sub(1))
+            {
+                let Some(Idle { mut conn, .. }) = pool.idle.remove(at) else {
+                    break;
+                };
                 if !expired(&conn, lifetime, now) && conn.is_alive() {
                     found = Some(conn);
                     break;

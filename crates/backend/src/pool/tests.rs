@@ -19,6 +19,8 @@ struct FakeConn {
     addr: String,
     alive: Arc<AtomicBool>,
     live: Arc<AtomicUsize>,
+    /// The event loop it was opened on ([`crate::home`] of the opening thread).
+    home: usize,
 }
 
 impl Conn for FakeConn {
@@ -32,6 +34,10 @@ impl Conn for FakeConn {
 
     fn is_alive(&mut self) -> bool {
         self.alive.load(Ordering::SeqCst)
+    }
+
+    fn home(&self) -> usize {
+        self.home
     }
 
     fn close(self) {
@@ -118,6 +124,7 @@ impl Connector for FakeConnector {
                     addr: settings.addr.clone(),
                     alive,
                     live: self.live.clone(),
+                    home: crate::home::home(),
                 })
             }
         }
@@ -215,6 +222,42 @@ async fn idle_connections_are_reused_newest_first() {
     assert_eq!(shared.connector().live(), 2);
     let st = stats_of(&shared, &k);
     assert_eq!((st.open, st.busy, st.idle), (2, 2, 0));
+}
+
+/// With several event loops, a checkout prefers the newest idle connection its own loop opened,
+/// and takes the newest of any loop when its own has none (a dead one is skipped either way).
+#[tokio::test(start_paused = true)]
+async fn idle_connections_opened_on_the_same_event_loop_come_first() {
+    let shared = registry(1, 10);
+    let (k, s) = (key("app"), settings(5, 10));
+    crate::home::set_home(1);
+    let a = get(&shared, &k, &s).await;
+    let a2 = get(&shared, &k, &s).await;
+    crate::home::set_home(2);
+    let b = get(&shared, &k, &s).await;
+    let (a_id, a2_id, b_id) = (a.conn().id, a2.conn().id, b.conn().id);
+    // Idle, oldest first: a2, a, b.
+    a2.put_back(Instant::now());
+    a.put_back(Instant::now());
+    b.put_back(Instant::now());
+    crate::home::set_home(1);
+    let first = get(&shared, &k, &s).await;
+    assert_eq!(first.conn().id, a_id, "the newest of loop 1, not b");
+    shared.connector().kill(a2_id);
+    let second = get(&shared, &k, &s).await;
+    assert_eq!(
+        second.conn().id,
+        b_id,
+        "loop 1's other one is dead: the newest of any loop"
+    );
+    assert_eq!(stats_of(&shared, &k).idle, 0);
+    assert_eq!(shared.connector().live(), 2, "the dead one was closed");
+    crate::home::set_home(3);
+    first.put_back(Instant::now());
+    second.put_back(Instant::now());
+    let third = get(&shared, &k, &s).await;
+    assert_eq!(third.conn().id, b_id, "no connection of loop 3: the newest");
+    crate::home::set_home(0);
 }
 
 #[tokio::test(start_paused = true)]

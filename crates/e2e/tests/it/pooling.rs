@@ -1342,3 +1342,75 @@ async fn reset_all_returns_to_startup_values() {
         })
         .await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// 10. Several event loops share the pools.
+
+/// `workers: 3`: three clients land on three event loops (one each, by
+/// `pgsplit_event_loop_clients`), and with a pool of one server connection all of them run on
+/// the same server backend, one after another and then all at once: a connection opened on one
+/// loop serves sessions on the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn event_loops_share_one_pool() {
+    Case::new("pool_event_loops")
+        .yaml(|y| y.set("workers", "3").pool("size", "1"))
+        .run(async |px| {
+            if px.skip_without_proxy() {
+                return;
+            }
+            let metrics = px.metrics().expect("the proxy runs in this process");
+            let per_loop = || {
+                (0..3)
+                    .map(|i| {
+                        metrics
+                            .event_loop_clients
+                            .with_label_values(&[&i.to_string()])
+                            .get()
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let clients = [px.client().await, px.client().await, px.client().await];
+            assert_eq!(per_loop(), [1, 1, 1], "one client per event loop");
+            let pid = |row: tokio_postgres::Row| row.get::<_, i32>(0);
+            let mut pids = BTreeSet::new();
+            for c in &clients {
+                pids.insert(pid(c
+                    .query_one("SELECT pg_backend_pid()", &[])
+                    .await
+                    .unwrap()));
+            }
+            let mut all = JoinSet::new();
+            for c in clients {
+                all.spawn(async move {
+                    let mut seen = BTreeSet::new();
+                    for i in 0..50 {
+                        let row = c
+                            .query_one("SELECT pg_backend_pid(), $1::int4", &[&i])
+                            .await
+                            .unwrap();
+                        assert_eq!(row.get::<_, i32>(1), i);
+                        seen.insert(row.get::<_, i32>(0));
+                    }
+                    seen
+                });
+            }
+            while let Some(seen) = all.join_next().await {
+                pids.extend(seen.unwrap());
+            }
+            assert_eq!(
+                pids.len(),
+                1,
+                "one server connection served all loops: {pids:?}"
+            );
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while per_loop() != [0, 0, 0] {
+                assert!(
+                    Instant::now() < deadline,
+                    "clients still counted: {:?}",
+                    per_loop()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+}
