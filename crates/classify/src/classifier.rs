@@ -8,9 +8,26 @@ use crate::functions::{FnClass, FunctionLists, UnknownFunctions};
 use crate::hint::leading_hint;
 use crate::lexer::{Token, Tokens};
 use crate::parse::{self, Policy};
-use crate::shape::shape_key;
+use crate::shape::shape_key_into;
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+thread_local! {
+    /// The buffer each thread builds shape keys in, so that a cache hit allocates nothing.
+    /// Scratch space only: nothing is kept in it between calls.
+    static SHAPE_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What the shape key found in the cache.
+enum Shape {
+    /// No shape key: the text is cached under its exact self or its normalization.
+    None,
+    /// The verdict shared under the key.
+    Hit(Arc<Classification>),
+    /// Not cached yet: the key, to remember the verdict under.
+    Miss(Vec<u8>),
+}
 
 /// How often the classification cache answered, shared by the classifiers of successive
 /// config generations so that the totals only grow (a reload builds a new classifier and an
@@ -121,21 +138,29 @@ impl Classifier {
         // costs a raw parse instead of a full parse and tree decode. The shape key is tried
         // first: most texts have one, and then the exact text (nearly always unique, as its
         // constants are) need not be hashed and looked up in vain.
-        let shape = shape_key(sql);
-        if let Some(key) = shape.as_deref()
-            && let Some(hit) = self.shared_hit(key, sql)
-        {
-            return hit;
-        }
+        let shape = SHAPE_SCRATCH.with_borrow_mut(|key| {
+            if !shape_key_into(sql, key) {
+                return Shape::None;
+            }
+            match self.shared_hit(key, sql) {
+                Some(hit) => Shape::Hit(hit),
+                None => Shape::Miss(key.clone()),
+            }
+        });
+        let shape = match shape {
+            Shape::Hit(hit) => return hit,
+            Shape::Miss(key) => Some(key),
+            Shape::None => None,
+        };
         // Verdicts that are not shared (SET, BEGIN, EXPLAIN) are kept under the exact text.
-        if let Some(hit) = self.cache.get(sql) {
+        if let Some(hit) = self.cache.get(sql.as_bytes()) {
             self.counters.hits.fetch_add(1, Ordering::Relaxed);
             return hit;
         }
         let normalized = match shape {
             Some(key) => Some(key),
             None => {
-                let key = normalized(sql);
+                let key = normalized(sql).map(String::into_bytes);
                 if let Some(k) = key.as_deref()
                     && let Some(hit) = self.shared_hit(k, sql)
                 {
@@ -148,14 +173,14 @@ impl Classifier {
         let verdict = Arc::new(self.classify_uncached(sql));
         match normalized.as_deref() {
             Some(key) if shareable(&verdict) => self.cache.insert(key, Arc::clone(&verdict)),
-            _ => self.cache.insert(sql, Arc::clone(&verdict)),
+            _ => self.cache.insert(sql.as_bytes(), Arc::clone(&verdict)),
         }
         verdict
     }
 
     /// The verdict cached under the shared key `key` for `sql`, if its leading hint is the
     /// same (hints are not part of the key, and must not be shared).
-    fn shared_hit(&self, key: &str, sql: &str) -> Option<Arc<Classification>> {
+    fn shared_hit(&self, key: &[u8], sql: &str) -> Option<Arc<Classification>> {
         let hit = self
             .cache
             .get(key)

@@ -19,16 +19,19 @@
 /// equals a text cached under its exact self.
 const MARK: u8 = 0x01;
 
-/// The shape key of `sql`, or `None` when the text has no constant to blank or is outside
-/// the shapes this lexer settles.
-pub(crate) fn shape_key(sql: &str) -> Option<String> {
+/// Writes the shape key of `sql` into `out` (cleared first) and says whether there is one:
+/// `false` when the text has no constant to blank or is outside the shapes this lexer settles.
+/// The key is bytes: only ASCII is replaced and whole non-ASCII runs are copied, so it is as
+/// much UTF-8 as the text, and nothing needs to check it again.
+pub(crate) fn shape_key_into(sql: &str, out: &mut Vec<u8>) -> bool {
+    out.clear();
     let b = sql.as_bytes();
     // Texts with parameters (`$1`: extended protocol, prepared statements) are cached under
     // their exact text, which does not vary: answer before building anything.
     if b.contains(&b'$') {
-        return None;
+        return false;
     }
-    let mut out = Vec::with_capacity(b.len() + 1);
+    out.reserve(b.len() + 1);
     out.push(MARK);
     let mut changed = false;
     // Bytes from `copied` to `i` go to the key unchanged, in one copy when a constant (or the
@@ -37,15 +40,23 @@ pub(crate) fn shape_key(sql: &str) -> Option<String> {
     let mut i = 0;
     // One pass: what the lexer cannot settle (see the module comment) is noticed where it is
     // met outside literals; inside a literal it is only text.
-    while i < b.len() {
-        match CLASS[usize::from(b[i])] {
+    loop {
+        // Most bytes are plain: skip them in a tight loop, without bounds checks.
+        i += b[i..]
+            .iter()
+            .take_while(|&&c| CLASS[usize::from(c)] == PLAIN)
+            .count();
+        let Some(&c) = b.get(i) else {
+            break;
+        };
+        match CLASS[usize::from(c)] {
             DIGIT if i > 0 && is_ident(b[i - 1]) => i += 1, // inside an identifier (`t1`)
             DIGIT => {
                 let end = i + b[i..].iter().take_while(|d| d.is_ascii_digit()).count();
                 if b.get(end).is_some_and(|&n| is_ident(n) || n == b'.')
                     || (i > 0 && b[i - 1] == b'.')
                 {
-                    return None; // 1.5, 1e5, 0x1F, 1_000, .5: not a plain integer
+                    return false; // 1.5, 1e5, 0x1F, 1_000, .5: not a plain integer
                 }
                 out.extend_from_slice(&b[copied..i]);
                 out.push(b'?');
@@ -55,33 +66,37 @@ pub(crate) fn shape_key(sql: &str) -> Option<String> {
             }
             QUOTE => {
                 if i > 0 && is_ident(b[i - 1]) {
-                    return None; // E'..', B'..', X'..', N'..', or a typed literal glued to a name
+                    return false; // E'..', B'..', X'..', N'..', or a typed literal glued to a name
                 }
-                let end = closing(b, i, b'\'')?;
+                let Some(end) = closing(b, i, b'\'') else {
+                    return false;
+                };
                 out.extend_from_slice(&b[copied..i]);
                 out.extend_from_slice(b"'?'");
                 changed = true;
                 i = end + 1;
                 copied = i;
             }
-            DQUOTE => i = closing(b, i, b'"')? + 1,
+            DQUOTE => match closing(b, i, b'"') {
+                Some(end) => i = end + 1,
+                None => return false,
+            },
             // Escapes, and bytes no SQL text holds.
-            REJECT => return None,
+            REJECT => return false,
             // Comments.
-            DASH if b.get(i + 1) == Some(&b'-') => return None,
-            SLASH if b.get(i + 1) == Some(&b'*') => return None,
+            DASH if b.get(i + 1) == Some(&b'-') => return false,
+            SLASH if b.get(i + 1) == Some(&b'*') => return false,
             _ => i += 1,
         }
     }
     if !changed {
-        return None;
+        return false;
     }
     out.extend_from_slice(&b[copied..]);
-    // Only ASCII was replaced, whole non-ASCII runs were copied: still UTF-8.
-    String::from_utf8(out).ok()
+    true
 }
 
-/// What [`shape_key`] does at a byte: most bytes are copied (`PLAIN`), the others start a
+/// What [`shape_key_into`] does at a byte: most bytes are copied (`PLAIN`), the others start a
 /// constant, a quoted identifier, a comment, or end the attempt.
 const PLAIN: u8 = 0;
 const DIGIT: u8 = 1;
@@ -91,7 +106,7 @@ const REJECT: u8 = 4;
 const DASH: u8 = 5;
 const SLASH: u8 = 6;
 
-/// [`shape_key`]'s byte classes, by byte value.
+/// [`shape_key_into`]'s byte classes, by byte value.
 static CLASS: [u8; 256] = {
     let mut t = [PLAIN; 256];
     let mut d = b'0';
@@ -129,7 +144,16 @@ fn closing(b: &[u8], open: usize, quote: u8) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::shape_key;
+    use super::shape_key_into;
+
+    fn shape_key(sql: &str) -> Option<String> {
+        let mut out = vec![b'x'];
+        if !shape_key_into(sql, &mut out) {
+            assert!(out.is_empty() || out[0] == super::MARK, "cleared first");
+            return None;
+        }
+        Some(String::from_utf8(out).expect("a shape key of UTF-8 text is UTF-8"))
+    }
 
     fn key(sql: &str) -> Option<String> {
         shape_key(sql).map(|k| k[1..].to_owned())

@@ -12,6 +12,9 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 /// Most slices handed to one `write_vectored` call.
 const MAX_SLICES: usize = 64;
 
+/// Chunk counts up to this use a small slice array.
+const FEW_SLICES: usize = 4;
+
 /// Bytes queued for one socket.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
@@ -39,6 +42,12 @@ impl Outbox {
         self.len
     }
 
+    /// Drops everything queued, keeping the queue's memory for reuse.
+    pub(crate) fn clear(&mut self) {
+        self.chunks.clear();
+        self.len = 0;
+    }
+
     /// Whether nothing is queued.
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
@@ -52,14 +61,25 @@ impl Outbox {
         &mut self,
         wr: &mut W,
     ) -> std::io::Result<()> {
-        let n = {
-            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-            let mut count = 0;
-            for (slot, chunk) in slices.iter_mut().zip(self.chunks.iter()) {
-                *slot = IoSlice::new(chunk);
-                count += 1;
+        // Most writes carry one or two chunks (a unit, an answer): fill only as many slices as
+        // there are chunks, from a small array when that is enough.
+        let n = match self.chunks.len() {
+            0 => return Ok(()),
+            1 => wr.write(&self.chunks[0]).await?,
+            n if n <= FEW_SLICES => {
+                let mut slices = [IoSlice::new(&[]); FEW_SLICES];
+                for (slot, chunk) in slices.iter_mut().zip(self.chunks.iter()) {
+                    *slot = IoSlice::new(chunk);
+                }
+                wr.write_vectored(&slices[..n]).await?
             }
-            wr.write_vectored(&slices[..count]).await?
+            n => {
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                for (slot, chunk) in slices.iter_mut().zip(self.chunks.iter()) {
+                    *slot = IoSlice::new(chunk);
+                }
+                wr.write_vectored(&slices[..n.min(MAX_SLICES)]).await?
+            }
         };
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
@@ -94,6 +114,62 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One chunk, a few and many take different paths; a writer that takes at most 5 bytes at
+    /// a time splits chunks, and every byte still arrives once, in order.
+    #[tokio::test]
+    async fn any_chunk_count_and_partial_writes() {
+        for count in [1usize, 2, 4, 5, 64, 65, 130] {
+            let mut out = Outbox::default();
+            let mut expected = Vec::new();
+            for i in 0..count {
+                let chunk = vec![(i % 251) as u8; i % 9 + 1];
+                expected.extend_from_slice(&chunk);
+                out.push(Bytes::from(chunk));
+            }
+            let mut sink = Trickle(Vec::new());
+            out.flush(&mut sink).await.unwrap();
+            assert_eq!(sink.0, expected, "{count} chunks");
+            assert!(out.is_empty());
+        }
+        let mut out = Outbox::default();
+        out.push(Bytes::from_static(b"abc"));
+        out.clear();
+        assert!(out.is_empty() && out.len() == 0);
+        out.push(Bytes::from_static(b"de"));
+        let mut sink = Vec::new();
+        out.flush(&mut sink).await.unwrap();
+        assert_eq!(sink, b"de");
+    }
+
+    /// A writer that accepts at most 5 bytes per call, vectored or not.
+    struct Trickle(Vec<u8>);
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let n = buf.len().min(5);
+            self.0.extend_from_slice(&buf[..n]);
+            std::task::Poll::Ready(Ok(n))
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
 
     #[tokio::test]
     async fn writes_everything_in_order() {

@@ -105,6 +105,8 @@ pub(crate) struct RelayState {
     pub(crate) sent_at: Option<Instant>,
     /// When the server last answered a unit: the time the connection went back to the pool.
     pub(crate) answered_at: Option<Instant>,
+    /// The queue of bytes towards the server, empty between relays (kept for its memory).
+    to_server: Outbox,
 }
 
 impl RelayState {
@@ -133,6 +135,7 @@ impl RelayState {
             units_in_flight: 0,
             unit_started: None,
             sent_at: None,
+            to_server: Outbox::default(),
             answered_at: None,
         }
     }
@@ -211,7 +214,12 @@ pub(crate) async fn relay(
     // The statement cache travels with the connection; it is taken out for the relay because
     // the socket halves stay borrowed for the whole loop.
     let mut cache = std::mem::take(server.statements_mut());
-    let res = relay_inner(client, server, state, &mut cache, drain).await;
+    // The queue towards the server is the state's, reused from unit to unit; whatever a
+    // failed relay left in it is dropped with the connection's unit.
+    let mut to_server = std::mem::take(&mut state.to_server);
+    let res = relay_inner(client, server, state, &mut cache, &mut to_server, drain).await;
+    to_server.clear();
+    state.to_server = to_server;
     // A prescan, and the session's clock reading, describe only the unit at the front when
     // the relay starts.
     state.prescanned = 0;
@@ -226,15 +234,15 @@ async fn relay_inner(
     server: &mut ServerConn,
     state: &mut RelayState,
     cache: &mut StatementCache,
+    to_server: &mut Outbox,
     drain: &DrainWatch,
 ) -> Result<RelayEnd, SessionError> {
     let max_server = server.max_message();
     let (addr, srd, sbuf, swr) = server.io();
-    let mut to_server = Outbox::default();
     let mut draining = drain.draining();
     // Messages may already be buffered (read while no server was attached, or pipelined
     // behind the startup packet): forward them before waiting for more.
-    let mut terminated = from_client(client, state, cache, &mut to_server)?;
+    let mut terminated = from_client(client, state, cache, to_server)?;
     loop {
         if terminated && to_server.is_empty() {
             client.flush().await?;
@@ -288,7 +296,7 @@ async fn relay_inner(
                     // The unit is answered and a transaction is open on this server: its next
                     // unit belongs here too.
                     state.held = false;
-                    terminated = from_client(client, state, cache, &mut to_server)?;
+                    terminated = from_client(client, state, cache, to_server)?;
                 }
                 tracing::trace!(
                     txn = %(state.txn_status as char),
@@ -306,7 +314,7 @@ async fn relay_inner(
                 if res.map_err(SessionError::ClientIo)? == 0 {
                     return Err(SessionError::ClientGone);
                 }
-                terminated = from_client(client, state, cache, &mut to_server)?;
+                terminated = from_client(client, state, cache, to_server)?;
             }
             () = drain.wait(), if !draining => {
                 draining = true;

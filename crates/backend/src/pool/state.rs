@@ -136,35 +136,23 @@ impl<C: Conn> State<C> {
         // Someone queued first: FIFO says they are served first, so do not take idle or free
         // capacity ahead of them.
         if pool.waiters.is_empty() {
-            let lifetime = pool.settings.server_lifetime;
-            let mut found = None;
-            let mut freed = 0;
-            // The newest idle connection whose socket this thread's event loop watches, else
-            // the newest: one opened on another loop works, but every read on it wakes this
-            // loop from that one's thread.
+            // First the newest idle connection whose socket this thread's event loop watches;
+            // then, while the limits allow, a new one opened here; only then the newest idle
+            // one of another loop. That one works, but every read on it wakes this loop from
+            // the other loop's thread. With one event loop the first step takes the newest.
             let here = crate::home::home();
-            while let Some(at) = pool
-                .idle
-                .iter()
-                .rposition(|idle| idle.conn.home() == here)
-                .or_else(|| pool.idle.len().checked_sub(1))
-            {
-                let Some(Idle { mut conn, .. }) = pool.idle.remove(at) else {
-                    break;
-                };
-                if !expired(&conn, lifetime, now) && conn.is_alive() {
-                    found = Some(conn);
-                    break;
-                }
-                closing.push(conn);
-                freed += 1;
-            }
-            self.release_slots(key, freed);
-            if let Some(conn) = found {
-                if freed > 0 {
-                    self.dispatch(&key.server, closing);
-                }
+            if let Some(conn) = self.take_idle(key, now, Some(here), closing) {
                 return Acquired::Conn(conn);
+            }
+            let others_idle = self.pools[key].idle.iter().any(|i| i.conn.home() != here);
+            if others_idle {
+                self.dispatch(&key.server, closing);
+                if self.pools[key].waiters.is_empty() && self.reserve(key, false, closing) {
+                    return Acquired::Open;
+                }
+                if let Some(conn) = self.take_idle(key, now, None, closing) {
+                    return Acquired::Conn(conn);
+                }
             }
             // Older waiters of other pools of this server get freed capacity first.
             self.dispatch(&key.server, closing);
@@ -180,6 +168,42 @@ impl<C: Conn> State<C> {
             self.waiting += 1;
         }
         Acquired::Wait(ticket, rx)
+    }
+
+    /// The newest healthy idle connection of `key`'s pool opened on event loop `home` (any
+    /// loop with `None`), now busy. Expired or dead ones met on the way are closed and their
+    /// slots freed (and offered to waiters).
+    fn take_idle(
+        &mut self,
+        key: &PoolKey,
+        now: Instant,
+        home: Option<usize>,
+        closing: &mut Vec<C>,
+    ) -> Option<C> {
+        let pool = self.pools.get_mut(key)?;
+        let lifetime = pool.settings.server_lifetime;
+        let mut found = None;
+        let mut freed = 0;
+        while let Some(at) = pool
+            .idle
+            .iter()
+            .rposition(|idle| home.is_none_or(|h| idle.conn.home() == h))
+        {
+            let Some(Idle { mut conn, .. }) = pool.idle.remove(at) else {
+                break;
+            };
+            if !expired(&conn, lifetime, now) && conn.is_alive() {
+                found = Some(conn);
+                break;
+            }
+            closing.push(conn);
+            freed += 1;
+        }
+        self.release_slots(key, freed);
+        if freed > 0 && found.is_some() {
+            self.dispatch(&key.server, closing);
+        }
+        found
     }
 
     /// Creates the pool if new and records the latest settings; a new address or password

@@ -224,39 +224,63 @@ async fn idle_connections_are_reused_newest_first() {
     assert_eq!((st.open, st.busy, st.idle), (2, 2, 0));
 }
 
-/// With several event loops, a checkout prefers the newest idle connection its own loop opened,
-/// and takes the newest of any loop when its own has none (a dead one is skipped either way).
+/// With several event loops, a checkout prefers the newest idle connection its own loop opened;
+/// in a full pool it takes the newest of another loop when its own has none.
 #[tokio::test(start_paused = true)]
 async fn idle_connections_opened_on_the_same_event_loop_come_first() {
     let shared = registry(1, 10);
-    let (k, s) = (key("app"), settings(5, 10));
+    let (k, s) = (key("app"), settings(3, 10));
     crate::home::set_home(1);
     let a = get(&shared, &k, &s).await;
     let a2 = get(&shared, &k, &s).await;
     crate::home::set_home(2);
     let b = get(&shared, &k, &s).await;
     let (a_id, a2_id, b_id) = (a.conn().id, a2.conn().id, b.conn().id);
-    // Idle, oldest first: a2, a, b.
+    // Idle, oldest first: a2, a, b; the pool is full.
     a2.put_back(Instant::now());
     a.put_back(Instant::now());
     b.put_back(Instant::now());
     crate::home::set_home(1);
     let first = get(&shared, &k, &s).await;
     assert_eq!(first.conn().id, a_id, "the newest of loop 1, not b");
-    shared.connector().kill(a2_id);
+    crate::home::set_home(3);
     let second = get(&shared, &k, &s).await;
     assert_eq!(
         second.conn().id,
         b_id,
-        "loop 1's other one is dead: the newest of any loop"
+        "none of loop 3 and no room: the newest"
     );
-    assert_eq!(stats_of(&shared, &k).idle, 0);
-    assert_eq!(shared.connector().live(), 2, "the dead one was closed");
-    crate::home::set_home(3);
-    first.put_back(Instant::now());
-    second.put_back(Instant::now());
+    crate::home::set_home(1);
+    shared.connector().kill(a2_id);
     let third = get(&shared, &k, &s).await;
-    assert_eq!(third.conn().id, b_id, "no connection of loop 3: the newest");
+    assert!(
+        ![a_id, a2_id, b_id].contains(&third.conn().id),
+        "loop 1's last idle one is dead: closed and replaced"
+    );
+    assert_eq!(shared.connector().live(), 3);
+    crate::home::set_home(0);
+}
+
+/// A loop with no idle connection of its own opens one while the pool has room, rather than
+/// take one another loop opened.
+#[tokio::test(start_paused = true)]
+async fn a_loop_opens_its_own_connection_while_the_pool_has_room() {
+    let shared = registry(1, 10);
+    let (k, s) = (key("app"), settings(2, 10));
+    crate::home::set_home(1);
+    let a = get(&shared, &k, &s).await;
+    let a_id = a.conn().id;
+    a.put_back(Instant::now());
+    crate::home::set_home(2);
+    let b = get(&shared, &k, &s).await;
+    assert_ne!(b.conn().id, a_id, "room for one more: opened on loop 2");
+    assert_eq!(b.conn().home, 2);
+    b.put_back(Instant::now());
+    let st = stats_of(&shared, &k);
+    assert_eq!((st.open, st.idle), (2, 2));
+    crate::home::set_home(3);
+    let c = get(&shared, &k, &s).await;
+    assert_eq!(c.conn().home, 2, "full: the newest idle one, from loop 2");
     crate::home::set_home(0);
 }
 
