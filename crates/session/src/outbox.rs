@@ -135,7 +135,8 @@ mod tests {
         let mut out = Outbox::default();
         out.push(Bytes::from_static(b"abc"));
         out.clear();
-        assert!(out.is_empty() && out.len() == 0);
+        assert!(out.is_empty());
+        assert_eq!(out.len(), 0);
         out.push(Bytes::from_static(b"de"));
         let mut sink = Vec::new();
         out.flush(&mut sink).await.unwrap();
