@@ -390,9 +390,9 @@ fn from_client(
             }
             fe::BIND => {
                 // A named statement may have been prepared in an earlier unit.
-                let name = frame.body().iter().position(|&b| b == 0).and_then(|end| {
+                let name = memchr::memchr(0, frame.body()).and_then(|end| {
                     let rest = &frame.body()[end + 1..];
-                    rest.iter().position(|&b| b == 0).map(|n| &rest[..n])
+                    memchr::memchr(0, rest).map(|n| &rest[..n])
                 });
                 if let Some(name) = name.filter(|n| !n.is_empty())
                     && let Some(statement) = state.statements.get(name)
@@ -570,7 +570,7 @@ async fn server_closed(client: &mut ClientConn, addr: &str, state: &RelayState) 
 
 /// A NUL-terminated UTF-8 string at the front of `buf`, and what follows it.
 fn cstr(buf: &[u8]) -> Option<(&str, &[u8])> {
-    let end = buf.iter().position(|&b| b == 0)?;
+    let end = memchr::memchr(0, buf)?;
     let text = std::str::from_utf8(&buf[..end]).ok()?;
     Some((text, &buf[end + 1..]))
 }

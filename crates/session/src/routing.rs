@@ -373,7 +373,7 @@ fn unknown(kit: &RouteKit) -> Scan<'static> {
 
 /// A NUL-terminated byte string at the front of `buf`, and what follows it.
 fn cbytes(buf: &[u8]) -> Option<(&[u8], &[u8])> {
-    let end = buf.iter().position(|&b| b == 0)?;
+    let end = memchr::memchr(0, buf)?;
     Some((&buf[..end], &buf[end + 1..]))
 }
 
