@@ -1,5 +1,7 @@
 //! An authenticated server connection: its socket halves, read buffer and startup state.
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use pgsplit_wire::{Frame, next_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,7 +27,7 @@ pub struct ServerConn {
     /// Largest message accepted from the server.
     pub(crate) max_message: usize,
     /// ParameterStatus values the server reported at startup, in order.
-    pub(crate) params: Vec<(String, String)>,
+    pub(crate) params: Arc<Vec<(String, String)>>,
     /// A hash of `params` (see [`ServerConn::params_hash`]), kept up to date with them.
     pub(crate) params_hash: u64,
     /// The server's cancel key (process id, secret).
@@ -54,6 +56,12 @@ impl ServerConn {
 
     /// The ParameterStatus values the server reported during startup, in order.
     pub fn params(&self) -> &[(String, String)] {
+        &self.params
+    }
+
+    /// [`ServerConn::params`] as a shared list: a session that shows a client exactly these
+    /// values keeps a reference instead of a copy (the connection copies its list on write).
+    pub fn params_shared(&self) -> &Arc<Vec<(String, String)>> {
         &self.params
     }
 
@@ -146,14 +154,11 @@ impl ServerConn {
     /// Records a ParameterStatus the server sent after startup, so [`ServerConn::params`] stays
     /// the connection's current reported values (what a client given this connection must see).
     pub fn note_param(&mut self, name: &str, value: &str) {
-        match self.params.iter_mut().find(|(n, _)| n == name) {
-            Some((_, v)) => {
-                if v == value {
-                    return;
-                }
-                value.clone_into(v);
-            }
-            None => self.params.push((name.to_owned(), value.to_owned())),
+        // Copied only when a session shares the list and the value is new.
+        match self.params.iter().position(|(n, _)| n == name) {
+            Some(i) if self.params[i].1 == value => return,
+            Some(i) => value.clone_into(&mut Arc::make_mut(&mut self.params)[i].1),
+            None => Arc::make_mut(&mut self.params).push((name.to_owned(), value.to_owned())),
         }
         self.rehash_params();
     }

@@ -1,5 +1,7 @@
 //! Opening a server connection: TCP, startup packet, authentication, startup state.
 
+use std::sync::Arc;
+
 use bytes::BytesMut;
 use pgsplit_wire::backend::{self, BackendMessage};
 use pgsplit_wire::encode;
@@ -57,7 +59,7 @@ async fn connect_inner(p: &ConnectParams<'_>) -> Result<ServerConn, BackendError
         wr,
         rbuf: BytesMut::with_capacity(READ_BUF),
         max_message: p.max_message,
-        params: Vec::new(),
+        params: Arc::default(),
         params_hash: 0,
         key: (0, 0),
         txn_status: b'I',
@@ -90,7 +92,7 @@ async fn read_startup_state(conn: &mut ServerConn) -> Result<(), BackendError> {
         let msg = backend::parse(&frame).map_err(|e| conn.protocol_error(e))?;
         match msg {
             BackendMessage::ParameterStatus { name, value } => {
-                conn.params.push((name.to_owned(), value.to_owned()));
+                Arc::make_mut(&mut conn.params).push((name.to_owned(), value.to_owned()));
             }
             BackendMessage::BackendKeyData { pid, secret } => conn.key = (pid, secret),
             BackendMessage::ReadyForQuery { status } => {

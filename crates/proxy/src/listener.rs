@@ -116,11 +116,14 @@ fn spawn_session(
     permit: OwnedSemaphorePermit,
     load: LoadGuard,
 ) {
-    sessions.spawn(async move {
+    // Boxed: the session's future is large, and a task holding it by value is allocated with
+    // the task's alignment (`posix_memalign`, several thousand instructions per client in
+    // glibc); a box of the future is a plain allocation and the task stays small.
+    sessions.spawn(Box::pin(async move {
         run(stream, peer, ctx).await;
         drop(permit);
         drop(load);
-    });
+    }));
 }
 
 /// Accepts clients until shutdown, hands them to `workers` event loops (this one included),

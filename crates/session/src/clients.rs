@@ -6,7 +6,8 @@
 //! atomics shared by the guard and the registry, so the hot path never takes the registry's
 //! lock; only registering, leaving and listing do.
 
-use std::collections::HashMap;
+// Seeded per map, and several times faster than SipHash on short keys (names, ids).
+use foldhash::{HashMap, HashMapExt};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};

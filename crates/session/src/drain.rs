@@ -7,7 +7,8 @@
 //! is an atomic load and an [`AtomicWaker`] registration; only a session's start and end and
 //! the drain itself take the registry's lock.
 
-use std::collections::HashMap;
+// Seeded per map, and several times faster than SipHash on short keys (names, ids).
+use foldhash::{HashMap, HashMapExt};
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -407,7 +407,7 @@ impl Session {
             }
         }
         if first {
-            self.view = Arc::new(conn.params().to_vec());
+            self.view = Arc::clone(conn.params_shared());
         } else if self.view_synced != Some(conn.params_hash()) {
             // Also brings `view` up to date with the connection.
             show_changed_params(client, &mut self.view, &conn);
@@ -649,7 +649,9 @@ fn show_changed_params(
     view: &mut Arc<Vec<(String, String)>>,
     conn: &ServerConn,
 ) {
-    for (i, (name, value)) in conn.params().iter().enumerate() {
+    let params = conn.params();
+    let mut changed = false;
+    for (i, (name, value)) in params.iter().enumerate() {
         // Connections of one server report their parameters in the same order, so the entry
         // at the same index is nearly always the one: no search of the whole view per name.
         let shown = match view.get(i) {
@@ -661,6 +663,23 @@ fn show_changed_params(
         };
         if shown != Some(value.as_str()) {
             client.queue(|b| encode::parameter_status(b, name, value));
+            changed = true;
+        }
+    }
+    if !changed {
+        return;
+    }
+    // The client now sees the connection's values. When the view names nothing the connection
+    // does not report, it becomes the connection's own list, shared (no copy); else each value
+    // is recorded in it.
+    let covered = view.len() <= params.len()
+        && view.iter().enumerate().all(|(i, (n, _))| {
+            params.get(i).is_some_and(|(m, _)| m == n) || params.iter().any(|(m, _)| m == n)
+        });
+    if covered {
+        *view = Arc::clone(conn.params_shared());
+    } else {
+        for (name, value) in params {
             set_view(view, name, value);
         }
     }

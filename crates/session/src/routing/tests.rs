@@ -123,3 +123,22 @@ fn sessions_share_targets_of_one_generation_and_pool() {
         "the older session moves to the new generation's target"
     );
 }
+
+#[test]
+fn shared_keys_tell_their_parts_apart() {
+    use super::shared_key;
+    let keys = [
+        shared_key(1, "ab", "c", "d"),
+        shared_key(1, "a", "bc", "d"),
+        shared_key(1, "ab", "", "cd"),
+        shared_key(11, "ab", "c", "d"),
+        shared_key(1, "ab", "c", ""),
+        shared_key(usize::MAX, "ab", "c", "d"),
+    ];
+    for (i, a) in keys.iter().enumerate() {
+        for b in &keys[i + 1..] {
+            assert_ne!(a, b);
+        }
+    }
+    assert_eq!(shared_key(7, "u", "l", "db"), shared_key(7, "u", "l", "db"));
+}
