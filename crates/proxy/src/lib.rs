@@ -112,7 +112,8 @@ async fn maintain_pools(ctx: Ctx) {
 
 /// Binds `config.listen` and `config.admin.listen` and starts serving on the current tokio
 /// runtime, which is the first of `config.workers` event loops: the others are single-threaded
-/// runtimes on threads of their own, started here, each serving its share of the clients.
+/// runtimes on threads of their own, started here, each accepting on its own socket bound to
+/// the same address (`SO_REUSEPORT`) and serving the clients the kernel gives it.
 ///
 /// When the config was read from a file (`config.source`), that file is watched (polled every
 /// [`CONFIG_POLL_INTERVAL`]) and reloaded when its content changes.
@@ -120,9 +121,11 @@ async fn maintain_pools(ctx: Ctx) {
 /// The admin endpoint keeps answering while the proxy drains (so `/readyz` can say 503) and
 /// stops once the accept loop has finished.
 pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let workers = config.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    // Every event loop accepts on a socket of its own bound to this address.
+    let listener = listener::bind(&config.listen, workers > 1).await?;
     let client_addr = listener.local_addr()?;
     let admin_listener = TcpListener::bind(&config.admin.listen)
         .await
@@ -131,9 +134,6 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     let (tx, rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());
     let source = config.source.clone();
-    let workers = config.workers.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-    });
     let (ctx, inbox) = Ctx::new(config, metrics.clone(), rx);
     health::spawn(&ctx, inbox.server_events);
     tokio::spawn(maintain_pools(ctx.clone()));

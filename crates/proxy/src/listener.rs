@@ -1,53 +1,86 @@
-//! The accept loop and the event loops that serve clients: a semaphore caps client
-//! connections, each accepted client goes to the event loop serving the fewest and runs there
-//! in its own task inside a span, and shutdown stops accepting, drains every loop, then aborts
-//! what is left.
+//! The event loops that accept and serve clients: a semaphore caps client connections, each
+//! client runs in its own task inside a span, and shutdown stops accepting, drains every loop,
+//! then aborts what is left.
 //!
 //! With `workers: n` there are n event loops, each a single-threaded runtime on its own thread:
-//! loop 0 is the caller's (it also runs the accept loop, the admin endpoint, health checks and
-//! reloads), loops 1..n are threads started here. A client stays on its loop for its whole
-//! session, so its socket's events never cross threads; server connections are shared by all
-//! loops through the pools, which hand a session the idle connections its own loop opened first
-//! (see `pgsplit_backend::home`). Every loop stays up until all loops have drained, so a server
-//! connection a loop opened keeps working for sessions elsewhere until the very end.
+//! loop 0 is the caller's (it also runs the admin endpoint, health checks and reloads), loops
+//! 1..n are threads started here. Every loop accepts on a listening socket of its own, all bound
+//! to the same address with `SO_REUSEPORT`, so the kernel spreads new connections over the
+//! loops and no client is handed from one thread to another. A client stays on its loop for its
+//! whole session, so its socket's events never cross threads; server connections are shared by
+//! all loops through the pools, which hand a session the idle connections its own loop opened
+//! first (see `pgsplit_backend::home`). Every loop stays up until all loops have drained, so a
+//! server connection a loop opened keeps working for sessions elsewhere until the very end.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use pgsplit_session::{Ctx, reject, run};
 use pgsplit_telemetry::IntGauge;
 use pgsplit_wire::{ErrorFields, sqlstate};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::{Duration, timeout};
 use tracing::{info, warn};
 
-/// Clients served by each event loop, by loop number: the `pgsplit_event_loop_clients` series,
-/// which the accept loop also reads to pick the least busy.
-type Loads = Arc<[IntGauge]>;
+/// Pending connections a listening socket queues (what `TcpListener::bind` uses).
+const BACKLOG: u32 = 1024;
 
-/// An accepted client on its way to another event loop, with its connection permit.
-struct Handoff {
-    stream: std::net::TcpStream,
-    peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
+/// Binds a listening socket on `addr` (`host:port`, every resolved address tried in turn);
+/// with `shared`, with `SO_REUSEPORT`, so that other event loops can bind the same address.
+pub(crate) async fn bind(addr: &str, shared: bool) -> anyhow::Result<TcpListener> {
+    let mut last = None;
+    for resolved in tokio::net::lookup_host(addr)
+        .await
+        .with_context(|| format!("cannot resolve {addr}"))?
+    {
+        match bind_one(resolved, shared) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(e) => anyhow::Error::new(e).context(format!("cannot listen on {addr}")),
+        None => anyhow::anyhow!("cannot listen on {addr}: it resolves to no address"),
+    })
+}
+
+fn bind_one(addr: SocketAddr, shared: bool) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    if shared {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// An event loop on a thread of its own.
 struct Worker {
-    /// Where accepted clients are sent; dropped when accepting stops, which starts the drain.
-    clients: Option<mpsc::UnboundedSender<Handoff>>,
-    /// Fires when the loop has drained its clients.
+    /// Fires when the loop has stopped accepting and drained its clients.
     drained: oneshot::Receiver<()>,
     /// Dropped once every loop has drained: the thread then ends its runtime.
     _exit: oneshot::Sender<()>,
 }
 
+/// What every event loop shares.
+#[derive(Clone)]
+struct Shared {
+    ctx: Ctx,
+    /// One permit per client connection, for all loops together (`max_client_connections`).
+    permits: Arc<Semaphore>,
+}
+
 impl Worker {
-    /// Starts event loop `index` on a new thread.
-    fn start(index: usize, ctx: Ctx, loads: Loads) -> std::io::Result<Worker> {
-        let (clients, rx) = mpsc::unbounded_channel();
+    /// Starts event loop `index` on a new thread, accepting on its own socket bound to
+    /// `addr`; returns once that socket listens (or could not be bound).
+    async fn start(index: usize, addr: SocketAddr, shared: Shared) -> anyhow::Result<Worker> {
+        let (ready_tx, ready) = oneshot::channel::<std::io::Result<()>>();
         let (drained_tx, drained) = oneshot::channel();
         let (exit, exit_rx) = oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -58,53 +91,131 @@ impl Worker {
             .spawn(move || {
                 pgsplit_backend::set_home(index);
                 runtime.block_on(async move {
-                    serve_handoffs(rx, ctx, loads, index).await;
+                    let listener = match bind_one(addr, true) {
+                        Ok(listener) => listener,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    serve_loop(listener, shared, index).await;
                     let _ = drained_tx.send(());
                     // Keep this loop's sockets working until every loop has drained.
                     let _ = exit_rx.await;
                 });
             })?;
+        ready
+            .await
+            .context("the event loop thread ended before listening")?
+            .with_context(|| format!("cannot listen on {addr} (SO_REUSEPORT)"))?;
         Ok(Worker {
-            clients: Some(clients),
             drained,
             _exit: exit,
         })
     }
 }
 
-/// The event loop to give the next client: the one serving the fewest.
-fn least_busy(loads: &[IntGauge]) -> usize {
-    let mut best = 0;
-    let mut fewest = i64::MAX;
-    for (i, load) in loads.iter().enumerate() {
-        let n = load.get();
-        if n < fewest {
-            (best, fewest) = (i, n);
-        }
-    }
-    best
-}
-
-/// Counts a client against its event loop while it lives.
-struct LoadGuard {
-    loads: Loads,
-    index: usize,
-}
+/// Counts a client against its event loop (`pgsplit_event_loop_clients`) while it lives.
+struct LoadGuard(IntGauge);
 
 impl LoadGuard {
-    fn new(loads: &Loads, index: usize) -> LoadGuard {
-        loads[index].inc();
-        LoadGuard {
-            loads: loads.clone(),
-            index,
-        }
+    fn new(gauge: &IntGauge) -> LoadGuard {
+        gauge.inc();
+        LoadGuard(gauge.clone())
     }
 }
 
 impl Drop for LoadGuard {
     fn drop(&mut self) {
-        self.loads[self.index].dec();
+        self.0.dec();
     }
+}
+
+/// Runs `workers` event loops (this one included) that accept on `listener`'s address until
+/// shutdown, then drains all of them. `listener` must have been bound with `SO_REUSEPORT`
+/// when `workers` is more than one.
+pub(crate) async fn accept_loop(listener: TcpListener, ctx: Ctx, workers: usize) {
+    let limits = ctx.snapshot.load().config.limits.clone();
+    let shared = Shared {
+        ctx: ctx.clone(),
+        permits: Arc::new(Semaphore::new(limits.max_client_connections)),
+    };
+    let mut others = Vec::with_capacity(workers.saturating_sub(1));
+    if let Ok(addr) = listener.local_addr() {
+        for index in 1..workers {
+            match Worker::start(index, addr, shared.clone()).await {
+                Ok(worker) => others.push(worker),
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), started = index, asked = workers, "cannot start another event loop; serving with those started");
+                    break;
+                }
+            }
+        }
+    }
+    info!(
+        addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        event_loops = others.len() + 1,
+        "accepting clients"
+    );
+    serve_loop(listener, shared, 0).await;
+    for worker in &mut others {
+        let _ = (&mut worker.drained).await;
+    }
+    // Dropping `others` lets the other loops end.
+    drop(others);
+    info!("stopped");
+}
+
+/// One event loop: accepts clients on `listener` until shutdown, serves each in its own task,
+/// then drains.
+async fn serve_loop(listener: TcpListener, shared: Shared, index: usize) {
+    let Shared { ctx, permits } = shared;
+    let load = ctx
+        .metrics
+        .event_loop_clients
+        .with_label_values(&[&index.to_string()]);
+    let startup_timeout = ctx.snapshot.load().config.limits.startup_timeout;
+    let mut sessions = JoinSet::new();
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // EMFILE and friends: back off briefly instead of spinning.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                match permits.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        spawn_session(&mut sessions, stream, peer, ctx.clone(), permit, LoadGuard::new(&load));
+                    }
+                    Err(_) => {
+                        let fields = ErrorFields::fatal(
+                            sqlstate::TOO_MANY_CONNECTIONS,
+                            "sorry, too many clients already",
+                        );
+                        sessions.spawn(reject(stream, fields, 64 * 1024, startup_timeout));
+                    }
+                }
+            }
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            res = shutdown.changed() => {
+                if res.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    drop(listener);
+    drain(sessions, &ctx).await;
 }
 
 /// Runs one client's session on the current event loop.
@@ -124,157 +235,6 @@ fn spawn_session(
         drop(permit);
         drop(load);
     }));
-}
-
-/// Accepts clients until shutdown, hands them to `workers` event loops (this one included),
-/// then drains all of them.
-pub(crate) async fn accept_loop(listener: TcpListener, ctx: Ctx, workers: usize) {
-    let snapshot = ctx.snapshot.load_full();
-    let limits = snapshot.config.limits.clone();
-    let permits = Arc::new(Semaphore::new(limits.max_client_connections));
-    let loads: Loads = (0..workers.max(1))
-        .map(|i| {
-            ctx.metrics
-                .event_loop_clients
-                .with_label_values(&[&i.to_string()])
-        })
-        .collect();
-    let mut others = Vec::with_capacity(workers.saturating_sub(1));
-    for index in 1..workers {
-        match Worker::start(index, ctx.clone(), loads.clone()) {
-            Ok(worker) => others.push(worker),
-            Err(e) => {
-                warn!(error = %e, started = index, asked = workers, "cannot start another event loop thread; serving with those started");
-                break;
-            }
-        }
-    }
-    // Loops that failed to start get no clients.
-    let serving = others.len() + 1;
-    let mut sessions = JoinSet::new();
-    let mut shutdown = ctx.shutdown.clone();
-    info!(
-        addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-        event_loops = serving,
-        "accepting clients"
-    );
-    loop {
-        if *shutdown.borrow() {
-            break;
-        }
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        // EMFILE and friends: back off briefly instead of spinning.
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                match permits.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        let index = least_busy(&loads[..serving]);
-                        match index.checked_sub(1).and_then(|i| others[i].clients.as_ref()) {
-                            None => {
-                                let load = LoadGuard::new(&loads, 0);
-                                spawn_session(&mut sessions, stream, peer, ctx.clone(), permit, load);
-                            }
-                            Some(clients) => hand_off(clients, stream, peer, permit, &mut sessions, &ctx, &loads),
-                        }
-                    }
-                    Err(_) => {
-                        let fields = ErrorFields::fatal(
-                            sqlstate::TOO_MANY_CONNECTIONS,
-                            "sorry, too many clients already",
-                        );
-                        sessions.spawn(reject(stream, fields, 64 * 1024, limits.startup_timeout));
-                    }
-                }
-            }
-            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-            res = shutdown.changed() => {
-                if res.is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    drop(listener);
-    // The other loops drain as soon as their channel closes, in parallel with this one.
-    for worker in &mut others {
-        worker.clients = None;
-    }
-    drain(sessions, &ctx).await;
-    for worker in &mut others {
-        let _ = (&mut worker.drained).await;
-    }
-    // Dropping `others` lets the other loops end.
-    drop(others);
-    info!("stopped");
-}
-
-/// Sends an accepted client to another event loop; if that loop is gone, serves it here.
-fn hand_off(
-    clients: &mpsc::UnboundedSender<Handoff>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
-    sessions: &mut JoinSet<()>,
-    ctx: &Ctx,
-    loads: &Loads,
-) {
-    let stream = match stream.into_std() {
-        Ok(stream) => stream,
-        Err(e) => {
-            warn!(error = %e, %peer, "cannot hand a client to another event loop");
-            return;
-        }
-    };
-    let Err(mpsc::error::SendError(back)) = clients.send(Handoff {
-        stream,
-        peer,
-        permit,
-    }) else {
-        return;
-    };
-    match TcpStream::from_std(back.stream) {
-        Ok(stream) => {
-            let load = LoadGuard::new(loads, 0);
-            spawn_session(sessions, stream, back.peer, ctx.clone(), back.permit, load);
-        }
-        Err(e) => warn!(error = %e, %peer, "cannot serve a client"),
-    }
-}
-
-/// An event loop other than the first: serves the clients handed to it until the accept loop
-/// stops, then drains.
-async fn serve_handoffs(
-    mut clients: mpsc::UnboundedReceiver<Handoff>,
-    ctx: Ctx,
-    loads: Loads,
-    index: usize,
-) {
-    let mut sessions = JoinSet::new();
-    loop {
-        tokio::select! {
-            handoff = clients.recv() => {
-                let Some(Handoff { stream, peer, permit }) = handoff else {
-                    break;
-                };
-                match TcpStream::from_std(stream) {
-                    Ok(stream) => {
-                        let load = LoadGuard::new(&loads, index);
-                        spawn_session(&mut sessions, stream, peer, ctx.clone(), permit, load);
-                    }
-                    Err(e) => warn!(error = %e, %peer, "cannot serve a client"),
-                }
-            }
-            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-        }
-    }
-    drain(sessions, &ctx).await;
 }
 
 /// Lets this loop's clients finish for up to `shutdown_timeout`, then closes the rest.
@@ -303,24 +263,32 @@ async fn drain(mut sessions: JoinSet<()>, ctx: &Ctx) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_least_busy_loop_gets_the_next_client() {
-        let loads: Loads = [3, 1, 1, 2]
-            .into_iter()
-            .map(|n| {
-                let g = IntGauge::new("clients", "clients").expect("valid gauge");
-                g.set(n);
-                g
-            })
-            .collect();
-        assert_eq!(least_busy(&loads), 1, "the first of the least busy");
-        let guard = LoadGuard::new(&loads, 1);
-        assert_eq!(least_busy(&loads), 2);
-        drop(guard);
-        assert_eq!(
-            least_busy(&loads),
-            1,
-            "a session that ended no longer counts"
+    /// Two sockets share an address only when both ask for it.
+    #[tokio::test]
+    async fn shared_listeners_bind_one_address() {
+        let first = bind("127.0.0.1:0", true).await.expect("bind");
+        let addr = first.local_addr().expect("addr");
+        let second = bind_one(addr, true).expect("a second shared socket binds the same address");
+        assert_eq!(second.local_addr().expect("addr"), addr);
+        let lone = bind("127.0.0.1:0", false).await.expect("bind");
+        let lone_addr = lone.local_addr().expect("addr");
+        assert!(
+            bind_one(lone_addr, true).is_err(),
+            "a socket bound without SO_REUSEPORT is not shared"
         );
+        let err = bind("127.0.0.1:99999", false).await.expect_err("bad port");
+        assert!(format!("{err:#}").contains("127.0.0.1:99999"), "{err:#}");
+    }
+
+    #[test]
+    fn a_load_guard_counts_while_it_lives() {
+        let gauge = IntGauge::new("clients", "clients").expect("valid gauge");
+        let a = LoadGuard::new(&gauge);
+        let b = LoadGuard::new(&gauge);
+        assert_eq!(gauge.get(), 2);
+        drop(a);
+        assert_eq!(gauge.get(), 1);
+        drop(b);
+        assert_eq!(gauge.get(), 0);
     }
 }
