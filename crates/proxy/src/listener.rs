@@ -227,14 +227,16 @@ fn spawn_session(
     permit: OwnedSemaphorePermit,
     load: LoadGuard,
 ) {
-    // Boxed: the session's future is large, and a task holding it by value is allocated with
-    // the task's alignment (`posix_memalign`, several thousand instructions per client in
-    // glibc); a box of the future is a plain allocation and the task stays small.
-    sessions.spawn(Box::pin(async move {
-        run(stream, peer, ctx).await;
+    // The session's future is large: it is built once, straight into its box, and the task
+    // holds only the box. A task holding it by value was allocated with the task's alignment
+    // (`posix_memalign`, several thousand instructions per client in glibc), and each move of
+    // the future (into an async block, into the task) copied it whole.
+    let session = Box::pin(run(stream, peer, ctx));
+    sessions.spawn(async move {
+        session.await;
         drop(permit);
         drop(load);
-    }));
+    });
 }
 
 /// Lets this loop's clients finish for up to `shutdown_timeout`, then closes the rest.

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use arc_swap::ArcSwap;
+use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use pgsplit_backend::{PoolKey, Pools};
 use pgsplit_router::Snapshot;
 use pgsplit_telemetry::Metrics;
+use pgsplit_wire::encode;
 use pgsplit_wire::scram::ScramSecret;
 use tokio::sync::watch;
 use tokio::time::{Duration, Instant};
@@ -171,11 +173,12 @@ const GREETING_TTL: Duration = Duration::from_secs(60);
 const GREETING_MAX: usize = 4096;
 
 /// The ParameterStatus values a server connection reported after a client's settings were
-/// applied, per (pool, settings tag). A client whose settings were validated and greeted
-/// before can be greeted again without a server connection.
+/// applied, per (pool, settings tag), with those messages encoded. A client whose settings
+/// were validated and greeted before can be greeted again without a server connection, and
+/// without encoding its greeting again.
 #[derive(Debug, Default)]
 pub struct GreetingCache {
-    entries: Mutex<HashMap<(PoolKey, u64), (Instant, Params)>>,
+    entries: Mutex<HashMap<(PoolKey, u64), (Instant, Params, Bytes)>>,
 }
 
 /// Reported parameters, (name, value) in the order the server sent them: shared with the
@@ -183,19 +186,62 @@ pub struct GreetingCache {
 type Params = Arc<Vec<(String, String)>>;
 
 impl GreetingCache {
-    /// The parameters for `tag` on `pool`, if remembered and fresh.
-    pub fn get(&self, pool: &PoolKey, tag: u64) -> Option<Params> {
+    /// The parameters for `tag` on `pool`, if remembered and fresh, and their ParameterStatus
+    /// messages.
+    pub fn get(&self, pool: &PoolKey, tag: u64) -> Option<(Params, Bytes)> {
         let entries = self.entries.lock();
-        let (at, params) = entries.get(&(pool.clone(), tag))?;
-        (at.elapsed() < GREETING_TTL).then(|| params.clone())
+        let (at, params, encoded) = entries.get(&(pool.clone(), tag))?;
+        (at.elapsed() < GREETING_TTL).then(|| (params.clone(), encoded.clone()))
     }
 
-    /// Remembers the parameters reported for `tag` on `pool`.
-    pub fn put(&self, pool: &PoolKey, tag: u64, params: &Params) {
+    /// Remembers the parameters reported for `tag` on `pool`; returns their ParameterStatus
+    /// messages.
+    pub fn put(&self, pool: &PoolKey, tag: u64, params: &Params) -> Bytes {
+        let encoded = encode_params(params);
         let mut entries = self.entries.lock();
         if entries.len() >= GREETING_MAX {
             entries.clear();
         }
-        entries.insert((pool.clone(), tag), (Instant::now(), Arc::clone(params)));
+        entries.insert(
+            (pool.clone(), tag),
+            (Instant::now(), Arc::clone(params), encoded.clone()),
+        );
+        encoded
+    }
+}
+
+/// One ParameterStatus message per parameter, in order.
+pub(crate) fn encode_params(params: &[(String, String)]) -> Bytes {
+    let mut b = BytesMut::new();
+    for (name, value) in params {
+        encode::parameter_status(&mut b, name, value);
+    }
+    b.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The greeting cache hands back the parameters it was given and their ParameterStatus
+    /// messages, encoded as the session would encode them one by one.
+    #[test]
+    fn greetings_keep_their_encoded_parameters() {
+        let cache = GreetingCache::default();
+        let pool = PoolKey::new("primary", "app", "db");
+        let params: Params = Arc::new(vec![
+            ("TimeZone".to_owned(), "UTC".to_owned()),
+            ("in_hot_standby".to_owned(), "off".to_owned()),
+        ]);
+        assert!(cache.get(&pool, 7).is_none());
+        let encoded = cache.put(&pool, 7, &params);
+        let mut expected = BytesMut::new();
+        encode::parameter_status(&mut expected, "TimeZone", "UTC");
+        encode::parameter_status(&mut expected, "in_hot_standby", "off");
+        assert_eq!(encoded, expected.freeze());
+        let (got, bytes) = cache.get(&pool, 7).expect("remembered");
+        assert!(Arc::ptr_eq(&got, &params), "shared, not copied");
+        assert_eq!(bytes, encoded);
+        assert!(cache.get(&pool, 8).is_none(), "another settings tag");
     }
 }

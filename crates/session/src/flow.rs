@@ -129,12 +129,15 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
         registered,
     };
     let cached = ctx.greetings.get(&session.target.key, session.state.tag());
-    match cached {
+    let encoded = match cached {
         // Transaction pooling, and a client with these very settings was greeted recently:
         // its parameters are known, so no server connection is needed until the first query
         // (connection storms cost no server round trip, and a client connecting while every
         // pooled connection is busy is not held at startup).
-        Some(params) if session.mode == PoolMode::Transaction => session.view = params,
+        Some((params, encoded)) if session.mode == PoolMode::Transaction => {
+            session.view = params;
+            encoded
+        }
         _ => {
             // The first checkout also validates the startup settings, as PostgreSQL does.
             let target = Arc::clone(&session.target);
@@ -142,10 +145,10 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
                 return end(client, e).await;
             }
             ctx.greetings
-                .put(&session.target.key, session.state.tag(), &session.view);
+                .put(&session.target.key, session.state.tag(), &session.view)
         }
-    }
-    let _key = greet(&mut client, &mut session, id, &ctx);
+    };
+    let _key = greet(&mut client, &mut session, id, &ctx, &encoded);
     if session.releases_at_boundary() {
         // An idle client holds no server connection in transaction pooling.
         session.detach(None).await;
@@ -710,9 +713,16 @@ fn fatal_or_error(mut fields: ErrorFields, first: bool) -> ErrorFields {
     fields
 }
 
-/// Queues AuthenticationOk, the server's parameters, pgsplit's cancel key and ReadyForQuery.
-/// Returns a guard that unregisters the cancel key when the session ends.
-fn greet(client: &mut ClientConn, session: &mut Session, id: u32, ctx: &Ctx) -> KeyGuard {
+/// Queues AuthenticationOk, the server's parameters (`params`: the session's view, encoded),
+/// pgsplit's cancel key and ReadyForQuery. Returns a guard that unregisters the cancel key
+/// when the session ends.
+fn greet(
+    client: &mut ClientConn,
+    session: &mut Session,
+    id: u32,
+    ctx: &Ctx,
+    params: &[u8],
+) -> KeyGuard {
     let secret: u32 = rand::random();
     // The slot already points at the connection held since startup, if any.
     ctx.cancels
@@ -721,9 +731,7 @@ fn greet(client: &mut ClientConn, session: &mut Session, id: u32, ctx: &Ctx) -> 
     // every time.
     client.queue(|b| {
         encode::auth_ok(b);
-        for (name, value) in session.view.iter() {
-            encode::parameter_status(b, name, value);
-        }
+        b.extend_from_slice(params);
         encode::backend_key_data(b, id, secret);
         encode::ready_for_query(b, b'I');
     });
