@@ -178,12 +178,15 @@ const GREETING_MAX: usize = 4096;
 /// without encoding its greeting again.
 #[derive(Debug, Default)]
 pub struct GreetingCache {
-    entries: Mutex<HashMap<(PoolKey, u64), (Instant, Params, Bytes)>>,
+    entries: Mutex<HashMap<(PoolKey, u64), Greeting>>,
 }
 
 /// Reported parameters, (name, value) in the order the server sent them: shared with the
 /// sessions greeted with them (each copies them only if they change).
 type Params = Arc<Vec<(String, String)>>;
+
+/// A remembered greeting: when, the parameters, and their ParameterStatus messages.
+type Greeting = (Instant, Params, Bytes);
 
 impl GreetingCache {
     /// The parameters for `tag` on `pool`, if remembered and fresh, and their ParameterStatus
