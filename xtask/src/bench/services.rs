@@ -204,9 +204,8 @@ pub(crate) struct Pgsplit {
 
 /// The pgsplit configuration: the cluster's primary and replicas, user app/app with SCRAM and
 /// user bench_md5/bench_md5 with md5 (plain password, also used as its server password),
-/// transaction pooling with [`POOL_SIZE`] connections per server, one event-loop thread
-/// (`workers: 1`, as PgBouncer runs; on two shared cores it spends less CPU per query than a
-/// work-stealing pool), quiet logs, default routing
+/// transaction pooling with [`POOL_SIZE`] connections per server, the default `workers`
+/// (`auto`: one event loop per core), quiet logs, default routing
 /// (`consistency: session`) except one rule: the reads of the rw-90-10 workload (its own
 /// application_name) get `consistency: eventual`.
 fn pgsplit_config(cluster: &Cluster, port: u16, admin_port: u16) -> String {
@@ -215,7 +214,6 @@ fn pgsplit_config(cluster: &Cluster, port: u16, admin_port: u16) -> String {
          listen: 127.0.0.1:{port}\n\
          admin:\n  listen: 127.0.0.1:{admin_port}\n\
          shutdown_timeout: 5s\n\
-         workers: 1\n\
          log:\n  format: text\n  level: warn\n\
          users:\n  - name: {APP}\n    password: {APP}\n    auth: scram-sha-256\n\
          \x20 - name: {MD5_USER}\n    password: {MD5_USER}\n    auth: md5\n    \
