@@ -428,6 +428,7 @@ fn describe_targets(cluster: &Cluster, bouncer_version: &str) -> Vec<String> {
         .map(|r| r.port.to_string())
         .collect();
     let pool = services::POOL_SIZE;
+    let loops = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     vec![
         format!(
             "cluster: PostgreSQL primary on 127.0.0.1:{} and {} streaming replica(s) on {} (`cargo xtask cluster` settings: \
@@ -440,7 +441,7 @@ fn describe_targets(cluster: &Cluster, bouncer_version: &str) -> Vec<String> {
         "direct: pgbench connects to the primary, one server process per client connection"
             .to_owned(),
         format!(
-            "pgsplit: release build, the default `workers: auto` (one single-threaded event loop per core, here two; PgBouncer runs one), transaction pooling, pool size {pool} per server, the primary plus the replicas \
+            "pgsplit: release build, the default `workers: auto` (one single-threaded event loop per core: {loops} here; PgBouncer runs one), transaction pooling, pool size {pool} per server, the primary plus the replicas \
              as role `replica` (read/write routing on, so select-only reads may go to replicas; default routing \
              settings, `consistency: session`, plus one rule: reads of application_name `{RW_APP_NAME}` (the rw-90-10 \
              workload) get `consistency: eventual`), user app/app with \

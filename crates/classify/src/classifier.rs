@@ -19,6 +19,9 @@ thread_local! {
     static SHAPE_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The largest shape-key buffer a thread keeps between calls.
+const SHAPE_SCRATCH_KEEP: usize = 64 * 1024;
+
 /// What the shape key found in the cache.
 enum Shape {
     /// No shape key: the text is cached under its exact self or its normalization.
@@ -139,13 +142,19 @@ impl Classifier {
         // first: most texts have one, and then the exact text (nearly always unique, as its
         // constants are) need not be hashed and looked up in vain.
         let shape = SHAPE_SCRATCH.with_borrow_mut(|key| {
-            if !shape_key_into(sql, key) {
-                return Shape::None;
+            let shape = if !shape_key_into(sql, key) {
+                Shape::None
+            } else {
+                match self.shared_hit(key, sql) {
+                    Some(hit) => Shape::Hit(hit),
+                    None => Shape::Miss(key.clone()),
+                }
+            };
+            // One huge text (a bulk INSERT) must not pin its size in every thread's buffer.
+            if key.capacity() > SHAPE_SCRATCH_KEEP {
+                *key = Vec::new();
             }
-            match self.shared_hit(key, sql) {
-                Some(hit) => Shape::Hit(hit),
-                None => Shape::Miss(key.clone()),
-            }
+            shape
         });
         let shape = match shape {
             Shape::Hit(hit) => return hit,
@@ -326,6 +335,19 @@ fn shareable(c: &Classification) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A huge text is classified, but the thread's shape-key buffer does not keep its size.
+    #[test]
+    fn a_huge_text_does_not_pin_the_shape_buffer() {
+        let c = Classifier::new(Options::default());
+        let values = vec!["(1, 'x')"; 20_000].join(", ");
+        let sql = format!("INSERT INTO t VALUES {values}");
+        assert!(sql.len() > SHAPE_SCRATCH_KEEP);
+        assert_eq!(c.classify(&sql).class, Class::Write);
+        SHAPE_SCRATCH.with_borrow(|key| assert!(key.capacity() <= SHAPE_SCRATCH_KEEP));
+        assert_eq!(c.classify("SELECT 1 FROM t WHERE a = 2").class, Class::Read);
+        SHAPE_SCRATCH.with_borrow(|key| assert!(key.capacity() > 0, "small keys are kept"));
+    }
 
     #[test]
     fn cached_hit_is_shared() {

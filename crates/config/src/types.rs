@@ -22,9 +22,8 @@ pub struct Config {
     pub limits: Limits,
     /// How long in-flight transactions may run after SIGTERM. Default 30 s.
     pub shutdown_timeout: Duration,
-    /// Threads that run client sessions: `Some(1)` is one event loop on one thread (no
-    /// cross-thread wake-ups), `Some(n)` a work-stealing pool of `n`, `None` (`auto`, the
-    /// default) one per CPU core. Read at start only.
+    /// Event loops that run client sessions, each a single-threaded runtime on its own thread:
+    /// `Some(n)` runs `n`, `None` (`auto`, the default) one per CPU core. Read at start only.
     pub workers: Option<usize>,
     /// Users that may connect to pgsplit. Invariant: names are unique and non-empty.
     pub users: Vec<User>,

@@ -36,6 +36,16 @@ pub(crate) async fn bind(addr: &str, shared: bool) -> anyhow::Result<TcpListener
         .await
         .with_context(|| format!("cannot resolve {addr}"))?
     {
+        // A port taken by another process (a second pgsplit, say) must fail as it would
+        // without SO_REUSEPORT, not silently share the traffic: bind it once unshared first.
+        // Port 0 needs no check: the kernel gives a port nobody holds.
+        if shared
+            && resolved.port() != 0
+            && let Err(e) = bind_one(resolved, false)
+        {
+            last = Some(e);
+            continue;
+        }
         match bind_one(resolved, shared) {
             Ok(listener) => return Ok(listener),
             Err(e) => last = Some(e),
@@ -83,13 +93,22 @@ impl Worker {
         let (ready_tx, ready) = oneshot::channel::<std::io::Result<()>>();
         let (drained_tx, drained) = oneshot::channel();
         let (exit, exit_rx) = oneshot::channel::<()>();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         std::thread::Builder::new()
             .name(format!("pgsplit-loop{index}"))
             .spawn(move || {
                 pgsplit_backend::set_home(index);
+                // Built here, not by the caller: a runtime must not be dropped inside another
+                // one, as it would be if the thread could not start.
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
                 runtime.block_on(async move {
                     let listener = match bind_one(addr, true) {
                         Ok(listener) => listener,
@@ -108,7 +127,7 @@ impl Worker {
         ready
             .await
             .context("the event loop thread ended before listening")?
-            .with_context(|| format!("cannot listen on {addr} (SO_REUSEPORT)"))?;
+            .with_context(|| format!("event loop {index}: cannot listen on {addr}"))?;
         Ok(Worker {
             drained,
             _exit: exit,
@@ -278,6 +297,11 @@ mod tests {
             bind_one(lone_addr, true).is_err(),
             "a socket bound without SO_REUSEPORT is not shared"
         );
+        // A fixed port another socket holds is refused even with sharing asked for (a second
+        // pgsplit must not take part of the first one's clients).
+        let taken = first.local_addr().expect("addr").to_string();
+        let err = bind(&taken, true).await.expect_err("port taken");
+        assert!(format!("{err:#}").contains(&taken), "{err:#}");
         let err = bind("127.0.0.1:99999", false).await.expect_err("bad port");
         assert!(format!("{err:#}").contains("127.0.0.1:99999"), "{err:#}");
     }

@@ -143,7 +143,8 @@ mod tests {
         assert_eq!(sink, b"de");
     }
 
-    /// A writer that accepts at most 5 bytes per call, vectored or not.
+    /// A writer that accepts at most 5 bytes per call; a vectored call takes them across
+    /// as many slices as they span, as `writev` does.
     struct Trickle(Vec<u8>);
 
     impl AsyncWrite for Trickle {
@@ -155,6 +156,27 @@ mod tests {
             let n = buf.len().min(5);
             self.0.extend_from_slice(&buf[..n]);
             std::task::Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let mut left = 5;
+            for buf in bufs {
+                let n = buf.len().min(left);
+                self.0.extend_from_slice(&buf[..n]);
+                left -= n;
+                if left == 0 {
+                    break;
+                }
+            }
+            std::task::Poll::Ready(Ok(5 - left))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
         }
 
         fn poll_flush(

@@ -24,8 +24,8 @@ pub struct Metrics {
     /// Client connections accepted since start.
     pub client_connections_total: IntCounter,
     /// Client connections each event loop serves now, by `event_loop` (0 to `workers` - 1).
-    /// The accept loop resolves one handle per loop and gives each new client to the loop
-    /// with the fewest.
+    /// Each loop resolves its own handle when it starts serving; the kernel spreads new
+    /// clients over the loops' sockets.
     pub event_loop_clients: IntGaugeVec,
     /// Clients pinned to one server connection by state that cannot be replayed (temporary
     /// tables, LISTEN, SQL-level PREPARE, WITH HOLD cursors, session advisory locks).

@@ -218,6 +218,22 @@ pub(crate) async fn checkout<K: Connector>(
     let grant = match acquired {
         Acquired::Conn(conn) => return Ok(Lease::new(shared, key, conn)),
         Acquired::Open => Grant::Slot,
+        Acquired::OpenOwn => {
+            return match open_slot(shared, key, settings).await {
+                Ok(conn) => Ok(Lease::new(shared, key, conn)),
+                // An idle connection of another event loop was passed over for this one:
+                // the client is not failed while it is there.
+                Err(source) => match shared
+                    .with_state(|s, closing| s.take_any_idle(key, Instant::now(), closing))
+                {
+                    Some(conn) => Ok(Lease::new(shared, key, conn)),
+                    None => Err(PoolError::Connect {
+                        key: key.clone(),
+                        source,
+                    }),
+                },
+            };
+        }
         Acquired::Wait(ticket, rx) => {
             let mut guard = WaitGuard {
                 shared,

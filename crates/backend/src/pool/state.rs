@@ -34,6 +34,9 @@ pub(crate) enum Acquired<C> {
     Conn(C),
     /// A slot reserved for a new connection (counted as connecting).
     Open,
+    /// Like `Open`, chosen over an idle connection another event loop opened: if the new
+    /// connection fails, the checkout takes that one instead ([`State::take_any_idle`]).
+    OpenOwn,
     /// No capacity: wait for a grant. The ticket identifies the waiter in its queue.
     Wait(u64, oneshot::Receiver<Grant<C>>),
 }
@@ -148,7 +151,7 @@ impl<C: Conn> State<C> {
             if others_idle {
                 self.dispatch(&key.server, closing);
                 if self.pools[key].waiters.is_empty() && self.reserve(key, false, closing) {
-                    return Acquired::Open;
+                    return Acquired::OpenOwn;
                 }
                 if let Some(conn) = self.take_idle(key, now, None, closing) {
                     return Acquired::Conn(conn);
@@ -168,6 +171,17 @@ impl<C: Conn> State<C> {
             self.waiting += 1;
         }
         Acquired::Wait(ticket, rx)
+    }
+
+    /// The newest healthy idle connection of `key`'s pool, whichever event loop opened it, now
+    /// busy (after an [`Acquired::OpenOwn`] whose connection failed).
+    pub(crate) fn take_any_idle(
+        &mut self,
+        key: &PoolKey,
+        now: Instant,
+        closing: &mut Vec<C>,
+    ) -> Option<C> {
+        self.take_idle(key, now, None, closing)
     }
 
     /// The newest healthy idle connection of `key`'s pool opened on event loop `home` (any

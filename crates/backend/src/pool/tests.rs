@@ -284,6 +284,29 @@ async fn a_loop_opens_its_own_connection_while_the_pool_has_room() {
     crate::home::set_home(0);
 }
 
+/// A loop that passed over another loop's idle connection to open its own still gets that
+/// idle connection when its own fails to open.
+#[tokio::test(start_paused = true)]
+async fn a_failed_open_of_its_own_falls_back_to_another_loops_idle_connection() {
+    let shared = registry(1, 10);
+    let (k, s) = (key("app"), settings(2, 10));
+    crate::home::set_home(1);
+    let a = get(&shared, &k, &s).await;
+    let a_id = a.conn().id;
+    a.put_back(Instant::now());
+    crate::home::set_home(2);
+    shared.connector().script.lock().push_back(Outcome::Fail);
+    let b = get(&shared, &k, &s).await;
+    assert_eq!(b.conn().id, a_id, "loop 1's idle connection, not an error");
+    let st = stats_of(&shared, &k);
+    assert_eq!(
+        (st.open, st.busy, st.idle),
+        (1, 1, 0),
+        "the failed slot was freed"
+    );
+    crate::home::set_home(0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn waiters_are_served_in_fifo_order() {
     let shared = registry(1, 10);
