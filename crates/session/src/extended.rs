@@ -217,6 +217,7 @@ impl Statement {
     }
 
     /// The name the statement has on servers.
+    #[cfg(test)]
     pub(crate) fn server_name(&self) -> &str {
         &self.server_name
     }
@@ -243,11 +244,13 @@ impl ClientStatements {
     }
 
     /// Number of settled names.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.committed.len()
     }
 
     /// Whether the client has no settled names.
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.committed.is_empty()
     }

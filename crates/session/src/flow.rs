@@ -7,7 +7,7 @@ use std::pin::pin;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use pgsplit_backend::{PoolError, PooledConn, ServerConn};
+use pgsplit_backend::{PoolError, PooledConn};
 use pgsplit_config::PoolMode;
 use pgsplit_router::{NodeRole, Snapshot};
 use pgsplit_wire::{ErrorFields, encode, frontend, sqlstate};
@@ -26,8 +26,10 @@ use crate::startup::{Hello, authenticate, read_hello};
 use crate::state::ClientState;
 use crate::{CancelSlot, Ctx, ServerEvent, SessionError, replay};
 
+mod greeting;
 mod unit;
 
+use greeting::{greet, set_view, show_changed_params};
 use unit::{note_read_only, server_unavailable};
 
 /// Databases that name the admin console rather than a server database.
@@ -645,61 +647,6 @@ async fn tell_draining(client: &mut ClientConn) -> Result<(), SessionError> {
     client.flush().await
 }
 
-/// Queues a ParameterStatus for every reported parameter whose value on `conn` differs from
-/// what the client was last shown, and records the new values.
-fn show_changed_params(
-    client: &mut ClientConn,
-    view: &mut Arc<Vec<(String, String)>>,
-    conn: &ServerConn,
-) {
-    let params = conn.params();
-    let mut changed = false;
-    for (i, (name, value)) in params.iter().enumerate() {
-        // Connections of one server report their parameters in the same order, so the entry
-        // at the same index is nearly always the one: no search of the whole view per name.
-        let shown = match view.get(i) {
-            Some((n, v)) if n == name => Some(v.as_str()),
-            _ => view
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str()),
-        };
-        if shown != Some(value.as_str()) {
-            client.queue(|b| encode::parameter_status(b, name, value));
-            changed = true;
-        }
-    }
-    if !changed {
-        return;
-    }
-    // The client now sees the connection's values. When the view names nothing the connection
-    // does not report, it becomes the connection's own list, shared (no copy); else each value
-    // is recorded in it.
-    let covered = view.len() <= params.len()
-        && view.iter().enumerate().all(|(i, (n, _))| {
-            params.get(i).is_some_and(|(m, _)| m == n) || params.iter().any(|(m, _)| m == n)
-        });
-    if covered {
-        *view = Arc::clone(conn.params_shared());
-    } else {
-        for (name, value) in params {
-            set_view(view, name, value);
-        }
-    }
-}
-
-/// Records `name = value` in the view; a view shared with the greeting cache is copied only
-/// when the value is new.
-fn set_view(view: &mut Arc<Vec<(String, String)>>, name: &str, value: &str) {
-    if view.iter().any(|(n, v)| n == name && v == value) {
-        return;
-    }
-    match Arc::make_mut(view).iter_mut().find(|(n, _)| n == name) {
-        Some((_, v)) => value.clone_into(v),
-        None => Arc::make_mut(view).push((name.to_owned(), value.to_owned())),
-    }
-}
-
 /// At startup every error is FATAL (the client has no session yet); later, a failed checkout
 /// fails only the unit that needed it.
 fn fatal_or_error(mut fields: ErrorFields, first: bool) -> ErrorFields {
@@ -713,52 +660,12 @@ fn fatal_or_error(mut fields: ErrorFields, first: bool) -> ErrorFields {
     fields
 }
 
-/// Queues AuthenticationOk, the server's parameters (`params`: the session's view, encoded),
-/// pgsplit's cancel key and ReadyForQuery. Returns a guard that unregisters the cancel key
-/// when the session ends.
-fn greet(
-    client: &mut ClientConn,
-    session: &mut Session,
-    id: u32,
-    ctx: &Ctx,
-    params: &[u8],
-) -> KeyGuard {
-    let secret: u32 = rand::random();
-    // The slot already points at the connection held since startup, if any.
-    ctx.cancels
-        .register(id, secret, Arc::clone(&session.cancel));
-    // One chunk for the whole greeting: a client connecting per transaction pays for it
-    // every time.
-    client.queue(|b| {
-        encode::auth_ok(b);
-        b.extend_from_slice(params);
-        encode::backend_key_data(b, id, secret);
-        encode::ready_for_query(b, b'I');
-    });
-    KeyGuard {
-        ctx: ctx.clone(),
-        id,
-    }
-}
-
 /// Decrements a gauge when dropped, so every exit path counts.
 struct GaugeGuard(pgsplit_telemetry::IntGauge);
 
 impl Drop for GaugeGuard {
     fn drop(&mut self) {
         self.0.dec();
-    }
-}
-
-/// Unregisters a client's cancel key on every exit path.
-struct KeyGuard {
-    ctx: Ctx,
-    id: u32,
-}
-
-impl Drop for KeyGuard {
-    fn drop(&mut self) {
-        self.ctx.cancels.remove(self.id);
     }
 }
 

@@ -21,10 +21,10 @@ mod client_io;
 mod clients;
 mod console;
 mod control;
+mod cstr;
 mod ctx;
 mod drain;
 mod error;
-#[allow(dead_code)] // Wired into the relay by the lead; until then only its tests use it.
 mod extended;
 mod flow;
 mod internal;

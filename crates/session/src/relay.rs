@@ -11,6 +11,7 @@
 //! client's prepared statements work on whichever pooled connection it is given. The response
 //! plan they keep also tells when the connection is free: no response due, no batch open.
 
+use crate::cstr::{cbytes, cstr};
 use bytes::{Bytes, BytesMut};
 use pgsplit_backend::{BackendError, ServerConn, StatementCache};
 use pgsplit_classify::{Effects, session_effects};
@@ -390,10 +391,9 @@ fn from_client(
             }
             fe::BIND => {
                 // A named statement may have been prepared in an earlier unit.
-                let name = memchr::memchr(0, frame.body()).and_then(|end| {
-                    let rest = &frame.body()[end + 1..];
-                    memchr::memchr(0, rest).map(|n| &rest[..n])
-                });
+                let name = cbytes(frame.body())
+                    .and_then(|(_portal, rest)| cbytes(rest))
+                    .map(|(name, _)| name);
                 if let Some(name) = name.filter(|n| !n.is_empty())
                     && let Some(statement) = state.statements.get(name)
                 {
@@ -566,13 +566,6 @@ async fn server_closed(client: &mut ClientConn, addr: &str, state: &RelayState) 
     }
     let _ = client.flush().await;
     SessionError::ServerGone(addr.to_owned())
-}
-
-/// A NUL-terminated UTF-8 string at the front of `buf`, and what follows it.
-fn cstr(buf: &[u8]) -> Option<(&str, &[u8])> {
-    let end = memchr::memchr(0, buf)?;
-    let text = std::str::from_utf8(&buf[..end]).ok()?;
-    Some((text, &buf[end + 1..]))
 }
 
 /// Whether an ErrorResponse body has severity FATAL or PANIC.

@@ -13,7 +13,6 @@ const Q3: &str = "SELECT 3";
 #[derive(Clone, Copy)]
 enum Fe<'a> {
     Parse(&'a str, &'a str),
-    ParseTyped(&'a str, &'a str, &'a [u32]),
     Bind(&'a str, &'a str),
     BindValue(&'a str, &'a str, &'a [u8]),
     DescribeS(&'a str),
@@ -58,7 +57,6 @@ fn fe(msgs: &[Fe<'_>]) -> Vec<u8> {
     for msg in msgs {
         match *msg {
             F::Parse(name, sql) => encode::parse(&mut b, name, sql, &[]),
-            F::ParseTyped(name, sql, types) => encode::parse(&mut b, name, sql, types),
             F::Bind(portal, name) => encode::bind(&mut b, portal, name, &[], &[], &[]),
             F::BindValue(portal, name, v) => {
                 encode::bind(&mut b, portal, name, &[1], &[Some(v)], &[1])

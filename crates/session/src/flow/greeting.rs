@@ -1,0 +1,106 @@
+//! What a client is shown of the server behind it: the greeting at login, and ParameterStatus
+//! messages when a later unit runs on a connection that reports other values.
+
+use std::sync::Arc;
+
+use pgsplit_backend::ServerConn;
+use pgsplit_wire::encode;
+
+use super::Session;
+use crate::Ctx;
+use crate::client_io::ClientConn;
+
+/// Queues a ParameterStatus for every reported parameter whose value on `conn` differs from
+/// what the client was last shown, and records the new values.
+pub(super) fn show_changed_params(
+    client: &mut ClientConn,
+    view: &mut Arc<Vec<(String, String)>>,
+    conn: &ServerConn,
+) {
+    let params = conn.params();
+    let mut changed = false;
+    for (i, (name, value)) in params.iter().enumerate() {
+        // Connections of one server report their parameters in the same order, so the entry
+        // at the same index is nearly always the one: no search of the whole view per name.
+        let shown = match view.get(i) {
+            Some((n, v)) if n == name => Some(v.as_str()),
+            _ => view
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str()),
+        };
+        if shown != Some(value.as_str()) {
+            client.queue(|b| encode::parameter_status(b, name, value));
+            changed = true;
+        }
+    }
+    if !changed {
+        return;
+    }
+    // The client now sees the connection's values. When the view names nothing the connection
+    // does not report, it becomes the connection's own list, shared (no copy); else each value
+    // is recorded in it.
+    let covered = view.len() <= params.len()
+        && view.iter().enumerate().all(|(i, (n, _))| {
+            params.get(i).is_some_and(|(m, _)| m == n) || params.iter().any(|(m, _)| m == n)
+        });
+    if covered {
+        *view = Arc::clone(conn.params_shared());
+    } else {
+        for (name, value) in params {
+            set_view(view, name, value);
+        }
+    }
+}
+
+/// Records `name = value` in the view; a view shared with the greeting cache is copied only
+/// when the value is new.
+pub(super) fn set_view(view: &mut Arc<Vec<(String, String)>>, name: &str, value: &str) {
+    if view.iter().any(|(n, v)| n == name && v == value) {
+        return;
+    }
+    match Arc::make_mut(view).iter_mut().find(|(n, _)| n == name) {
+        Some((_, v)) => value.clone_into(v),
+        None => Arc::make_mut(view).push((name.to_owned(), value.to_owned())),
+    }
+}
+
+/// Queues AuthenticationOk, the server's parameters (`params`: the session's view, encoded),
+/// pgsplit's cancel key and ReadyForQuery. Returns a guard that unregisters the cancel key
+/// when the session ends.
+pub(super) fn greet(
+    client: &mut ClientConn,
+    session: &mut Session,
+    id: u32,
+    ctx: &Ctx,
+    params: &[u8],
+) -> KeyGuard {
+    let secret: u32 = rand::random();
+    // The slot already points at the connection held since startup, if any.
+    ctx.cancels
+        .register(id, secret, Arc::clone(&session.cancel));
+    // One chunk for the whole greeting: a client connecting per transaction pays for it
+    // every time.
+    client.queue(|b| {
+        encode::auth_ok(b);
+        b.extend_from_slice(params);
+        encode::backend_key_data(b, id, secret);
+        encode::ready_for_query(b, b'I');
+    });
+    KeyGuard {
+        ctx: ctx.clone(),
+        id,
+    }
+}
+
+/// Unregisters a client's cancel key on every exit path.
+pub(super) struct KeyGuard {
+    ctx: Ctx,
+    id: u32,
+}
+
+impl Drop for KeyGuard {
+    fn drop(&mut self) {
+        self.ctx.cancels.remove(self.id);
+    }
+}
