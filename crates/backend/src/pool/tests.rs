@@ -224,35 +224,53 @@ async fn idle_connections_are_reused_newest_first() {
     assert_eq!((st.open, st.busy, st.idle), (2, 2, 0));
 }
 
+/// A checkout made as if from event loop `home` (the test thread says it runs that loop).
+async fn get_on(
+    home: usize,
+    shared: &Arc<Shared<FakeConnector>>,
+    k: &PoolKey,
+    s: &PoolSettings,
+) -> Fake {
+    crate::home::set_home(home);
+    get(shared, k, s).await
+}
+
+/// A pool of `size` whose one connection, opened on event loop 1, is idle.
+async fn one_idle_on_loop_1(
+    size: usize,
+) -> (Arc<Shared<FakeConnector>>, PoolKey, PoolSettings, usize) {
+    let shared = registry(1, 10);
+    let (k, s) = (key("app"), settings(size, 10));
+    let a = get_on(1, &shared, &k, &s).await;
+    let id = a.conn().id;
+    a.put_back(Instant::now());
+    (shared, k, s, id)
+}
+
 /// With several event loops, a checkout prefers the newest idle connection its own loop opened;
 /// in a full pool it takes the newest of another loop when its own has none.
 #[tokio::test(start_paused = true)]
 async fn idle_connections_opened_on_the_same_event_loop_come_first() {
     let shared = registry(1, 10);
     let (k, s) = (key("app"), settings(3, 10));
-    crate::home::set_home(1);
-    let a = get(&shared, &k, &s).await;
-    let a2 = get(&shared, &k, &s).await;
-    crate::home::set_home(2);
-    let b = get(&shared, &k, &s).await;
+    let a = get_on(1, &shared, &k, &s).await;
+    let a2 = get_on(1, &shared, &k, &s).await;
+    let b = get_on(2, &shared, &k, &s).await;
     let (a_id, a2_id, b_id) = (a.conn().id, a2.conn().id, b.conn().id);
     // Idle, oldest first: a2, a, b; the pool is full.
-    a2.put_back(Instant::now());
-    a.put_back(Instant::now());
-    b.put_back(Instant::now());
-    crate::home::set_home(1);
-    let first = get(&shared, &k, &s).await;
+    for lease in [a2, a, b] {
+        lease.put_back(Instant::now());
+    }
+    let first = get_on(1, &shared, &k, &s).await;
     assert_eq!(first.conn().id, a_id, "the newest of loop 1, not b");
-    crate::home::set_home(3);
-    let second = get(&shared, &k, &s).await;
+    let second = get_on(3, &shared, &k, &s).await;
     assert_eq!(
         second.conn().id,
         b_id,
         "none of loop 3 and no room: the newest"
     );
-    crate::home::set_home(1);
     shared.connector().kill(a2_id);
-    let third = get(&shared, &k, &s).await;
+    let third = get_on(1, &shared, &k, &s).await;
     assert!(
         ![a_id, a2_id, b_id].contains(&third.conn().id),
         "loop 1's last idle one is dead: closed and replaced"
@@ -265,21 +283,14 @@ async fn idle_connections_opened_on_the_same_event_loop_come_first() {
 /// take one another loop opened.
 #[tokio::test(start_paused = true)]
 async fn a_loop_opens_its_own_connection_while_the_pool_has_room() {
-    let shared = registry(1, 10);
-    let (k, s) = (key("app"), settings(2, 10));
-    crate::home::set_home(1);
-    let a = get(&shared, &k, &s).await;
-    let a_id = a.conn().id;
-    a.put_back(Instant::now());
-    crate::home::set_home(2);
-    let b = get(&shared, &k, &s).await;
+    let (shared, k, s, a_id) = one_idle_on_loop_1(2).await;
+    let b = get_on(2, &shared, &k, &s).await;
     assert_ne!(b.conn().id, a_id, "room for one more: opened on loop 2");
     assert_eq!(b.conn().home, 2);
     b.put_back(Instant::now());
     let st = stats_of(&shared, &k);
     assert_eq!((st.open, st.idle), (2, 2));
-    crate::home::set_home(3);
-    let c = get(&shared, &k, &s).await;
+    let c = get_on(3, &shared, &k, &s).await;
     assert_eq!(c.conn().home, 2, "full: the newest idle one, from loop 2");
     crate::home::set_home(0);
 }
@@ -288,15 +299,9 @@ async fn a_loop_opens_its_own_connection_while_the_pool_has_room() {
 /// idle connection when its own fails to open.
 #[tokio::test(start_paused = true)]
 async fn a_failed_open_of_its_own_falls_back_to_another_loops_idle_connection() {
-    let shared = registry(1, 10);
-    let (k, s) = (key("app"), settings(2, 10));
-    crate::home::set_home(1);
-    let a = get(&shared, &k, &s).await;
-    let a_id = a.conn().id;
-    a.put_back(Instant::now());
-    crate::home::set_home(2);
+    let (shared, k, s, a_id) = one_idle_on_loop_1(2).await;
     shared.connector().script.lock().push_back(Outcome::Fail);
-    let b = get(&shared, &k, &s).await;
+    let b = get_on(2, &shared, &k, &s).await;
     assert_eq!(b.conn().id, a_id, "loop 1's idle connection, not an error");
     let st = stats_of(&shared, &k);
     assert_eq!(
