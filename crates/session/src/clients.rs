@@ -143,7 +143,11 @@ impl ClientRegistry {
             } else {
                 client.database.as_str()
             };
-            dbs.entry(name.to_owned()).or_default().clone()
+            // A lookup first: `entry` would allocate the name at every connection.
+            match dbs.get(name) {
+                Some(counters) => counters.clone(),
+                None => dbs.entry(name.to_owned()).or_default().clone(),
+            }
         };
         counters.connections.fetch_add(1, Ordering::Relaxed);
         let entry = Arc::new(Entry {

@@ -134,6 +134,8 @@ const DERIVED_ITERATIONS: u32 = 4096;
 pub struct SecretCache {
     salt: [u8; 16],
     by_user: Mutex<HashMap<String, (String, Arc<ScramSecret>)>>,
+    /// The stored MD5 form (`md5` + hex) of plain-text passwords, by user.
+    md5_by_user: Mutex<HashMap<String, (String, Arc<str>)>>,
 }
 
 impl Default for SecretCache {
@@ -141,6 +143,7 @@ impl Default for SecretCache {
         SecretCache {
             salt: rand::random(),
             by_user: Mutex::new(HashMap::new()),
+            md5_by_user: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -162,6 +165,27 @@ impl SecretCache {
             .lock()
             .insert(user.to_owned(), (password.to_owned(), secret.clone()));
         secret
+    }
+
+    /// What an MD5 response of `user` is checked against: the stored `md5...` hash of the
+    /// configured `password`, hashed once per password rather than at every login (a stored
+    /// hash or a SCRAM verifier is returned as configured).
+    pub fn md5_stored(&self, user: &str, password: &str) -> Arc<str> {
+        if let Some((pw, stored)) = self.md5_by_user.lock().get(user)
+            && pw == password
+        {
+            return stored.clone();
+        }
+        let stored: Arc<str> =
+            if pgsplit_wire::md5::is_stored_hash(password) || password.starts_with("SCRAM-SHA-256$") {
+                Arc::from(password)
+            } else {
+                Arc::from(pgsplit_wire::md5::stored_hash(user, password))
+            };
+        self.md5_by_user
+            .lock()
+            .insert(user.to_owned(), (password.to_owned(), stored.clone()));
+        stored
     }
 }
 
@@ -246,5 +270,24 @@ mod tests {
         assert!(Arc::ptr_eq(&got, &params), "shared, not copied");
         assert_eq!(bytes, encoded);
         assert!(cache.get(&pool, 8).is_none(), "another settings tag");
+    }
+
+    /// An MD5 login is checked against the stored hash of a plain-text password, computed once
+    /// and again only when the password changes; a stored hash is used as configured.
+    #[test]
+    fn md5_stored_hashes_plain_passwords_once() {
+        let secrets = SecretCache::default();
+        let stored = secrets.md5_stored("alice", "s3cret");
+        assert_eq!(&*stored, pgsplit_wire::md5::stored_hash("alice", "s3cret"));
+        let again = secrets.md5_stored("alice", "s3cret");
+        assert!(Arc::ptr_eq(&stored, &again), "remembered, not hashed again");
+        let changed = secrets.md5_stored("alice", "other");
+        assert_eq!(&*changed, pgsplit_wire::md5::stored_hash("alice", "other"));
+        let hash = pgsplit_wire::md5::stored_hash("bob", "pw");
+        assert_eq!(&*secrets.md5_stored("bob", &hash), hash, "a stored hash as configured");
+        let salt = [1, 2, 3, 4];
+        let response = pgsplit_wire::md5::client_response("alice", "other", salt);
+        assert!(pgsplit_wire::md5::verify("alice", &changed, salt, &response));
+        assert!(!pgsplit_wire::md5::verify("alice", &stored, salt, &response));
     }
 }

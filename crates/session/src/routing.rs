@@ -8,6 +8,7 @@
 
 // Seeded per map, and several times faster than SipHash on short keys (names, ids).
 use foldhash::{HashMap, HashMapExt};
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -25,6 +26,15 @@ use tokio::time::{Duration, Instant};
 mod scan;
 
 pub(crate) use scan::{Scan, scan_unit};
+
+thread_local! {
+    /// The topology last routed with on this thread, and a copy that each routing decision
+    /// first stamps with the current busy counts. Scratch shared by the thread's sessions: a
+    /// decision overwrites every count before it reads any, and nothing else keeps a borrow.
+    /// Copied once per topology change per thread, not once per session.
+    static LOCAL_TOPOLOGY: RefCell<Option<(Arc<Topology>, Topology)>> =
+        const { RefCell::new(None) };
+}
 
 /// What the routing of every session shares: verdicts for messages that carry no SQL, and
 /// metric handles resolved once.
@@ -310,8 +320,6 @@ pub(crate) struct SessionRouter {
     login_user: String,
     /// Checked-out connection counts of the snapshot's servers, by index.
     loads: Loads,
-    /// The snapshot topology last routed with, and a copy carrying current busy counts.
-    local: Option<(Arc<Topology>, Topology)>,
 }
 
 impl SessionRouter {
@@ -333,7 +341,6 @@ impl SessionRouter {
             seed,
             login_user: login_user.to_owned(),
             loads: Arc::default(),
-            local: None,
         }
     }
 
@@ -370,35 +377,26 @@ impl SessionRouter {
         };
         self.routed_at = Instant::now();
         let now = self.routed_at.saturating_duration_since(self.epoch);
-        let mut owned;
-        let topology = match modified {
-            Some(t) => {
-                owned = t;
+        let decision = match modified {
+            Some(mut owned) => {
                 set_busy(&mut owned, &self.loads);
-                &owned
+                let policy = &snapshot.routing.policy;
+                route(&unit, &self.view, &owned, policy, &mut self.balancer, now)
             }
-            None => {
-                let fresh = self
-                    .local
+            None => LOCAL_TOPOLOGY.with_borrow_mut(|local| {
+                let fresh = local
                     .as_ref()
                     .is_none_or(|(source, _)| !Arc::ptr_eq(source, &snapshot.topology));
                 if fresh {
                     let copy = Topology::clone(&snapshot.topology);
-                    self.local = Some((Arc::clone(&snapshot.topology), copy));
+                    *local = Some((Arc::clone(&snapshot.topology), copy));
                 }
-                let (_, local) = self.local.as_mut().expect("set above");
+                let (_, local) = local.as_mut().expect("set above");
                 set_busy(local, &self.loads);
-                &*local
-            }
+                let policy = &snapshot.routing.policy;
+                route(&unit, &self.view, local, policy, &mut self.balancer, now)
+            }),
         };
-        let decision = route(
-            &unit,
-            &self.view,
-            topology,
-            &snapshot.routing.policy,
-            &mut self.balancer,
-            now,
-        );
         kit.count(&decision);
         decision
     }
@@ -538,10 +536,12 @@ impl SessionRouter {
     }
 }
 
-/// Copies the current checked-out counts into `topology`'s nodes.
+/// Copies the current checked-out counts into every node of `topology` (0 where `loads` has
+/// none), so that nothing another session stamped on a shared copy is read.
 fn set_busy(topology: &mut Topology, loads: &[Arc<AtomicUsize>]) {
-    for (i, load) in loads.iter().enumerate() {
-        topology.set_busy(i, load.load(Ordering::Relaxed));
+    for i in 0..topology.nodes.len() {
+        let busy = loads.get(i).map_or(0, |load| load.load(Ordering::Relaxed));
+        topology.set_busy(i, busy);
     }
 }
 

@@ -1,6 +1,8 @@
 //! Client startup: the startup packet (declining SSL and GSS encryption for now), protocol
 //! version negotiation, and client authentication (SCRAM-SHA-256, MD5, trust).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use pgsplit_config::{AuthMethod, User};
 use pgsplit_wire::frontend;
@@ -118,7 +120,10 @@ pub(crate) async fn authenticate(
     let method = user.map_or(AuthMethod::ScramSha256, |u| u.auth);
     match method {
         AuthMethod::Trust => Ok(()),
-        AuthMethod::Md5 => authenticate_md5(client, name, user).await,
+        AuthMethod::Md5 => {
+            let stored = user.map(|u| secrets.md5_stored(&u.name, &u.password));
+            authenticate_md5(client, name, user.map(|u| u.name.as_str()).zip(stored)).await
+        }
         AuthMethod::ScramSha256 => {
             let secret = match user {
                 Some(u) => (*secrets.scram_secret(&u.name, &u.password)).clone(),
@@ -129,10 +134,12 @@ pub(crate) async fn authenticate(
     }
 }
 
+/// `user`: the configured name and what its response is checked against (see
+/// [`SecretCache::md5_stored`]).
 async fn authenticate_md5(
     client: &mut ClientConn,
     name: &str,
-    user: Option<&User>,
+    user: Option<(&str, Arc<str>)>,
 ) -> Result<(), SessionError> {
     let salt: [u8; 4] = rand::random();
     client.queue(|b| encode::auth_md5(b, salt));
@@ -140,7 +147,7 @@ async fn authenticate_md5(
     let body = read_password_message(client).await?;
     let response = frontend::parse_password(&body)?;
     match user {
-        Some(u) if pgsplit_wire::md5::verify(&u.name, &u.password, salt, response) => Ok(()),
+        Some((user, stored)) if pgsplit_wire::md5::verify(user, &stored, salt, response) => Ok(()),
         _ => Err(password_failed(name)),
     }
 }

@@ -10,7 +10,7 @@ const STORED_LEN: usize = 35;
 
 /// What a client sends: `"md5" + hex(md5(hex(md5(password + user)) + salt))`.
 pub fn client_response(user: &str, password: &str, salt: [u8; 4]) -> String {
-    salted(&stored_hash(user, password)[3..], salt)
+    ascii(&salted(&stored_hash(user, password)[3..], salt))
 }
 
 /// The stored form of a password: `"md5" + hex(md5(password + user))`.
@@ -18,7 +18,7 @@ pub fn stored_hash(user: &str, password: &str) -> String {
     let mut h = Md5::new();
     h.update(password.as_bytes());
     h.update(user.as_bytes());
-    prefixed_hex(&h.finalize())
+    ascii(&prefixed_hex(&h.finalize()))
 }
 
 /// Server side: checks a client `response` against `stored`, which is either a plaintext
@@ -32,9 +32,9 @@ pub fn verify(user: &str, stored: &str, salt: [u8; 4], response: &str) -> bool {
     } else if stored.starts_with("SCRAM-SHA-256$") {
         return false;
     } else {
-        client_response(user, stored, salt)
+        salted(&stored_hash(user, stored)[3..], salt)
     };
-    constant_time_eq(expected.as_bytes(), response.as_bytes())
+    constant_time_eq(&expected, response.as_bytes())
 }
 
 /// True for strings shaped like a stored MD5 hash, as PostgreSQL decides it.
@@ -42,24 +42,30 @@ pub fn is_stored_hash(s: &str) -> bool {
     s.len() == STORED_LEN && s.starts_with("md5") && s[3..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// `"md5" + hex(md5(inner_hex + salt))`.
-fn salted(inner_hex: &str, salt: [u8; 4]) -> String {
+/// `"md5" + hex(md5(inner_hex + salt))`, as ASCII bytes (checked at every MD5 login: no
+/// allocation).
+fn salted(inner_hex: &str, salt: [u8; 4]) -> [u8; STORED_LEN] {
     let mut h = Md5::new();
     h.update(inner_hex.as_bytes());
     h.update(salt);
     prefixed_hex(&h.finalize())
 }
 
-/// `"md5"` followed by lowercase hex digits of `digest`.
-fn prefixed_hex(digest: &[u8]) -> String {
+/// `"md5"` followed by the lowercase hex digits of a 16-byte `digest`, as ASCII bytes.
+fn prefixed_hex(digest: &[u8]) -> [u8; STORED_LEN] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(STORED_LEN);
-    s.push_str("md5");
-    for &b in digest {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 0xf)]));
+    let mut s = [0u8; STORED_LEN];
+    s[..3].copy_from_slice(b"md5");
+    for (pair, &b) in s[3..].chunks_exact_mut(2).zip(digest) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
     }
     s
+}
+
+/// The hex form built by [`prefixed_hex`] as a string.
+fn ascii(bytes: &[u8; STORED_LEN]) -> String {
+    bytes.iter().map(|&b| char::from(b)).collect()
 }
 
 /// Compares without an early exit on the first differing byte.
