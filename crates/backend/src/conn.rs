@@ -132,6 +132,59 @@ impl ServerConn {
         &mut self.statements
     }
 
+    /// The connection, its socket now watched by the calling thread's event loop (see
+    /// [`crate::home`]) when another loop watched it, so that its reads wake no other thread.
+    /// Moving deregisters the socket from the old loop and registers it with this one (two
+    /// `epoll_ctl` calls); buffers, statements and state stay as they are. On failure the
+    /// socket is closed and the error returned.
+    pub(crate) fn adopt(self: Box<Self>) -> Result<Box<Self>, BackendError> {
+        let here = crate::home::home();
+        if self.home == here {
+            return Ok(self);
+        }
+        let ServerConn {
+            addr,
+            rd,
+            wr,
+            rbuf,
+            max_message,
+            params,
+            params_hash,
+            key,
+            txn_status,
+            created_at,
+            home: _,
+            state_tag,
+            statements,
+            notifications,
+        } = *self;
+        let moved = rd
+            .reunite(wr)
+            .map_err(|_| std::io::Error::other("socket halves of two connections"))
+            .and_then(tokio::net::TcpStream::into_std)
+            .and_then(tokio::net::TcpStream::from_std);
+        let (rd, wr) = match moved {
+            Ok(stream) => stream.into_split(),
+            Err(source) => return Err(BackendError::Io { addr, source }),
+        };
+        Ok(Box::new(ServerConn {
+            addr,
+            rd,
+            wr,
+            rbuf,
+            max_message,
+            params,
+            params_hash,
+            key,
+            txn_status,
+            created_at,
+            home: here,
+            state_tag,
+            statements,
+            notifications,
+        }))
+    }
+
     /// Whether an idle connection still looks usable, without waiting.
     ///
     /// An idle server sends nothing, so a read attempt must find no data (`WouldBlock`).

@@ -3,8 +3,9 @@
 //!
 //! With `workers: n` the proxy runs n event loops, each on its own thread. A socket is
 //! registered with the loop of the thread that opened it, and every readiness event of that
-//! socket is delivered by that loop: a session on another loop can use the connection, but each
-//! of its reads then costs a wake-up across threads. The proxy numbers its loops with
+//! socket is delivered by that loop: a session on another loop could use the connection, but each
+//! of its reads would cost a wake-up across threads, so a checkout moves such a connection to
+//! its own loop first (`ServerConn::adopt`). The proxy numbers its loops with
 //! [`set_home`] when it starts them; threads it did not number (tests, tools) are loop 0.
 //! This is a property of the thread, not configuration: it never changes once set.
 

@@ -8,9 +8,9 @@
 //! to the same address with `SO_REUSEPORT`, so the kernel spreads new connections over the
 //! loops and no client is handed from one thread to another. A client stays on its loop for its
 //! whole session, so its socket's events never cross threads; server connections are shared by
-//! all loops through the pools, which hand a session the idle connections its own loop opened
-//! first (see `pgsplit_backend::home`). Every loop stays up until all loops have drained, so a
-//! server connection a loop opened keeps working for sessions elsewhere until the very end.
+//! all loops through the pools, which hand a session the idle connections its own loop watches
+//! first and move another loop's connection to the session's loop when they hand it over (see
+//! `pgsplit_backend::home`). Every loop stays up until all loops have drained.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -176,12 +176,13 @@ impl SecretCache {
         {
             return stored.clone();
         }
-        let stored: Arc<str> =
-            if pgsplit_wire::md5::is_stored_hash(password) || password.starts_with("SCRAM-SHA-256$") {
-                Arc::from(password)
-            } else {
-                Arc::from(pgsplit_wire::md5::stored_hash(user, password))
-            };
+        let stored: Arc<str> = if pgsplit_wire::md5::is_stored_hash(password)
+            || password.starts_with("SCRAM-SHA-256$")
+        {
+            Arc::from(password)
+        } else {
+            Arc::from(pgsplit_wire::md5::stored_hash(user, password))
+        };
         self.md5_by_user
             .lock()
             .insert(user.to_owned(), (password.to_owned(), stored.clone()));
@@ -284,10 +285,18 @@ mod tests {
         let changed = secrets.md5_stored("alice", "other");
         assert_eq!(&*changed, pgsplit_wire::md5::stored_hash("alice", "other"));
         let hash = pgsplit_wire::md5::stored_hash("bob", "pw");
-        assert_eq!(&*secrets.md5_stored("bob", &hash), hash, "a stored hash as configured");
+        assert_eq!(
+            &*secrets.md5_stored("bob", &hash),
+            hash,
+            "a stored hash as configured"
+        );
         let salt = [1, 2, 3, 4];
         let response = pgsplit_wire::md5::client_response("alice", "other", salt);
-        assert!(pgsplit_wire::md5::verify("alice", &changed, salt, &response));
-        assert!(!pgsplit_wire::md5::verify("alice", &stored, salt, &response));
+        assert!(pgsplit_wire::md5::verify(
+            "alice", &changed, salt, &response
+        ));
+        assert!(!pgsplit_wire::md5::verify(
+            "alice", &stored, salt, &response
+        ));
     }
 }

@@ -216,24 +216,11 @@ pub(crate) async fn checkout<K: Connector>(
         .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600));
     let acquired = shared.with_state(|s, closing| s.acquire(key, settings, now, closing));
     let grant = match acquired {
-        Acquired::Conn(conn) => return Ok(Lease::new(shared, key, conn)),
+        Acquired::Conn(conn) => match adopted(shared, key, conn) {
+            Some(conn) => return Ok(Lease::new(shared, key, conn)),
+            None => Grant::Slot,
+        },
         Acquired::Open => Grant::Slot,
-        Acquired::OpenOwn => {
-            return match open_slot(shared, key, settings).await {
-                Ok(conn) => Ok(Lease::new(shared, key, conn)),
-                // An idle connection of another event loop was passed over for this one:
-                // the client is not failed while it is there.
-                Err(source) => match shared
-                    .with_state(|s, closing| s.take_any_idle(key, Instant::now(), closing))
-                {
-                    Some(conn) => Ok(Lease::new(shared, key, conn)),
-                    None => Err(PoolError::Connect {
-                        key: key.clone(),
-                        source,
-                    }),
-                },
-            };
-        }
         Acquired::Wait(ticket, rx) => {
             let mut guard = WaitGuard {
                 shared,
@@ -245,16 +232,16 @@ pub(crate) async fn checkout<K: Connector>(
             guard.wait(deadline, limit).await?
         }
     };
-    match grant {
-        Grant::Conn(mut conn) => {
-            if conn.is_alive() {
+    if let Grant::Conn(mut conn) = grant {
+        if conn.is_alive() {
+            if let Some(conn) = adopted(shared, key, conn) {
                 return Ok(Lease::new(shared, key, conn));
             }
+        } else {
             // It died between release and now: reuse its slot for a fresh connection.
             conn.close();
             shared.with_state(|s, _| s.reopen(key));
         }
-        Grant::Slot => {}
     }
     match open_slot(shared, key, settings).await {
         Ok(conn) => Ok(Lease::new(shared, key, conn)),
@@ -262,6 +249,20 @@ pub(crate) async fn checkout<K: Connector>(
             key: key.clone(),
             source,
         }),
+    }
+}
+
+/// `conn`, now watched by this thread's event loop (an idle connection of another loop moves
+/// here, see `State::acquire`); `None` when it could not move, its slot then counted as
+/// connecting for a fresh connection.
+fn adopted<K: Connector>(shared: &Arc<Shared<K>>, key: &PoolKey, conn: K::Conn) -> Option<K::Conn> {
+    match conn.adopt() {
+        Ok(conn) => Some(conn),
+        Err(e) => {
+            warn!(pool = %key, error = %e, "cannot move a server connection to this event loop");
+            shared.with_state(|s, _| s.reopen(key));
+            None
+        }
     }
 }
 

@@ -209,6 +209,11 @@ pub(crate) trait Conn: Send + 'static {
     fn is_alive(&mut self) -> bool;
     /// The event loop that watches its socket (see [`crate::home`]).
     fn home(&self) -> usize;
+    /// The connection, watched from now on by the calling thread's event loop; on failure it
+    /// is gone (closed) and its slot must be freed or reused.
+    fn adopt(self) -> Result<Self, BackendError>
+    where
+        Self: Sized;
     /// Closes it without waiting.
     fn close(self);
 }
@@ -242,6 +247,10 @@ impl Conn for Box<ServerConn> {
 
     fn home(&self) -> usize {
         self.home
+    }
+
+    fn adopt(self) -> Result<Self, BackendError> {
+        ServerConn::adopt(self)
     }
 
     fn close(self) {

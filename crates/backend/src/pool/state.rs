@@ -34,9 +34,6 @@ pub(crate) enum Acquired<C> {
     Conn(C),
     /// A slot reserved for a new connection (counted as connecting).
     Open,
-    /// Like `Open`, chosen over an idle connection another event loop opened: if the new
-    /// connection fails, the checkout takes that one instead ([`State::take_any_idle`]).
-    OpenOwn,
     /// No capacity: wait for a grant. The ticket identifies the waiter in its queue.
     Wait(u64, oneshot::Receiver<Grant<C>>),
 }
@@ -139,23 +136,16 @@ impl<C: Conn> State<C> {
         // Someone queued first: FIFO says they are served first, so do not take idle or free
         // capacity ahead of them.
         if pool.waiters.is_empty() {
-            // First the newest idle connection whose socket this thread's event loop watches;
-            // then, while the limits allow, a new one opened here; only then the newest idle
-            // one of another loop. That one works, but every read on it wakes this loop from
-            // the other loop's thread. With one event loop the first step takes the newest.
+            // First the newest idle connection whose socket this thread's event loop watches,
+            // then the newest idle one of another loop (the checkout moves its socket to this
+            // loop), and only then a new one: a loop that opened its own while others had
+            // idle ones would multiply the server backends in use by the number of loops.
             let here = crate::home::home();
             if let Some(conn) = self.take_idle(key, now, Some(here), closing) {
                 return Acquired::Conn(conn);
             }
-            let others_idle = self.pools[key].idle.iter().any(|i| i.conn.home() != here);
-            if others_idle {
-                self.dispatch(&key.server, closing);
-                if self.pools[key].waiters.is_empty() && self.reserve(key, false, closing) {
-                    return Acquired::OpenOwn;
-                }
-                if let Some(conn) = self.take_idle(key, now, None, closing) {
-                    return Acquired::Conn(conn);
-                }
+            if let Some(conn) = self.take_idle(key, now, None, closing) {
+                return Acquired::Conn(conn);
             }
             // Older waiters of other pools of this server get freed capacity first.
             self.dispatch(&key.server, closing);
@@ -171,17 +161,6 @@ impl<C: Conn> State<C> {
             self.waiting += 1;
         }
         Acquired::Wait(ticket, rx)
-    }
-
-    /// The newest healthy idle connection of `key`'s pool, whichever event loop opened it, now
-    /// busy (after an [`Acquired::OpenOwn`] whose connection failed).
-    pub(crate) fn take_any_idle(
-        &mut self,
-        key: &PoolKey,
-        now: Instant,
-        closing: &mut Vec<C>,
-    ) -> Option<C> {
-        self.take_idle(key, now, None, closing)
     }
 
     /// The newest healthy idle connection of `key`'s pool opened on event loop `home` (any

@@ -19,8 +19,11 @@ struct FakeConn {
     addr: String,
     alive: Arc<AtomicBool>,
     live: Arc<AtomicUsize>,
-    /// The event loop it was opened on ([`crate::home`] of the opening thread).
+    /// The event loop watching it: the opening thread's ([`crate::home`]), then the last
+    /// adopter's.
     home: usize,
+    /// Whether it can move to another event loop (a real socket fails to only on errors).
+    movable: Arc<AtomicBool>,
 }
 
 impl Conn for FakeConn {
@@ -38,6 +41,16 @@ impl Conn for FakeConn {
 
     fn home(&self) -> usize {
         self.home
+    }
+
+    fn adopt(mut self) -> Result<Self, BackendError> {
+        if self.movable.load(Ordering::SeqCst) {
+            self.home = crate::home::home();
+            return Ok(self);
+        }
+        // Gone, as a socket that failed to move is closed.
+        self.live.fetch_sub(1, Ordering::SeqCst);
+        Err(BackendError::Closed { addr: self.addr })
     }
 
     fn close(self) {
@@ -66,6 +79,8 @@ struct FakeConnector {
     script: Mutex<VecDeque<Outcome>>,
     /// Liveness switch of every connection, by id.
     switches: Mutex<Vec<Arc<AtomicBool>>>,
+    /// Whether each connection can move to another event loop, by id.
+    movable: Mutex<Vec<Arc<AtomicBool>>>,
 }
 
 impl FakeConnector {
@@ -78,6 +93,7 @@ impl FakeConnector {
             peak: AtomicUsize::new(0),
             script: Mutex::new(VecDeque::new()),
             switches: Mutex::new(Vec::new()),
+            movable: Mutex::new(Vec::new()),
         }
     }
 
@@ -87,6 +103,11 @@ impl FakeConnector {
 
     fn kill(&self, id: usize) {
         self.switches.lock()[id].store(false, Ordering::SeqCst);
+    }
+
+    /// Makes connection `id` fail to move to another event loop.
+    fn stick(&self, id: usize) {
+        self.movable.lock()[id].store(false, Ordering::SeqCst);
     }
 }
 
@@ -118,6 +139,8 @@ impl Connector for FakeConnector {
                 let id = self.next_id.fetch_add(1, Ordering::SeqCst);
                 let alive = Arc::new(AtomicBool::new(true));
                 self.switches.lock().push(alive.clone());
+                let movable = Arc::new(AtomicBool::new(true));
+                self.movable.lock().push(movable.clone());
                 Ok(FakeConn {
                     id,
                     created: Instant::now(),
@@ -125,6 +148,7 @@ impl Connector for FakeConnector {
                     alive,
                     live: self.live.clone(),
                     home: crate::home::home(),
+                    movable,
                 })
             }
         }
@@ -247,10 +271,10 @@ async fn one_idle_on_loop_1(
     (shared, k, s, id)
 }
 
-/// With several event loops, a checkout prefers the newest idle connection its own loop opened;
-/// in a full pool it takes the newest of another loop when its own has none.
+/// With several event loops, a checkout prefers the newest idle connection its own loop watches;
+/// with none of its own it takes the newest of another loop and moves it to its own loop.
 #[tokio::test(start_paused = true)]
-async fn idle_connections_opened_on_the_same_event_loop_come_first() {
+async fn idle_connections_watched_by_the_same_event_loop_come_first() {
     let shared = registry(1, 10);
     let (k, s) = (key("app"), settings(3, 10));
     let a = get_on(1, &shared, &k, &s).await;
@@ -264,11 +288,8 @@ async fn idle_connections_opened_on_the_same_event_loop_come_first() {
     let first = get_on(1, &shared, &k, &s).await;
     assert_eq!(first.conn().id, a_id, "the newest of loop 1, not b");
     let second = get_on(3, &shared, &k, &s).await;
-    assert_eq!(
-        second.conn().id,
-        b_id,
-        "none of loop 3 and no room: the newest"
-    );
+    assert_eq!(second.conn().id, b_id, "none of loop 3: the newest");
+    assert_eq!(second.conn().home, 3, "moved to loop 3");
     shared.connector().kill(a2_id);
     let third = get_on(1, &shared, &k, &s).await;
     assert!(
@@ -279,36 +300,33 @@ async fn idle_connections_opened_on_the_same_event_loop_come_first() {
     crate::home::set_home(0);
 }
 
-/// A loop with no idle connection of its own opens one while the pool has room, rather than
-/// take one another loop opened.
+/// A loop with no idle connection of its own takes another loop's idle one, even while the
+/// pool has room: the server backends in use do not grow with the number of loops.
 #[tokio::test(start_paused = true)]
-async fn a_loop_opens_its_own_connection_while_the_pool_has_room() {
+async fn a_loop_takes_another_loops_idle_connection_before_opening_one() {
     let (shared, k, s, a_id) = one_idle_on_loop_1(2).await;
     let b = get_on(2, &shared, &k, &s).await;
-    assert_ne!(b.conn().id, a_id, "room for one more: opened on loop 2");
-    assert_eq!(b.conn().home, 2);
+    assert_eq!(b.conn().id, a_id, "loop 1's idle connection");
+    assert_eq!(b.conn().home, 2, "now watched by loop 2");
+    assert_eq!(shared.connector().live(), 1, "nothing opened");
     b.put_back(Instant::now());
-    let st = stats_of(&shared, &k);
-    assert_eq!((st.open, st.idle), (2, 2));
-    let c = get_on(3, &shared, &k, &s).await;
-    assert_eq!(c.conn().home, 2, "full: the newest idle one, from loop 2");
+    let c = get_on(2, &shared, &k, &s).await;
+    assert_eq!((c.conn().id, c.conn().home), (a_id, 2), "loop 2's own now");
     crate::home::set_home(0);
 }
 
-/// A loop that passed over another loop's idle connection to open its own still gets that
-/// idle connection when its own fails to open.
+/// A connection that cannot move to the checking-out loop is closed and its slot reused for a
+/// new connection, which the checkout gets.
 #[tokio::test(start_paused = true)]
-async fn a_failed_open_of_its_own_falls_back_to_another_loops_idle_connection() {
+async fn a_connection_that_cannot_move_is_replaced() {
     let (shared, k, s, a_id) = one_idle_on_loop_1(2).await;
-    shared.connector().script.lock().push_back(Outcome::Fail);
+    shared.connector().stick(a_id);
     let b = get_on(2, &shared, &k, &s).await;
-    assert_eq!(b.conn().id, a_id, "loop 1's idle connection, not an error");
+    assert_ne!(b.conn().id, a_id, "a new connection");
+    assert_eq!(b.conn().home, 2);
+    assert_eq!(shared.connector().live(), 1, "the stuck one is closed");
     let st = stats_of(&shared, &k);
-    assert_eq!(
-        (st.open, st.busy, st.idle),
-        (1, 1, 0),
-        "the failed slot was freed"
-    );
+    assert_eq!((st.open, st.busy, st.idle), (1, 1, 0));
     crate::home::set_home(0);
 }
 

@@ -447,3 +447,53 @@ async fn a_notification_during_an_internal_query_is_kept() {
     drop((listener, sender));
     db.cleanup().await;
 }
+
+/// An idle connection another event loop opened is taken by a checkout on this loop, and its
+/// socket moves here: it keeps working after the loop that opened it is gone, and no second
+/// server backend is opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_loops_idle_connection_moves_to_the_checking_out_loop() {
+    let Some(db) = TestDb::new("pool_adopt", 1).await else {
+        return;
+    };
+    let pools = Pools::new();
+    let (key, s) = (db.key(0), settings(&db.addr(), 4, 100));
+    // Loop 1: its own thread and runtime, which opens the connection and gives it back.
+    let (pools1, key1, s1) = (pools.clone(), key.clone(), s.clone());
+    let pid = std::thread::spawn(move || {
+        pgsplit_backend::set_home(1);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut conn = pools1
+                .checkout(&key1, &s1)
+                .await
+                .expect("checkout on loop 1");
+            assert_eq!(scalar(&mut conn, "SELECT 1").await, "1");
+            let pid = conn.cancel_key().0;
+            conn.release(None).await;
+            pid
+        })
+        // The runtime, and the reactor that watched the socket, end with the thread.
+    })
+    .join()
+    .expect("loop 1 thread");
+    let mut conn = pools.checkout(&key, &s).await.expect("checkout here");
+    assert_eq!(
+        conn.cancel_key().0,
+        pid,
+        "loop 1's idle connection, no new one"
+    );
+    assert_eq!(
+        scalar(&mut conn, "SELECT 2").await,
+        "2",
+        "works from this loop"
+    );
+    conn.release(None).await;
+    let st = stats_of(&pools, &key).expect("stats");
+    assert_eq!((st.open, st.idle), (1, 1));
+    drop(pools);
+    db.cleanup().await;
+}
