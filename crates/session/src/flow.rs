@@ -127,7 +127,6 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
         conn: None,
         relay: relay_state,
         mode: config.pool.mode,
-        reset_query: config.pool.reset_query.clone(),
         registered,
     };
     let cached = ctx.greetings.get(&session.target.key, session.state.tag());
@@ -210,7 +209,6 @@ struct Session {
     /// Relay bookkeeping that outlives one unit: prepared statements, response plan.
     relay: RelayState,
     mode: PoolMode,
-    reset_query: String,
     /// This client's entry in `SHOW CLIENTS`.
     registered: ClientGuard,
 }
@@ -518,8 +516,10 @@ impl Session {
         if !clean && let Some(conn) = self.conn.as_mut() {
             conn.mark_broken();
         }
-        let reset = self.reset_query.clone();
-        self.detach(needs_reset.then_some(reset.as_str())).await;
+        // The reset query of the current config (a reload may have changed it).
+        let snapshot = self.ctx.snapshot.load_full();
+        let reset = needs_reset.then_some(snapshot.config.pool.reset_query.as_str());
+        self.detach(reset).await;
         self.set_pinned(false);
     }
 }

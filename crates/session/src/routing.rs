@@ -34,6 +34,9 @@ thread_local! {
     /// Copied once per topology change per thread, not once per session.
     static LOCAL_TOPOLOGY: RefCell<Option<(Arc<Topology>, Topology)>> =
         const { RefCell::new(None) };
+    /// The buffer a session's first use of a server builds its shared-target key in: a lookup
+    /// that finds the target allocates nothing.
+    static SHARED_KEY: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 /// What the routing of every session shares: verdicts for messages that carry no SQL, and
@@ -81,22 +84,31 @@ type Loads = Arc<[Arc<AtomicUsize>]>;
 const SHARED_TARGETS_MAX: usize = 10_000;
 
 /// The key of a shared target: the server index in a fixed-width prefix, then the names
-/// separated by NUL, which never occurs in names from a startup packet or the config. Built
-/// by hand: `format!` cost a new client connection about 1,700 instructions per target.
+/// separated by NUL, which never occurs in names from a startup packet or the config.
+#[cfg(test)]
 fn shared_key(index: usize, user: &str, login_user: &str, database: &str) -> String {
-    let mut key = String::with_capacity(20 + user.len() + login_user.len() + database.len());
+    let mut key = String::new();
+    shared_key_into(&mut key, index, user, login_user, database);
+    key
+}
+
+/// Writes [`shared_key`] into `key` (cleared first). Built by hand: `format!` cost a new
+/// client connection about 1,700 instructions per target.
+fn shared_key_into(key: &mut String, index: usize, user: &str, login_user: &str, database: &str) {
+    key.clear();
+    key.reserve(20 + 3 + user.len() + login_user.len() + database.len());
     let mut digits = [b'0'; 20];
     let mut n = index;
     for d in digits.iter_mut().rev() {
         *d = b'0' + (n % 10) as u8;
         n /= 10;
     }
-    key.extend(digits.iter().map(|&d| char::from(d)));
+    // ASCII digits: always valid UTF-8.
+    key.push_str(std::str::from_utf8(&digits).unwrap_or_default());
     for part in [user, login_user, database] {
         key.push('\0');
         key.push_str(part);
     }
-    key
 }
 
 /// Target kinds as metric labels, in the order [`target_kind`] numbers them.
@@ -450,20 +462,20 @@ impl SessionRouter {
             return Some(Arc::clone(t));
         }
         let scope = (snapshot.generation, snapshot.topology.primary);
-        let key = shared_key(
-            index,
-            &self.view.user,
-            &self.login_user,
-            &self.view.database,
-        );
-        let target = match kit.shared_target(scope, &key) {
-            Some(target) => target,
-            None => {
+        let target = SHARED_KEY.with_borrow_mut(|key| {
+            let (user, database) = (&self.view.user, &self.view.database);
+            shared_key_into(key, index, user, &self.login_user, database);
+            let target = kit.shared_target(scope, key).or_else(|| {
                 let target = Arc::new(self.build_target(snapshot, kit, index)?);
-                kit.keep_target(scope, key, Arc::clone(&target));
-                target
+                kit.keep_target(scope, key.clone(), Arc::clone(&target));
+                Some(target)
+            });
+            // A long key is not kept in the thread's buffer.
+            if key.capacity() > 4096 {
+                *key = String::new();
             }
-        };
+            target
+        })?;
         if let Some(slot) = self.targets.get_mut(index) {
             *slot = Some(Arc::clone(&target));
         }

@@ -142,3 +142,46 @@ fn shared_keys_tell_their_parts_apart() {
     }
     assert_eq!(shared_key(7, "u", "l", "db"), shared_key(7, "u", "l", "db"));
 }
+
+/// Sessions of one thread route with one shared copy of the topology: each decision sees the
+/// busy counts of that moment, whichever session stamped the copy before.
+#[test]
+fn sessions_on_one_thread_route_with_the_current_busy_counts() {
+    use super::SessionRouter;
+    use pgsplit_router::{Snapshot, Target};
+
+    let yaml = "\
+users:
+  - { name: app, password: s3cret-app }
+servers:
+  - { name: pg1, host: 127.0.0.1, port: 5432, role: primary }
+  - { name: pg2, host: 127.0.0.1, port: 5433, role: replica }
+  - { name: pg3, host: 127.0.0.1, port: 5434, role: replica }
+balance: least_connections
+";
+    let kit = RouteKit::new(Arc::new(Metrics::new()));
+    let snapshot = Snapshot::new(pgsplit_config::parse(yaml, "t.yaml").unwrap());
+    let classifier = Classifier::new(Options::default());
+    let read = classifier.classify_with("SELECT 1", true);
+    let mut first = SessionRouter::new("app", "app", "app", 1);
+    let mut second = SessionRouter::new("app", "app", "app", 2);
+    let replica = |router: &mut SessionRouter| match router
+        .route(&snapshot, None, &kit, &read, "SELECT 1")
+        .target
+    {
+        Target::Replica(i) => i,
+        other => panic!("a read went to {other:?}"),
+    };
+    let pg2 = first.target(&snapshot, &kit, 1).expect("pg2");
+    let pg3 = first.target(&snapshot, &kit, 2).expect("pg3");
+    pg2.checked_out();
+    assert_eq!(replica(&mut first), 2, "pg2 is busy");
+    assert_eq!(replica(&mut second), 2, "the other session sees it too");
+    pg2.released();
+    pg3.checked_out();
+    pg3.checked_out();
+    assert_eq!(replica(&mut second), 1, "now pg3 is the busier one");
+    assert_eq!(replica(&mut first), 1);
+    pg3.released();
+    pg3.released();
+}
