@@ -208,7 +208,7 @@ pub struct GreetingCache {
 
 /// Reported parameters, (name, value) in the order the server sent them: shared with the
 /// sessions greeted with them (each copies them only if they change).
-type Params = Arc<Vec<(String, String)>>;
+pub(crate) type Params = Arc<Vec<(String, String)>>;
 
 /// A remembered greeting: when, the parameters, and their ParameterStatus messages.
 type Greeting = (Instant, Params, Bytes);

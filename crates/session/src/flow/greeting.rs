@@ -1,24 +1,64 @@
 //! What a client is shown of the server behind it: the greeting at login, and ParameterStatus
 //! messages when a later unit runs on a connection that reports other values.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
+use bytes::{Bytes, BytesMut};
 use pgsplit_backend::ServerConn;
 use pgsplit_wire::encode;
 
 use super::Session;
 use crate::Ctx;
 use crate::client_io::ClientConn;
+use crate::ctx::Params;
+
+thread_local! {
+    /// Diffs computed on this thread: (view, connection's list, their ParameterStatus
+    /// messages), for views the connection's list then replaces. Keyed by the lists' identity
+    /// (the entries keep both alive, so an address is never reused while remembered): a view
+    /// shared by many clients (the greeting cache's) meets the same few pooled connections
+    /// again and again, as every new client's first read on a replica does.
+    static PARAM_DIFFS: RefCell<Vec<(Params, Params, Bytes)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Most diffs a thread remembers; past it the list starts over.
+const PARAM_DIFFS_MAX: usize = 64;
 
 /// Queues a ParameterStatus for every reported parameter whose value on `conn` differs from
 /// what the client was last shown, and records the new values.
-pub(super) fn show_changed_params(
-    client: &mut ClientConn,
-    view: &mut Arc<Vec<(String, String)>>,
-    conn: &ServerConn,
-) {
-    let params = conn.params();
-    let mut changed = false;
+pub(super) fn show_changed_params(client: &mut ClientConn, view: &mut Params, conn: &ServerConn) {
+    let shared = conn.params_shared();
+    let (Some(encoded), covered) = param_diff(view, shared) else {
+        return;
+    };
+    client.out.push(encoded);
+    // The client now sees the connection's values. When the view names nothing the connection
+    // does not report, it becomes the connection's own list, shared (no copy); else each value
+    // is recorded in it.
+    if covered {
+        *view = Arc::clone(shared);
+    } else {
+        for (name, value) in shared.iter() {
+            set_view(view, name, value);
+        }
+    }
+}
+
+/// The ParameterStatus messages that bring a client shown `view` to `params` (`None` when no
+/// value differs), and whether `params` names every parameter of `view`. Remembered per thread
+/// when both hold (see `PARAM_DIFFS`).
+pub(super) fn param_diff(view: &Params, params: &Params) -> (Option<Bytes>, bool) {
+    let remembered = PARAM_DIFFS.with_borrow(|diffs| {
+        diffs
+            .iter()
+            .find(|(v, p, _)| Arc::ptr_eq(v, view) && Arc::ptr_eq(p, params))
+            .map(|(_, _, encoded)| encoded.clone())
+    });
+    if let Some(encoded) = remembered {
+        return (Some(encoded), true);
+    }
+    let mut encoded: Option<BytesMut> = None;
     for (i, (name, value)) in params.iter().enumerate() {
         // Connections of one server report their parameters in the same order, so the entry
         // at the same index is nearly always the one: no search of the whole view per name.
@@ -30,27 +70,26 @@ pub(super) fn show_changed_params(
                 .map(|(_, v)| v.as_str()),
         };
         if shown != Some(value.as_str()) {
-            client.queue(|b| encode::parameter_status(b, name, value));
-            changed = true;
+            encode::parameter_status(encoded.get_or_insert_with(BytesMut::new), name, value);
         }
     }
-    if !changed {
-        return;
-    }
-    // The client now sees the connection's values. When the view names nothing the connection
-    // does not report, it becomes the connection's own list, shared (no copy); else each value
-    // is recorded in it.
+    let Some(encoded) = encoded else {
+        return (None, false);
+    };
+    let encoded = encoded.freeze();
     let covered = view.len() <= params.len()
         && view.iter().enumerate().all(|(i, (n, _))| {
             params.get(i).is_some_and(|(m, _)| m == n) || params.iter().any(|(m, _)| m == n)
         });
     if covered {
-        *view = Arc::clone(conn.params_shared());
-    } else {
-        for (name, value) in params {
-            set_view(view, name, value);
-        }
+        PARAM_DIFFS.with_borrow_mut(|diffs| {
+            if diffs.len() >= PARAM_DIFFS_MAX {
+                diffs.clear();
+            }
+            diffs.push((Arc::clone(view), Arc::clone(params), encoded.clone()));
+        });
     }
+    (Some(encoded), covered)
 }
 
 /// Records `name = value` in the view; a view shared with the greeting cache is copied only

@@ -68,3 +68,31 @@ fn only_whole_named_parses_followed_by_sync_are_answered_locally() {
         "bad length"
     );
 }
+
+/// The ParameterStatus messages that bring a view to a connection's values: only the values
+/// that differ, the same bytes again for the same lists (remembered per thread), none for equal
+/// values, and "not covered" when the view names a parameter the connection does not report.
+#[test]
+fn parameter_diffs_send_what_differs_and_are_remembered() {
+    use super::greeting::param_diff;
+    let pair = |n: &str, v: &str| (n.to_owned(), v.to_owned());
+    let view = Arc::new(vec![pair("TimeZone", "UTC"), pair("in_hot_standby", "off")]);
+    let replica = Arc::new(vec![pair("TimeZone", "UTC"), pair("in_hot_standby", "on")]);
+    let mut expected = BytesMut::new();
+    encode::parameter_status(&mut expected, "in_hot_standby", "on");
+    let (first, covered) = param_diff(&view, &replica);
+    assert_eq!(first.as_deref(), Some(&expected[..]));
+    assert!(covered);
+    let (again, covered) = param_diff(&view, &replica);
+    assert_eq!(again, first, "remembered");
+    assert!(covered);
+    let same = Arc::new(vec![pair("TimeZone", "UTC"), pair("in_hot_standby", "off")]);
+    assert_eq!(param_diff(&view, &same), (None, false), "nothing differs");
+    let fewer = Arc::new(vec![pair("in_hot_standby", "on")]);
+    let (some, covered) = param_diff(&view, &fewer);
+    assert_eq!(some.as_deref(), Some(&expected[..]));
+    assert!(!covered, "TimeZone is not reported by it");
+    // Another list with the same contents is diffed on its own, with the same result.
+    let replica2 = Arc::new((*replica).clone());
+    assert_eq!(param_diff(&view, &replica2).0, first);
+}
