@@ -116,6 +116,7 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
         state,
         view: Arc::default(),
         view_synced: None,
+        scs: None,
         login_user: login_user.to_owned(),
         target,
         router,
@@ -186,6 +187,9 @@ struct Session {
     /// `params_hash` of a server connection whose every parameter `view` shows as is: a
     /// connection with the same hash needs no comparison.
     view_synced: Option<u64>,
+    /// Whether `view` (the list it holds, kept alive here so that a changed view is always a
+    /// new list) says `standard_conforming_strings` is on, which the lexer must know.
+    scs: Option<(Arc<Vec<(String, String)>>, bool)>,
     /// The role pgsplit logs in as on servers.
     login_user: String,
     /// The primary's pool at startup: the first checkout, and every unit in session mode.

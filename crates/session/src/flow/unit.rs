@@ -137,8 +137,8 @@ impl Session {
         loop {
             let snapshot = self.ctx.snapshot.load_full();
             avoid.refresh(&snapshot.topology);
+            let scs = self.standard_conforming_strings();
             let kit = &self.ctx.route_kit;
-            let scs = param(&self.view, "standard_conforming_strings") != Some("off");
             let routing = &snapshot.routing;
             let classify = |sql: &str| routing.classifier.classify_with(sql, scs);
             let scan = scan_unit(
@@ -226,6 +226,20 @@ impl Session {
                 retryable,
                 scanned: (end, effects),
             }));
+        }
+    }
+
+    /// Whether the client's `standard_conforming_strings` is on (the default), looked up once
+    /// per view: a view that changes is a new list (this cache holds the old one, so it is
+    /// copied on write, never changed in place).
+    fn standard_conforming_strings(&mut self) -> bool {
+        match &self.scs {
+            Some((view, on)) if Arc::ptr_eq(view, &self.view) => *on,
+            _ => {
+                let on = param(&self.view, "standard_conforming_strings") != Some("off");
+                self.scs = Some((Arc::clone(&self.view), on));
+                on
+            }
         }
     }
 
