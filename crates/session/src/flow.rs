@@ -18,6 +18,7 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use crate::client_io::ClientConn;
 use crate::clients::{Activity, ClientGuard};
+use crate::ctx::Params;
 use crate::drain::DrainWatch;
 use crate::extended::{self, ClientStatements};
 use crate::relay::{RelayEnd, RelayState, idle_sleep, relay, tell_idle_timeout};
@@ -189,7 +190,7 @@ struct Session {
     view_synced: Option<u64>,
     /// Whether `view` (the list it holds, kept alive here so that a changed view is always a
     /// new list) says `standard_conforming_strings` is on, which the lexer must know.
-    scs: Option<(Arc<Vec<(String, String)>>, bool)>,
+    scs: Option<(Params, bool)>,
     /// The role pgsplit logs in as on servers.
     login_user: String,
     /// The primary's pool at startup: the first checkout, and every unit in session mode.
