@@ -210,6 +210,9 @@ pub struct GreetingCache {
 /// sessions greeted with them (each copies them only if they change).
 pub(crate) type Params = Arc<Vec<(String, String)>>;
 
+/// A weak reference to [`Params`], for caches keyed by a list's identity.
+pub(crate) type WeakParams = std::sync::Weak<Vec<(String, String)>>;
+
 /// A remembered greeting: when, the parameters, and their ParameterStatus messages.
 type Greeting = (Instant, Params, Bytes);
 

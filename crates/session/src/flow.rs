@@ -18,7 +18,7 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use crate::client_io::ClientConn;
 use crate::clients::{Activity, ClientGuard};
-use crate::ctx::Params;
+use crate::ctx::WeakParams;
 use crate::drain::DrainWatch;
 use crate::extended::{self, ClientStatements};
 use crate::relay::{RelayEnd, RelayState, idle_sleep, relay, tell_idle_timeout};
@@ -188,9 +188,10 @@ struct Session {
     /// `params_hash` of a server connection whose every parameter `view` shows as is: a
     /// connection with the same hash needs no comparison.
     view_synced: Option<u64>,
-    /// Whether `view` (the list it holds, kept alive here so that a changed view is always a
-    /// new list) says `standard_conforming_strings` is on, which the lexer must know.
-    scs: Option<(Params, bool)>,
+    /// Whether `view` says `standard_conforming_strings` is on, which the lexer must know, for
+    /// the list it was read from: a weak reference keeps that address from being reused, and
+    /// a view changed with `Arc::make_mut` moves to a new address even when unshared.
+    scs: Option<(WeakParams, bool)>,
     /// The role pgsplit logs in as on servers.
     login_user: String,
     /// The primary's pool at startup: the first checkout, and every unit in session mode.

@@ -44,6 +44,10 @@ impl Conn for FakeConn {
     }
 
     fn adopt(mut self) -> Result<Self, BackendError> {
+        // As a real connection: one this loop already watches is not moved.
+        if self.home == crate::home::home() {
+            return Ok(self);
+        }
         if self.movable.load(Ordering::SeqCst) {
             self.home = crate::home::home();
             return Ok(self);
@@ -327,6 +331,43 @@ async fn a_connection_that_cannot_move_is_replaced() {
     assert_eq!(shared.connector().live(), 1, "the stuck one is closed");
     let st = stats_of(&shared, &k);
     assert_eq!((st.open, st.busy, st.idle), (1, 1, 0));
+    crate::home::set_home(0);
+}
+
+/// A connection released to a waiter of another loop moves to that loop; one that cannot move
+/// is closed and the waiter gets a new connection in its slot.
+#[tokio::test(start_paused = true)]
+async fn a_waiter_of_another_loop_gets_the_released_connection_moved_or_replaced() {
+    let shared = registry(1, 10);
+    let (k, s) = (key("app"), settings(1, 10));
+    for stuck in [false, true] {
+        crate::home::set_home(1);
+        let held = get(&shared, &k, &s).await;
+        let held_id = held.conn().id;
+        if stuck {
+            shared.connector().stick(held_id);
+        }
+        // The waiter runs on this same thread, as "loop 2" from now on.
+        crate::home::set_home(2);
+        let (shared2, k2, s2) = (shared.clone(), k.clone(), s.clone());
+        let waiter = tokio::spawn(async move { get(&shared2, &k2, &s2).await });
+        until(|| stats_of(&shared, &k).waiting == 1).await;
+        held.put_back(Instant::now());
+        let got = waiter.await.expect("waiter");
+        assert_eq!(got.conn().home, 2, "watched by the waiter's loop");
+        assert_eq!(
+            got.conn().id == held_id,
+            !stuck,
+            "moved, or replaced when stuck"
+        );
+        assert_eq!(shared.connector().live(), 1);
+        let st = stats_of(&shared, &k);
+        assert_eq!((st.open, st.busy, st.waiting), (1, 1, 0));
+        got.put_back(Instant::now());
+        // Start the next round from an empty pool.
+        let idle = get(&shared, &k, &s).await;
+        drop(idle);
+    }
     crate::home::set_home(0);
 }
 

@@ -11,15 +11,20 @@ use pgsplit_wire::encode;
 use super::Session;
 use crate::Ctx;
 use crate::client_io::ClientConn;
-use crate::ctx::Params;
+use crate::ctx::{Params, WeakParams};
+
+/// A remembered diff: (view, connection's list, their ParameterStatus messages).
+type ParamDiff = (WeakParams, WeakParams, Bytes);
 
 thread_local! {
-    /// Diffs computed on this thread: (view, connection's list, their ParameterStatus
-    /// messages), for views the connection's list then replaces. Keyed by the lists' identity
-    /// (the entries keep both alive, so an address is never reused while remembered): a view
-    /// shared by many clients (the greeting cache's) meets the same few pooled connections
-    /// again and again, as every new client's first read on a replica does.
-    static PARAM_DIFFS: RefCell<Vec<(Params, Params, Bytes)>> = const { RefCell::new(Vec::new()) };
+    /// Diffs computed on this thread, for views the connection's list then replaces. Keyed by
+    /// the lists' identity: a view shared by many clients (the greeting cache's) meets the
+    /// same few pooled connections again and again, as every new client's first read on a
+    /// replica does. Weak references: they keep the addresses from being reused while
+    /// remembered, and a list changed with `Arc::make_mut` moves to a new address (even when
+    /// it had no other owner), so a changed list never matches; yet they do not make every
+    /// change of an unshared list copy it.
+    static PARAM_DIFFS: RefCell<Vec<ParamDiff>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Most diffs a thread remembers; past it the list starts over.
@@ -52,7 +57,7 @@ pub(super) fn param_diff(view: &Params, params: &Params) -> (Option<Bytes>, bool
     let remembered = PARAM_DIFFS.with_borrow(|diffs| {
         diffs
             .iter()
-            .find(|(v, p, _)| Arc::ptr_eq(v, view) && Arc::ptr_eq(p, params))
+            .find(|(v, p, _)| v.as_ptr() == Arc::as_ptr(view) && p.as_ptr() == Arc::as_ptr(params))
             .map(|(_, _, encoded)| encoded.clone())
     });
     if let Some(encoded) = remembered {
@@ -86,7 +91,11 @@ pub(super) fn param_diff(view: &Params, params: &Params) -> (Option<Bytes>, bool
             if diffs.len() >= PARAM_DIFFS_MAX {
                 diffs.clear();
             }
-            diffs.push((Arc::clone(view), Arc::clone(params), encoded.clone()));
+            diffs.push((
+                Arc::downgrade(view),
+                Arc::downgrade(params),
+                encoded.clone(),
+            ));
         });
     }
     (Some(encoded), covered)

@@ -95,4 +95,15 @@ fn parameter_diffs_send_what_differs_and_are_remembered() {
     // Another list with the same contents is diffed on its own, with the same result.
     let replica2 = Arc::new((*replica).clone());
     assert_eq!(param_diff(&view, &replica2).0, first);
+    // A remembered view that changes (here it has no other owner: the memo only holds weak
+    // references) moves to a new address, so the old diff is not reused for it.
+    let mut changed = Arc::new(vec![pair("TimeZone", "UTC"), pair("in_hot_standby", "off")]);
+    let before = Arc::as_ptr(&changed);
+    assert!(param_diff(&changed, &replica).1);
+    set_view(&mut changed, "TimeZone", "Europe/Paris");
+    assert_ne!(Arc::as_ptr(&changed), before, "moved, not changed in place");
+    let mut both = BytesMut::new();
+    encode::parameter_status(&mut both, "TimeZone", "UTC");
+    encode::parameter_status(&mut both, "in_hot_standby", "on");
+    assert_eq!(param_diff(&changed, &replica).0.as_deref(), Some(&both[..]));
 }

@@ -230,14 +230,13 @@ impl Session {
     }
 
     /// Whether the client's `standard_conforming_strings` is on (the default), looked up once
-    /// per view: a view that changes is a new list (this cache holds the old one, so it is
-    /// copied on write, never changed in place).
+    /// per view: a view that changes moves to a new address (see `Session::scs`).
     fn standard_conforming_strings(&mut self) -> bool {
         match &self.scs {
-            Some((view, on)) if Arc::ptr_eq(view, &self.view) => *on,
+            Some((view, on)) if view.as_ptr() == Arc::as_ptr(&self.view) => *on,
             _ => {
                 let on = param(&self.view, "standard_conforming_strings") != Some("off");
-                self.scs = Some((Arc::clone(&self.view), on));
+                self.scs = Some((Arc::downgrade(&self.view), on));
                 on
             }
         }
