@@ -488,10 +488,13 @@ pub(crate) fn from_server(
         let Some(frame) = next_frame(buf, max)? else {
             break;
         };
-        if frame.tag() == be::ERROR && out.is_empty() && state.retryable() && is_fatal(frame.body())
-        {
-            // The server is going away before answering (e.g. shutting down): the unit can
-            // still be retried elsewhere, so the client must not see this.
+        if frame.tag() == be::ERROR && state.retryable() && is_fatal(frame.body()) {
+            // The server is going away before the client saw any of the answer (a fast
+            // shutdown ends a query that already queued its RowDescription, which then comes
+            // in the same read as the FATAL): nothing of this answer is sent, and the unit is
+            // retried elsewhere.
+            out.clear();
+            state.param_updates.clear();
             state.server_fatal = true;
             state.retry_failed = true;
             state.parts = out;

@@ -279,3 +279,44 @@ fn oversized_and_undersized_lengths_are_errors() {
     let mut tiny = BytesMut::from(&[b'Z', 0, 0, 0, 3][..]);
     assert!(from_server(&mut tiny, 1 << 20, &mut st, &mut cache, &mut out).is_err());
 }
+
+/// A FATAL that follows the first messages of an answer in the same read, before any of it
+/// reached the client, makes a retryable unit fail for a retry with nothing sent; once part of
+/// the answer was sent, the FATAL is the client's.
+#[test]
+fn a_fatal_before_the_client_saw_anything_is_retried_unseen() {
+    for sent_before in [false, true] {
+        let mut st = RelayState::new(ClientStatements::new(Default::default()));
+        let mut cache = StatementCache::default();
+        let mut frame_buf = BytesMut::new();
+        encode::query(&mut frame_buf, "select a from t");
+        let q = next_frame(&mut frame_buf, 1 << 20).unwrap().unwrap();
+        let mut req = Vec::new();
+        rewrite_client(q, &mut st.statements, &mut cache, &mut st.plan, &mut req).unwrap();
+        st.retry_armed = true;
+        let mut out = Outbox::default();
+        let mut buf = BytesMut::new();
+        if sent_before {
+            encode::parameter_status(&mut buf, "application_name", "x");
+            from_server(&mut buf, 1 << 20, &mut st, &mut cache, &mut out).unwrap();
+            assert!(st.forwarded);
+        }
+        encode::row_description(&mut buf, &[("a", 25)]);
+        encode::parameter_status(&mut buf, "TimeZone", "UTC");
+        encode::error_response(
+            &mut buf,
+            &ErrorFields::fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection"),
+        );
+        let queued = out.len();
+        from_server(&mut buf, 1 << 20, &mut st, &mut cache, &mut out).unwrap();
+        assert!(st.server_fatal);
+        if sent_before {
+            assert!(!st.retry_failed, "part of the answer was sent: no retry");
+            assert!(out.len() > queued, "the FATAL reaches the client");
+        } else {
+            assert!(st.retry_failed, "retried elsewhere");
+            assert_eq!(out.len(), 0, "nothing of the answer is sent");
+            assert!(st.param_updates.is_empty(), "values the client never saw");
+        }
+    }
+}
