@@ -142,47 +142,32 @@ impl ServerConn {
         if self.home == here {
             return Ok(self);
         }
-        let ServerConn {
-            addr,
-            rd,
-            wr,
-            rbuf,
-            max_message,
-            params,
-            params_hash,
-            key,
-            txn_status,
-            created_at,
-            home: _,
-            state_tag,
-            statements,
-            notifications,
-        } = *self;
-        let moved = rd
-            .reunite(wr)
+        // Only the socket changes: its halves move out, and the rest of the connection is
+        // written back into the same box with the new halves.
+        let mut conn = self;
+        let old = *conn;
+        let moved = old
+            .rd
+            .reunite(old.wr)
             .map_err(|_| std::io::Error::other("socket halves of two connections"))
             .and_then(tokio::net::TcpStream::into_std)
             .and_then(tokio::net::TcpStream::from_std);
         let (rd, wr) = match moved {
             Ok(stream) => stream.into_split(),
-            Err(source) => return Err(BackendError::Io { addr, source }),
+            Err(source) => {
+                return Err(BackendError::Io {
+                    addr: old.addr,
+                    source,
+                });
+            }
         };
-        Ok(Box::new(ServerConn {
-            addr,
+        *conn = ServerConn {
             rd,
             wr,
-            rbuf,
-            max_message,
-            params,
-            params_hash,
-            key,
-            txn_status,
-            created_at,
             home: here,
-            state_tag,
-            statements,
-            notifications,
-        }))
+            ..old
+        };
+        Ok(conn)
     }
 
     /// Whether an idle connection still looks usable, without waiting.

@@ -128,22 +128,45 @@ impl Ctx {
 /// Salt and iterations for SCRAM secrets derived from plain-text passwords.
 const DERIVED_ITERATIONS: u32 = 4096;
 
-/// Cache of SCRAM secrets per user, keyed by the password they were derived from so a reload
-/// that changes a password takes effect at once.
+/// Secrets derived from configured passwords, per user, each kept with the password it was
+/// derived from so a reload that changes a password takes effect at once.
 #[derive(Debug)]
 pub struct SecretCache {
     salt: [u8; 16],
-    by_user: Mutex<HashMap<String, (String, Arc<ScramSecret>)>>,
-    /// The stored MD5 form (`md5` + hex) of plain-text passwords, by user.
-    md5_by_user: Mutex<HashMap<String, (String, Arc<str>)>>,
+    /// SCRAM secrets.
+    scram: PerPassword<ScramSecret>,
+    /// The stored MD5 form (`md5` + hex) of plain-text passwords.
+    md5: PerPassword<str>,
+}
+
+/// A value derived from a user's password, by user.
+type PerPassword<T> = Mutex<HashMap<String, (String, Arc<T>)>>;
+
+/// The value `map` keeps for `user` if it was derived from `password`, else `derive()`'s,
+/// remembered.
+fn derived<T: ?Sized>(
+    map: &PerPassword<T>,
+    user: &str,
+    password: &str,
+    derive: impl FnOnce() -> Arc<T>,
+) -> Arc<T> {
+    if let Some((pw, value)) = map.lock().get(user)
+        && pw == password
+    {
+        return Arc::clone(value);
+    }
+    let value = derive();
+    map.lock()
+        .insert(user.to_owned(), (password.to_owned(), Arc::clone(&value)));
+    value
 }
 
 impl Default for SecretCache {
     fn default() -> Self {
         SecretCache {
             salt: rand::random(),
-            by_user: Mutex::new(HashMap::new()),
-            md5_by_user: Mutex::new(HashMap::new()),
+            scram: Mutex::new(HashMap::new()),
+            md5: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -152,41 +175,26 @@ impl SecretCache {
     /// The SCRAM secret for `user` whose configured password is `password` (a verifier or plain
     /// text).
     pub fn scram_secret(&self, user: &str, password: &str) -> Arc<ScramSecret> {
-        if let Some((pw, secret)) = self.by_user.lock().get(user)
-            && pw == password
-        {
-            return secret.clone();
-        }
-        let secret = Arc::new(match ScramSecret::parse(password) {
-            Some(s) => s,
-            None => ScramSecret::from_password(password, &self.salt, DERIVED_ITERATIONS),
-        });
-        self.by_user
-            .lock()
-            .insert(user.to_owned(), (password.to_owned(), secret.clone()));
-        secret
+        derived(&self.scram, user, password, || {
+            Arc::new(match ScramSecret::parse(password) {
+                Some(s) => s,
+                None => ScramSecret::from_password(password, &self.salt, DERIVED_ITERATIONS),
+            })
+        })
     }
 
     /// What an MD5 response of `user` is checked against: the stored `md5...` hash of the
     /// configured `password`, hashed once per password rather than at every login (a stored
     /// hash or a SCRAM verifier is returned as configured).
     pub fn md5_stored(&self, user: &str, password: &str) -> Arc<str> {
-        if let Some((pw, stored)) = self.md5_by_user.lock().get(user)
-            && pw == password
-        {
-            return stored.clone();
-        }
-        let stored: Arc<str> = if pgsplit_wire::md5::is_stored_hash(password)
-            || password.starts_with("SCRAM-SHA-256$")
-        {
-            Arc::from(password)
-        } else {
-            Arc::from(pgsplit_wire::md5::stored_hash(user, password))
-        };
-        self.md5_by_user
-            .lock()
-            .insert(user.to_owned(), (password.to_owned(), stored.clone()));
-        stored
+        derived(&self.md5, user, password, || {
+            if pgsplit_wire::md5::is_stored_hash(password) || password.starts_with("SCRAM-SHA-256$")
+            {
+                Arc::from(password)
+            } else {
+                Arc::from(pgsplit_wire::md5::stored_hash(user, password))
+            }
+        })
     }
 }
 

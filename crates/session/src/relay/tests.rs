@@ -3,6 +3,18 @@
 use super::*;
 use pgsplit_wire::encode;
 
+/// A relay state and statement cache after the client sent the simple query `sql`.
+fn after_query(sql: &str) -> (RelayState, StatementCache) {
+    let mut st = RelayState::new(ClientStatements::new(Default::default()));
+    let mut cache = StatementCache::default();
+    let mut frame_buf = BytesMut::new();
+    encode::query(&mut frame_buf, sql);
+    let q = next_frame(&mut frame_buf, 1 << 20).unwrap().unwrap();
+    let mut req = Vec::new();
+    rewrite_client(q, &mut st.statements, &mut cache, &mut st.plan, &mut req).unwrap();
+    (st, cache)
+}
+
 #[test]
 fn fatal_detection() {
     let mut buf = BytesMut::new();
@@ -21,14 +33,8 @@ fn fatal_detection() {
 
 #[test]
 fn server_messages_update_state_and_reach_the_client() {
-    let mut st = RelayState::new(ClientStatements::new(Default::default()));
+    let (mut st, mut cache) = after_query("select 1");
     let mut buf = BytesMut::new();
-    let mut req = Vec::new();
-    let mut frame_buf = BytesMut::new();
-    encode::query(&mut frame_buf, "select 1");
-    let q = next_frame(&mut frame_buf, 1 << 20).unwrap().unwrap();
-    let mut cache = StatementCache::default();
-    rewrite_client(q, &mut st.statements, &mut cache, &mut st.plan, &mut req).unwrap();
     encode::parameter_status(&mut buf, "application_name", "x");
     encode::command_complete(&mut buf, "SELECT 1");
     encode::ready_for_query(&mut buf, b'T');
@@ -48,13 +54,7 @@ fn server_messages_update_state_and_reach_the_client() {
 
 #[test]
 fn row_runs_are_forwarded_whole_and_in_order() {
-    let mut st = RelayState::new(ClientStatements::new(Default::default()));
-    let mut cache = StatementCache::default();
-    let mut frame_buf = BytesMut::new();
-    encode::query(&mut frame_buf, "select a from t");
-    let q = next_frame(&mut frame_buf, 1 << 20).unwrap().unwrap();
-    let mut req = Vec::new();
-    rewrite_client(q, &mut st.statements, &mut cache, &mut st.plan, &mut req).unwrap();
+    let (mut st, mut cache) = after_query("select a from t");
     let mut buf = BytesMut::new();
     encode::row_description(&mut buf, &[("a", 25)]);
     for i in 0..100u32 {
@@ -286,13 +286,7 @@ fn oversized_and_undersized_lengths_are_errors() {
 #[test]
 fn a_fatal_before_the_client_saw_anything_is_retried_unseen() {
     for sent_before in [false, true] {
-        let mut st = RelayState::new(ClientStatements::new(Default::default()));
-        let mut cache = StatementCache::default();
-        let mut frame_buf = BytesMut::new();
-        encode::query(&mut frame_buf, "select a from t");
-        let q = next_frame(&mut frame_buf, 1 << 20).unwrap().unwrap();
-        let mut req = Vec::new();
-        rewrite_client(q, &mut st.statements, &mut cache, &mut st.plan, &mut req).unwrap();
+        let (mut st, mut cache) = after_query("select a from t");
         st.retry_armed = true;
         let mut out = Outbox::default();
         let mut buf = BytesMut::new();
