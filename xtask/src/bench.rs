@@ -17,6 +17,7 @@
 //! (the description of the machine), `memory` (the idle-connection memory bench), `instructions`
 //! (callgrind counts).
 
+mod cpu;
 mod instructions;
 mod machine;
 mod memory;
@@ -204,6 +205,20 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
         &[],
     )?;
     let (pgsplit_port, bouncer_port) = (pgsplit.port, bouncer.port);
+    // Whose CPU each run reports: the target's proxy, and the cluster's servers.
+    let postmasters: Vec<u32> = std::iter::once(cluster.primary())
+        .chain(cluster.replica_nodes())
+        .filter_map(|node| cpu::postmaster_pid(&node.data_dir()))
+        .collect();
+    let proxy_pids = [pgsplit.service.pid(), bouncer.service.pid()];
+    let watch = |target: Target| pgbench::Watch {
+        proxy: match target {
+            Target::Direct => None,
+            Target::Pgsplit => proxy_pids[0],
+            Target::Pgbouncer => proxy_pids[1],
+        },
+        postmasters: &postmasters,
+    };
     let bouncer_prepared = bouncer.prepared_database;
     let endpoint = |target: Target, kind: Kind| -> Endpoint {
         let (port, database) = match target {
@@ -257,6 +272,7 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
                 secs: WARM_UP_SECS,
                 log: false,
                 app_name: None,
+                watch: watch(target),
             };
             let figures =
                 warm.execute(pg, &runs_dir, &format!("warm-{}-{kind:?}", target.label()))?;
@@ -294,6 +310,7 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
                         secs: plan.secs,
                         log: true,
                         app_name: workload.app_name,
+                        watch: watch(target),
                     };
                     // Where pgsplit sent the reads, from its counters around the run.
                     let reads_before = (target == Target::Pgsplit)
@@ -353,11 +370,14 @@ fn print_figures(f: &pgbench::Figures, started: Instant, done: usize, total: usi
         v.map_or_else(|| "—".to_owned(), |v| format!("{v:.digits$}"))
     };
     let left = started.elapsed().as_secs_f64() / done as f64 * (total - done) as f64;
+    let per_txn = |ms: Option<f64>| report::us_per_txn(ms, f.processed);
     println!(
-        "  tps {}, mean {} ms, p99 {} ms, {} transactions, {} failed{}; about {:.0} min left",
+        "  tps {}, mean {} ms, p99 {} ms, CPU µs/txn proxy {} servers {}, {} transactions, {} failed{}; about {:.0} min left",
         show(f.tps, 1),
         show(f.latency_ms, 3),
         show(f.p99_ms, 3),
+        show(per_txn(f.proxy_cpu_ms), 1),
+        show(per_txn(f.servers_cpu_ms), 1),
         f.processed,
         f.failed,
         f.error
@@ -367,10 +387,6 @@ fn print_figures(f: &pgbench::Figures, started: Instant, done: usize, total: usi
     );
 }
 
-/// Creates (or updates) the role of the md5 workload on the primary, over its unix socket as the
-/// superuser: LOGIN, password = name stored as an md5 hash, member of `app` (so it may read the
-/// pgbench tables `app` owns) and allowed to connect to database `app`. The replicas get it by
-/// streaming replication. Returns the md5 hash from `pg_authid`, for PgBouncer's userlist.
 /// Builds the release pgsplit and returns its path.
 fn build_pgsplit() -> Result<PathBuf> {
     println!("\n==> building pgsplit (release)");
@@ -394,6 +410,10 @@ fn work_dir(name: &str) -> Result<PathBuf> {
     Ok(work)
 }
 
+/// Creates (or updates) the role of the md5 workload on the primary, over its unix socket as the
+/// superuser: LOGIN, password = name stored as an md5 hash, member of `app` (so it may read the
+/// pgbench tables `app` owns) and allowed to connect to database `app`. The replicas get it by
+/// streaming replication. Returns the md5 hash from `pg_authid`, for PgBouncer's userlist.
 fn create_md5_role(pg: &Pg, cluster: &Cluster) -> Result<String> {
     println!("\n==> role {MD5_USER} with an md5 password (for the md5 `-C` workload)");
     cluster.primary().script(

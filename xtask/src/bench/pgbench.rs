@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::cpu;
 use crate::cmd;
 use crate::pg::Pg;
 
@@ -33,6 +34,17 @@ pub(crate) struct Run<'a> {
     pub(crate) log: bool,
     /// `PGAPPNAME` for pgbench's connections (else pgbench's own `pgbench`).
     pub(crate) app_name: Option<&'a str>,
+    /// Whose CPU time to read around the run.
+    pub(crate) watch: Watch<'a>,
+}
+
+/// The processes whose CPU time a run reports besides pgbench's.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Watch<'a> {
+    /// The proxy pgbench goes through (none for the direct target).
+    pub(crate) proxy: Option<u32>,
+    /// The postmasters of the cluster.
+    pub(crate) postmasters: &'a [u32],
 }
 
 /// What a run measured; figures pgbench did not print stay `None`.
@@ -48,6 +60,10 @@ pub(crate) struct Figures {
     /// CPU time (user + system) pgbench itself used, in milliseconds, from the reaped-children
     /// times of /proc/self/stat around the run (10 ms resolution).
     pub(crate) client_cpu_ms: Option<f64>,
+    /// CPU time the proxy used during the run, in milliseconds (10 ms resolution).
+    pub(crate) proxy_cpu_ms: Option<f64>,
+    /// CPU time the PostgreSQL servers used during the run, in milliseconds.
+    pub(crate) servers_cpu_ms: Option<f64>,
     /// Why the run did not finish cleanly (non-zero exit, killed at the deadline, ...).
     pub(crate) error: Option<String>,
 }
@@ -95,7 +111,9 @@ impl Run<'_> {
         pgbench.stdout(std::fs::File::create(&out_path)?);
         pgbench.stderr(std::fs::File::create(&err_path)?);
         println!("  $ {}", cmd::display(&pgbench));
-        let cpu_before = children_cpu_ticks();
+        let cpu_before = cpu::reaped_children_ticks();
+        let proxy_before = self.watch.proxy.and_then(cpu::process_ticks);
+        let servers_before = cpu::servers_ticks(self.watch.postmasters);
         let mut child = pgbench
             .spawn()
             .with_context(|| format!("could not run `{}`", cmd::display(&pgbench)))?;
@@ -115,9 +133,11 @@ impl Run<'_> {
         let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
         let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
         let mut figures = parse_summary(&stdout);
-        figures.client_cpu_ms = cpu_before
-            .zip(children_cpu_ticks())
-            .map(|(before, after)| after.saturating_sub(before) as f64 * 1000.0 / CLOCK_TICKS);
+        figures.client_cpu_ms = cpu::ms_between(cpu_before, cpu::reaped_children_ticks());
+        figures.proxy_cpu_ms =
+            cpu::ms_between(proxy_before, self.watch.proxy.and_then(cpu::process_ticks));
+        figures.servers_cpu_ms =
+            cpu::ms_between(servers_before, cpu::servers_ticks(self.watch.postmasters));
         figures.error = match status {
             None => Some(format!(
                 "killed after {}s (pgbench did not finish)",
@@ -138,27 +158,6 @@ impl Run<'_> {
         }
         Ok(figures)
     }
-}
-
-/// `USER_HZ`, the unit of the times in /proc (100 on Linux whatever the kernel's own HZ).
-const CLOCK_TICKS: f64 = 100.0;
-
-/// `cutime + cstime` of this process: the CPU time of every child it has reaped (and of theirs),
-/// in clock ticks. pgbench is the only child reaped during a run, so the difference around one
-/// run is pgbench's own CPU time.
-fn children_cpu_ticks() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    parse_children_ticks(&stat)
-}
-
-/// Fields 16 and 17 (`cutime`, `cstime`) of a /proc/PID/stat line, counted after the
-/// parenthesised command name (which may contain spaces).
-fn parse_children_ticks(stat: &str) -> Option<u64> {
-    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
-    // After the name come field 3 (state) onwards: cutime is field 16, so the 14th from here.
-    let cutime: u64 = fields.nth(13)?.parse().ok()?;
-    let cstime: u64 = fields.next()?.parse().ok()?;
-    Some(cutime + cstime)
 }
 
 fn deadline_secs(secs: u32) -> u64 {
@@ -244,15 +243,7 @@ pub(crate) fn percentile(mut values: Vec<u64>, q: f64) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_children_ticks, parse_log, parse_summary, percentile};
-
-    #[test]
-    fn children_ticks_from_stat() {
-        let stat = "123 (a b) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17";
-        // utime 11, stime 12, cutime 13, cstime 14.
-        assert_eq!(parse_children_ticks(stat), Some(27));
-        assert!(super::children_cpu_ticks().is_some());
-    }
+    use super::{parse_log, parse_summary, percentile};
 
     #[test]
     fn summary_of_pgbench_15() {

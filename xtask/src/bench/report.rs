@@ -55,6 +55,10 @@ struct Cell {
     p99_ms: Option<f64>,
     /// pgbench's own CPU time per transaction, in milliseconds.
     client_cpu_ms: Option<f64>,
+    /// The proxy's CPU time per transaction, in microseconds.
+    proxy_cpu_us: Option<f64>,
+    /// The PostgreSQL servers' CPU time per transaction, in microseconds.
+    servers_cpu_us: Option<f64>,
     failed: u64,
     errors: Vec<String>,
     /// Share of the reads pgsplit sent to replicas (median over the rounds), when known.
@@ -84,6 +88,8 @@ impl Cell {
                 let cpu = f.client_cpu_ms.filter(|_| f.processed > 0)?;
                 Some(cpu / f.processed as f64)
             }),
+            proxy_cpu_us: median_of(|f| us_per_txn(f.proxy_cpu_ms, f.processed)),
+            servers_cpu_us: median_of(|f| us_per_txn(f.servers_cpu_ms, f.processed)),
             failed: runs.iter().map(|f| f.failed).sum(),
             errors: runs.iter().filter_map(|f| f.error.clone()).collect(),
             replica_share: median(
@@ -189,6 +195,18 @@ fn pgsplit_checks(
     out
 }
 
+/// Where the CPU went, for a row whose target is missed: the two proxies' and the servers' CPU
+/// per transaction.
+fn cpu_note(pgsplit: &Cell, bouncer: &Cell) -> Option<String> {
+    Some(format!(
+        "CPU per transaction: pgsplit {:.1} µs against PgBouncer's {:.1}, the servers {} behind pgsplit against {} behind PgBouncer",
+        pgsplit.proxy_cpu_us?,
+        bouncer.proxy_cpu_us?,
+        us_text(pgsplit.servers_cpu_us),
+        us_text(bouncer.servers_cpu_us),
+    ))
+}
+
 fn tps_text(tps: Option<f64>) -> String {
     match tps {
         Some(t) if t >= 100.0 => format!("{t:.0}"),
@@ -199,6 +217,15 @@ fn tps_text(tps: Option<f64>) -> String {
 
 fn ms_text(ms: Option<f64>) -> String {
     ms.map_or_else(|| "—".to_owned(), |v| format!("{v:.3}"))
+}
+
+fn us_text(us: Option<f64>) -> String {
+    us.map_or_else(|| "—".to_owned(), |v| format!("{v:.1}"))
+}
+
+/// CPU milliseconds over a run as microseconds per processed transaction.
+pub(crate) fn us_per_txn(ms: Option<f64>, processed: u64) -> Option<f64> {
+    (processed > 0).then(|| ms.map(|ms| ms * 1000.0 / processed as f64))?
 }
 
 fn ratio_text(r: Option<f64>) -> String {
@@ -267,6 +294,12 @@ pub(crate) fn render(setup: &Setup<'_>, samples: &[Sample]) -> String {
          - **pgbench CPU ms/txn**: the user + system CPU time pgbench itself used during the run \
          (xtask's reaped-children times in /proc/self/stat, 10 ms resolution) divided by its transactions: \
          the client's own cost, which with `-C` includes its side of every login.\n\
+         - **proxy CPU µs/txn**: the user + system CPU time of the proxy's process (all its threads, fields 14 and 15 \
+         of /proc/PID/stat) during the run, divided by the transactions; none for direct. \
+         **PostgreSQL CPU µs/txn**: the same for the three servers together (each postmaster's own and reaped \
+         children's time, fields 14 to 17, plus its live children's). Where a tps target is missed, these two columns \
+         show where the machine's CPU went: on these shared two cores, every microsecond the proxy or the servers \
+         spend per transaction is taken from the others.\n\
          - **p99**: the 99th percentile (nearest rank) of the latency column of pgbench's per-transaction `--log` files, \
          over every transaction of the run. pgbench times a transaction from after its connection is made, \
          so with `-C` the p99 leaves out the transaction's own connecting \
@@ -349,8 +382,8 @@ fn render_workload(
              through a proxy it costs a login to the proxy, with the server connections pooled.\n\n",
         );
     }
-    md.push_str("| clients | target | tps (median) | tps per round | vs direct | pgsplit / PgBouncer | mean latency ms | p99 ms | pgbench CPU ms/txn | failed txns | targets and notes |\n");
-    md.push_str("|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---|\n");
+    md.push_str("| clients | target | tps (median) | tps per round | vs direct | pgsplit / PgBouncer | mean latency ms | p99 ms | pgbench CPU ms/txn | proxy CPU µs/txn | PostgreSQL CPU µs/txn | failed txns | targets and notes |\n");
+    md.push_str("|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
     for &clients in &setup.plan.clients {
         let [direct, pgsplit, bouncer] =
             Target::ALL.map(|t| Cell::new(samples, workload.kind, clients, t));
@@ -359,8 +392,15 @@ fn render_workload(
             let mut vs_bouncer = String::new();
             if *target == Target::Pgsplit {
                 vs_bouncer = ratio_text(ratio(pgsplit.tps, bouncer.tps));
-                for check in pgsplit_checks(workload.kind, clients, &direct, &pgsplit, &bouncer) {
+                let checks = pgsplit_checks(workload.kind, clients, &direct, &pgsplit, &bouncer);
+                for check in &checks {
                     let line = check.render();
+                    summary.push(format!("{}, {clients} clients: {line}", workload.title));
+                    notes.push(line);
+                }
+                if checks.iter().any(|c| c.met == Some(false))
+                    && let Some(line) = cpu_note(&pgsplit, &bouncer)
+                {
                     summary.push(format!("{}, {clients} clients: {line}", workload.title));
                     notes.push(line);
                 }
@@ -395,12 +435,14 @@ fn render_workload(
             };
             let _ = writeln!(
                 md,
-                "| {clients} | {label} | {} | {} | {vs_direct} | {vs_bouncer} | {} | {} | {} | {} | {} |",
+                "| {clients} | {label} | {} | {} | {vs_direct} | {vs_bouncer} | {} | {} | {} | {} | {} | {} | {} |",
                 tps_text(cell.tps),
                 rounds.join(" / "),
                 ms_text(cell.latency_ms),
                 ms_text(cell.p99_ms),
                 ms_text(cell.client_cpu_ms),
+                us_text(cell.proxy_cpu_us),
+                us_text(cell.servers_cpu_us),
                 cell.failed,
                 notes.join("; "),
             );
@@ -451,7 +493,40 @@ pub(crate) fn splice_between(old: &str, begin: &str, end: &str, section: &str) -
 
 #[cfg(test)]
 mod tests {
-    use super::{BEGIN, END, median, splice, splice_between};
+    use super::{BEGIN, Cell, END, cpu_note, median, splice, splice_between, us_per_txn};
+
+    fn cell(proxy_cpu_us: Option<f64>, servers_cpu_us: Option<f64>) -> Cell {
+        Cell {
+            rounds: Vec::new(),
+            tps: None,
+            latency_ms: None,
+            p99_ms: None,
+            client_cpu_ms: None,
+            proxy_cpu_us,
+            servers_cpu_us,
+            failed: 0,
+            errors: Vec::new(),
+            replica_share: None,
+        }
+    }
+
+    #[test]
+    fn cpu_per_transaction() {
+        assert_eq!(us_per_txn(Some(1500.0), 100_000), Some(15.0));
+        assert_eq!(us_per_txn(Some(1500.0), 0), None);
+        assert_eq!(us_per_txn(None, 10), None);
+        let note = cpu_note(&cell(Some(21.04), Some(66.0)), &cell(Some(12.0), None));
+        assert_eq!(
+            note.as_deref(),
+            Some(
+                "CPU per transaction: pgsplit 21.0 µs against PgBouncer's 12.0, the servers 66.0 behind pgsplit against — behind PgBouncer"
+            )
+        );
+        assert_eq!(
+            cpu_note(&cell(None, Some(1.0)), &cell(Some(1.0), None)),
+            None
+        );
+    }
 
     #[test]
     fn medians() {
