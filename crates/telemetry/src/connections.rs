@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use prometheus::core::Collector;
-use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts};
+
+use crate::families::Families;
 
 /// Client states as `pgsplit_clients{state}` labels them.
 pub const CLIENT_STATES: [&str; 3] = ["active", "idle", "waiting"];
@@ -66,25 +68,16 @@ pub struct ConnectionMetrics {
     scrape: Arc<Mutex<()>>,
 }
 
-fn registered<M: Collector + Clone + 'static>(registry: &Registry, m: M) -> M {
-    registry
-        .register(Box::new(m.clone()))
-        .expect("metric registered once");
-    m
-}
-
 impl ConnectionMetrics {
     /// Creates the families (the parse cache counter is registered by the caller, which owns
-    /// it as a public field) and registers them in `registry`.
+    /// it as a public field) and registers them in `families`.
     pub(crate) fn new(
-        registry: &Registry,
+        families: &Families,
         parse_cache_total: &prometheus::IntCounterVec,
     ) -> ConnectionMetrics {
         let int_vec = |name: &str, help: &str, labels: &[&str]| {
-            registered(
-                registry,
-                IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
-            )
+            families
+                .register(IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
         };
         let clients = int_vec(
             "pgsplit_clients",

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 mod connections;
+mod families;
 mod metrics;
 mod servers;
 

@@ -6,10 +6,11 @@
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry,
+    IntGaugeVec, Opts,
 };
 
 use crate::connections::ConnectionMetrics;
+use crate::families::Families;
 use crate::servers::ServerMetrics;
 
 /// The `role` label values of `pgsplit_query_duration_seconds`.
@@ -18,7 +19,7 @@ pub const QUERY_ROLES: [&str; 2] = ["primary", "replica"];
 /// Every metric family, registered in its own registry (no process-wide default registry).
 #[derive(Clone, Debug)]
 pub struct Metrics {
-    registry: Registry,
+    families: Families,
     /// Client connections currently open (authenticated or not).
     pub client_connections: IntGauge,
     /// Client connections accepted since start.
@@ -76,37 +77,28 @@ impl Default for Metrics {
 impl Metrics {
     /// Creates and registers every family.
     pub fn new() -> Self {
-        let registry = Registry::new();
+        let families = Families::default();
         let gauge = |name: &str, help: &str| {
-            let g = IntGauge::with_opts(Opts::new(name, help)).expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("metric registered once");
-            g
+            families.register(IntGauge::with_opts(Opts::new(name, help)).expect("valid metric"))
         };
         let counter = |name: &str, help: &str| {
-            let c = IntCounter::with_opts(Opts::new(name, help)).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("metric registered once");
-            c
+            families.register(IntCounter::with_opts(Opts::new(name, help)).expect("valid metric"))
         };
         let client_connections = gauge("pgsplit_client_connections", "Client connections open.");
         let client_connections_total = counter(
             "pgsplit_client_connections_total",
             "Client connections accepted.",
         );
-        let event_loop_clients = IntGaugeVec::new(
-            Opts::new(
-                "pgsplit_event_loop_clients",
-                "Client connections each event loop serves now.",
-            ),
-            &["event_loop"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(event_loop_clients.clone()))
-            .expect("metric registered once");
+        let event_loop_clients = families.register(
+            IntGaugeVec::new(
+                Opts::new(
+                    "pgsplit_event_loop_clients",
+                    "Client connections each event loop serves now.",
+                ),
+                &["event_loop"],
+            )
+            .expect("valid metric"),
+        );
         let pinned_clients = gauge(
             "pgsplit_pinned_clients",
             "Clients pinned to one server connection by session state that cannot be replayed.",
@@ -116,25 +108,21 @@ impl Metrics {
             "pgsplit_checkout_timeouts_total",
             "Server connection checkouts that timed out (SQLSTATE 53300).",
         );
-        let checkout_wait_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "pgsplit_checkout_wait_seconds",
-                "Time waiting for a server connection from a pool.",
+        let checkout_wait_seconds = families.register(
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "pgsplit_checkout_wait_seconds",
+                    "Time waiting for a server connection from a pool.",
+                )
+                .buckets(vec![
+                    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
+                ]),
             )
-            .buckets(vec![
-                0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
-            ]),
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(checkout_wait_seconds.clone()))
-            .expect("metric registered once");
+            .expect("valid metric"),
+        );
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("metric registered once");
-            c
+            families
+                .register(IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
         };
         let route_decisions_total = counter_vec(
             "pgsplit_route_decisions_total",
@@ -160,7 +148,7 @@ impl Metrics {
             "Classification cache lookups by result (hit, miss).",
             &["result"],
         );
-        let query_duration_seconds = HistogramVec::new(
+        let query_duration_seconds = families.register(HistogramVec::new(
             HistogramOpts::new(
                 "pgsplit_query_duration_seconds",
                 "Time from sending a unit of SQL to a server until its ReadyForQuery, by server role.",
@@ -171,15 +159,12 @@ impl Metrics {
             ]),
             &["role"],
         )
-        .expect("valid metric");
-        registry
-            .register(Box::new(query_duration_seconds.clone()))
-            .expect("metric registered once");
+        .expect("valid metric"));
         for role in QUERY_ROLES {
             query_duration_seconds.with_label_values(&[role]);
         }
-        let connections = ConnectionMetrics::new(&registry, &parse_cache_total);
-        let servers = ServerMetrics::new(&registry);
+        let connections = ConnectionMetrics::new(&families, &parse_cache_total);
+        let servers = ServerMetrics::new(&families);
         let config_reloads_total = counter_vec(
             "pgsplit_config_reloads_total",
             "Config reloads by result (ok: applied; failed: refused, the old config stays).",
@@ -195,7 +180,7 @@ impl Metrics {
         config_generation.set(1);
         Metrics {
             servers,
-            registry,
+            families,
             config_reloads_total,
             config_generation,
             route_decisions_total,
@@ -215,6 +200,12 @@ impl Metrics {
         }
     }
 
+    /// The names of every family pgsplit exports, sorted (including families with labels
+    /// that have no series yet and so are not in a scrape).
+    pub fn family_names(&self) -> Vec<String> {
+        self.families.names()
+    }
+
     /// The `pgsplit_query_duration_seconds` series of `role` (`primary` or `replica`).
     /// Resolve it once and keep it: this looks the label up.
     pub fn query_duration(&self, role: &str) -> Histogram {
@@ -224,7 +215,7 @@ impl Metrics {
     /// Every family in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
-        let families = self.registry.gather();
+        let families = self.families.registry.gather();
         // Encoding into a Vec cannot fail for well-formed families.
         let _ = prometheus::TextEncoder::new().encode(&families, &mut out);
         String::from_utf8(out).unwrap_or_default()
@@ -246,6 +237,30 @@ mod tests {
         assert!(text.contains("# TYPE pgsplit_checkout_wait_seconds histogram"));
         assert!(text.contains("pgsplit_checkout_wait_seconds_count 1"));
         assert!(text.contains("# HELP pgsplit_client_connections_total"));
+    }
+
+    #[test]
+    fn family_names_include_families_without_series() {
+        let m = Metrics::new();
+        let names = m.family_names();
+        // Labelled families with no series yet are not rendered, but are named.
+        assert!(!m.render().contains("pgsplit_queries_total"));
+        for name in [
+            "pgsplit_queries_total",
+            "pgsplit_server_up",
+            "pgsplit_clients",
+            "pgsplit_client_connections",
+            "pgsplit_query_duration_seconds",
+        ] {
+            assert!(
+                names.iter().any(|n| n == name),
+                "{name} missing in {names:?}"
+            );
+        }
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(names, sorted, "sorted, each once");
     }
 
     #[test]

@@ -4,9 +4,9 @@
 //! sets values through the handles, so no label lookup happens per probe. When a server leaves
 //! the config, [`ServerMetrics::remove`] drops its series.
 
-use prometheus::{
-    Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+
+use crate::families::Families;
 
 /// A server's role as exported in `pgsplit_server_role{role}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,21 +79,12 @@ impl ServerHandles {
     }
 }
 
-fn registered<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, m: M) -> M {
-    registry
-        .register(Box::new(m.clone()))
-        .expect("metric registered once");
-    m
-}
-
 impl ServerMetrics {
-    /// Creates the families and registers them in `registry`.
-    pub(crate) fn new(registry: &Registry) -> ServerMetrics {
+    /// Creates the families and registers them in `families`.
+    pub(crate) fn new(families: &Families) -> ServerMetrics {
         let int_vec = |name: &str, help: &str, labels: &[&str]| {
-            registered(
-                registry,
-                IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
-            )
+            families
+                .register(IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
         };
         ServerMetrics {
             up: int_vec(
@@ -111,9 +102,7 @@ impl ServerMetrics {
                 "Bytes of WAL the replica has not replayed yet (0 on the primary and while unknown).",
                 &["server"],
             ),
-            lag_seconds: registered(
-                registry,
-                GaugeVec::new(
+            lag_seconds: families.register(GaugeVec::new(
                     Opts::new(
                         "pgsplit_replica_lag_seconds",
                         "How long ago the primary was at the replica's replay position (0 when caught up or unknown).",
@@ -127,9 +116,7 @@ impl ServerMetrics {
                 "1 while the replica takes no reads because it is over a lag limit.",
                 &["server"],
             ),
-            checks: registered(
-                registry,
-                IntCounterVec::new(
+            checks: families.register(IntCounterVec::new(
                     Opts::new(
                         "pgsplit_health_checks_total",
                         "Health probes by server and result (ok, failed).",
@@ -138,17 +125,13 @@ impl ServerMetrics {
                 )
                 .expect("valid metric"),
             ),
-            failovers_total: registered(
-                registry,
-                IntCounter::with_opts(Opts::new(
+            failovers_total: families.register(IntCounter::with_opts(Opts::new(
                     "pgsplit_failovers_total",
                     "Times the primary changed from one known server to another.",
                 ))
                 .expect("valid metric"),
             ),
-            split_brain: registered(
-                registry,
-                IntGauge::with_opts(Opts::new(
+            split_brain: families.register(IntGauge::with_opts(Opts::new(
                     "pgsplit_split_brain",
                     "1 while more than one server claims to be the primary.",
                 ))
