@@ -1,4 +1,4 @@
-//! Test helpers for pgsplit: the real test cluster, proxy config YAML, and a scripted mock PostgreSQL server.
+//! Test helpers for pgsplit: the real test cluster, proxy config YAML, a scripted mock PostgreSQL server, and where external tools are.
 //!
 //! This crate is a dev-dependency only.
 //! It may use `pgsplit-wire` and `pgsplit-config` but never `session` or `proxy`,
@@ -10,6 +10,7 @@
 pub mod cluster;
 pub mod mock;
 pub mod proxy_config;
+pub mod tools;
 
 pub use cluster::{ClusterEnv, Node};
 pub use mock::{Match, MockServer, Received, Reply, Script};

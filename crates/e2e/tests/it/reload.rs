@@ -223,15 +223,7 @@ async fn reloads(admin: SocketAddr, result: &str) -> u64 {
 /// the cluster is required, as in CI); otherwise fails the test on any problem promtool
 /// reports, lint warnings included.
 async fn promtool_check(text: &str) -> Option<()> {
-    let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
-        .into_iter()
-        .map(PathBuf::from)
-        .chain(std::env::var_os("PATH").into_iter().flat_map(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join("promtool"))
-                .collect::<Vec<_>>()
-        }))
-        .find(|p| p.is_file());
+    let promtool = pgsplit_testkit::tools::promtool();
     let Some(promtool) = promtool else {
         assert!(
             !cluster_required(),

@@ -1,6 +1,7 @@
 //! Tests of the `pgsplit` binary's command line: `check`, `--version`, usage errors.
 
 mod admin;
+mod deploy;
 mod logs;
 mod sighup;
 
