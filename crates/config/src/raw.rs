@@ -27,6 +27,8 @@ pub(crate) struct RawConfig {
     pub(crate) listen: Option<String>,
     /// HTTP admin settings.
     pub(crate) admin: Option<RawAdmin>,
+    /// TLS towards clients.
+    pub(crate) tls: Option<RawTls>,
     /// Logging settings.
     pub(crate) log: Option<RawLog>,
     /// Client-side limits.
@@ -71,6 +73,18 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawAdmin {
     /// `host:port` of the HTTP server.
     pub(crate) listen: Option<String>,
+}
+
+/// `tls:`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a mapping of TLS settings")]
+pub(crate) struct RawTls {
+    /// Path of the PEM certificate chain.
+    pub(crate) cert: Option<String>,
+    /// Path of the PEM private key.
+    pub(crate) key: Option<String>,
+    /// `prefer` or `require`.
+    pub(crate) mode: Option<String>,
 }
 
 /// `log:`.

@@ -8,7 +8,7 @@ use std::fmt;
 use crate::units::{format_duration, format_size};
 use crate::{
     AuthMethod, Balance, Config, Consistency, LogFormat, PoolMode, PrimaryReads, Role, RuleTarget,
-    StatementKind, UnknownFunctions,
+    StatementKind, TlsMode, UnknownFunctions,
 };
 
 macro_rules! spelled {
@@ -34,6 +34,7 @@ macro_rules! spelled {
 }
 
 spelled!(LogFormat { Text => "text", Json => "json" });
+spelled!(TlsMode { Prefer => "prefer", Require => "require" });
 spelled!(AuthMethod { ScramSha256 => "scram-sha-256", Md5 => "md5", Trust => "trust" });
 spelled!(PoolMode { Transaction => "transaction", Session => "session" });
 spelled!(Role { Primary => "primary", Replica => "replica", Auto => "auto" });
@@ -81,6 +82,16 @@ impl fmt::Display for Config {
         }
         writeln!(f, "listen: {}", self.listen)?;
         writeln!(f, "admin: {{ listen: {} }}", self.admin.listen)?;
+        match &self.tls {
+            Some(t) => writeln!(
+                f,
+                "tls: {{ cert: {:?}, key: {:?}, mode: {} }}",
+                t.cert.display().to_string(),
+                t.key.display().to_string(),
+                t.mode
+            )?,
+            None => writeln!(f, "tls: none")?,
+        }
         writeln!(
             f,
             "log: {{ format: {}, level: {:?} }}",

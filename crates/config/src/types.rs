@@ -16,6 +16,8 @@ pub struct Config {
     pub listen: String,
     /// HTTP admin settings.
     pub admin: AdminConfig,
+    /// TLS towards clients (`tls:`); `None`: SSLRequest is declined, clients talk in plain text.
+    pub tls: Option<TlsConfig>,
     /// Logging settings.
     pub log: LogConfig,
     /// Resource limits on the client side.
@@ -71,6 +73,28 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A `tracing` env-filter directive such as `info` or `pgsplit=debug`. Default `info`.
     pub level: String,
+}
+
+/// TLS towards clients: the certificate pgsplit presents and whether plain text is allowed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain, leaf first. Read at start, reload, and `pgsplit
+    /// check`; a relative path is relative to the working directory.
+    pub cert: std::path::PathBuf,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
+    /// Whether clients may still connect without TLS. Default `prefer`.
+    pub mode: TlsMode,
+}
+
+/// Whether a client must use TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// TLS is offered (SSLRequest is accepted); plain-text clients are served too.
+    Prefer,
+    /// Plain-text clients are refused after their startup packet (FATAL 28000), as a
+    /// PostgreSQL server with only `hostssl` lines does. Cancel requests are still taken.
+    Require,
 }
 
 /// Log line format.

@@ -13,10 +13,10 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use crate::password::{PasswordKind, check_scram_verifier};
-use crate::raw::{RawConfig, RawLimits, RawLog, RawPool, RawServer, RawUser, Scalar};
+use crate::raw::{RawConfig, RawLimits, RawLog, RawPool, RawServer, RawTls, RawUser, Scalar};
 use crate::{
     AdminConfig, AuthMethod, Config, ConfigError, ConfigErrors, Limits, Locator, LogConfig,
-    LogFormat, PoolConfig, PoolMode, Role, Server, User,
+    LogFormat, PoolConfig, PoolMode, Role, Server, TlsConfig, TlsMode, User,
 };
 
 /// Default `listen`.
@@ -47,6 +47,7 @@ pub(crate) fn validate(
         raw.admin.as_ref().and_then(|a| a.listen.as_deref()),
         DEFAULT_ADMIN_LISTEN,
     );
+    let tls = raw.tls.map(|t| c.tls(t));
     let log = c.log(raw.log.unwrap_or_default());
     let limits = c.limits(raw.limits.unwrap_or_default());
     let shutdown_timeout = c.duration(
@@ -71,6 +72,7 @@ pub(crate) fn validate(
         admin: AdminConfig {
             listen: admin_listen,
         },
+        tls: tls.flatten(),
         log,
         limits,
         shutdown_timeout,
@@ -244,6 +246,38 @@ impl Checker<'_> {
             }
             Some(text) => Some(text.to_owned()),
         }
+    }
+
+    /// `tls:`: both files are required; `None` (with errors) when one is missing.
+    fn tls(&mut self, raw: RawTls) -> Option<TlsConfig> {
+        let mode = self.choice(
+            "tls.mode",
+            raw.mode.as_deref(),
+            TlsMode::Prefer,
+            TlsMode::ALL,
+            TlsMode::as_str,
+        );
+        let mut path = |key: &str, value: Option<String>| match value {
+            Some(p) if !p.trim().is_empty() => Some(std::path::PathBuf::from(p)),
+            Some(_) => {
+                self.error(key, "must not be empty");
+                None
+            }
+            None => {
+                self.error(
+                    key,
+                    "is required when `tls` is set (a PEM file; remove `tls` to serve plain text only)",
+                );
+                None
+            }
+        };
+        let cert = path("tls.cert", raw.cert);
+        let key = path("tls.key", raw.key);
+        Some(TlsConfig {
+            cert: cert?,
+            key: key?,
+            mode,
+        })
     }
 
     fn log(&mut self, raw: RawLog) -> LogConfig {

@@ -115,6 +115,8 @@ pub(crate) struct FileWatch {
     tried: Tried,
     /// Whether the missing file was already reported.
     reported_missing: bool,
+    /// What the file is, for logs.
+    what: &'static str,
 }
 
 impl FileWatch {
@@ -129,7 +131,14 @@ impl FileWatch {
             last,
             tried,
             reported_missing: false,
+            what: "config file",
         }
+    }
+
+    /// Names the file in logs as `what` instead of "config file".
+    pub(crate) fn describing(mut self, what: &'static str) -> FileWatch {
+        self.what = what;
+        self
     }
 
     /// Looks at the file once; `true` when it changed and has settled, so it should be
@@ -142,15 +151,15 @@ impl FileWatch {
             Seen::Missing(why) => {
                 if settled && !self.reported_missing {
                     self.reported_missing = true;
-                    warn!(path = %self.path.display(), error = %why,
-                        "the config file cannot be read; the running config stays");
+                    warn!(path = %self.path.display(), error = %why, file = self.what,
+                        "the file cannot be read; the running config stays");
                 }
                 false
             }
             Seen::File(fp) => {
                 if self.reported_missing {
                     self.reported_missing = false;
-                    info!(path = %self.path.display(), "the config file is back");
+                    info!(path = %self.path.display(), file = self.what, "the file is back");
                 }
                 if !settled {
                     return false;
@@ -160,7 +169,7 @@ impl FileWatch {
                     return false;
                 }
                 *tried = Some(fp.hash);
-                debug!(path = %self.path.display(), target = %fp.target.display(), "config file changed");
+                debug!(path = %self.path.display(), target = %fp.target.display(), file = self.what, "file changed");
                 true
             }
         }
@@ -212,6 +221,76 @@ pub(crate) async fn watch_config(
         if changed {
             info!(path = %path.display(), "config file changed: reloading");
             // The outcome is logged and recorded by the reloader.
+            if control.reload().await.is_err() && *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+}
+
+/// The TLS files being watched and the watcher's memory of each.
+pub(crate) struct TlsWatch {
+    paths: Option<(PathBuf, PathBuf)>,
+    files: Vec<FileWatch>,
+}
+
+/// Takes the first look at the TLS files `tls` names (their content then counts as the one
+/// running), so that a change made any time after this returns is noticed.
+pub(crate) async fn first_tls_look(tls: Option<&pgsplit_config::TlsConfig>) -> TlsWatch {
+    let paths = tls.map(|t| (t.cert.clone(), t.key.clone()));
+    let wanted = paths.clone();
+    let files = tokio::task::spawn_blocking(move || {
+        wanted.map_or_else(Vec::new, |(cert, key)| {
+            [cert, key]
+                .map(|p| FileWatch::new(p, Tried::default()).describing("TLS file"))
+                .into()
+        })
+    })
+    .await
+    .unwrap_or_default();
+    if let Some((cert, key)) = &paths {
+        info!(cert = %cert.display(), key = %key.display(), "watching the TLS files");
+    }
+    TlsWatch { paths, files }
+}
+
+/// Watches the TLS files the current config names (`tls.cert`, `tls.key`) and asks `control`
+/// for a reload when one changed and settled: a renewed certificate, written in place or
+/// swapped in by the kubelet for a Secret volume, is served without a `SIGHUP`. Follows the
+/// config: after a reload that names other files, those are the ones watched.
+pub(crate) async fn watch_tls(
+    mut state: TlsWatch,
+    snapshot: Arc<arc_swap::ArcSwap<pgsplit_session::Snapshot>>,
+    every: Duration,
+    control: Arc<Control>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = async { drop(shutdown.wait_for(|d| *d).await) } => return,
+        }
+        let current = snapshot.load_full();
+        let tls = current.config.tls.as_ref();
+        if tls.map(|t| (&t.cert, &t.key)) != state.paths.as_ref().map(|(c, k)| (c, k)) {
+            // A reload named other files; it loaded them, so their content counts as tried.
+            state = first_tls_look(tls).await;
+            continue;
+        }
+        if state.files.is_empty() {
+            continue;
+        }
+        let polled = tokio::task::spawn_blocking(move || {
+            // Every file is polled (no short cut), so each keeps its own memory up to date.
+            let polls: Vec<bool> = state.files.iter_mut().map(FileWatch::poll).collect();
+            let changed = polls.contains(&true);
+            (state, changed)
+        })
+        .await;
+        let Ok((next, changed)) = polled else { return };
+        state = next;
+        if changed {
+            info!("a TLS file changed: reloading");
             if control.reload().await.is_err() && *shutdown.borrow() {
                 return;
             }

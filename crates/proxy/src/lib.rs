@@ -110,17 +110,37 @@ async fn maintain_pools(ctx: Ctx) {
     }
 }
 
+/// The TLS acceptor of `config.tls` (`None` without `tls:`), its files read now.
+///
+/// # Errors
+/// When a file cannot be read or used; the message names the key and the file.
+pub fn load_tls(config: &Config) -> anyhow::Result<Option<Arc<pgsplit_session::TlsServer>>> {
+    let Some(tls) = &config.tls else {
+        return Ok(None);
+    };
+    let file = config
+        .source
+        .as_ref()
+        .map_or_else(|| "the config".to_owned(), |p| p.display().to_string());
+    pgsplit_session::TlsServer::load(tls)
+        .map(Some)
+        .with_context(|| format!("{file}: TLS cannot be set up"))
+}
+
 /// Binds `config.listen` and `config.admin.listen` and starts serving on the current tokio
 /// runtime, which is the first of `config.workers` event loops: the others are single-threaded
 /// runtimes on threads of their own, started here, each accepting on its own socket bound to
 /// the same address (`SO_REUSEPORT`) and serving the clients the kernel gives it.
 ///
 /// When the config was read from a file (`config.source`), that file is watched (polled every
-/// [`CONFIG_POLL_INTERVAL`]) and reloaded when its content changes.
+/// [`CONFIG_POLL_INTERVAL`]) and reloaded when its content changes, and so are the TLS files
+/// it names.
 ///
 /// The admin endpoint keeps answering while the proxy drains (so `/readyz` can say 503) and
 /// stops once the accept loop has finished.
 pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
+    // The TLS files are read before anything listens: a broken one stops the start.
+    let tls = load_tls(&config)?;
     let workers = config.workers.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
@@ -135,6 +155,7 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     let metrics = Arc::new(Metrics::new());
     let source = config.source.clone();
     let (ctx, inbox) = Ctx::new(config, metrics.clone(), rx);
+    ctx.tls.store(tls);
     health::spawn(&ctx, inbox.server_events);
     tokio::spawn(maintain_pools(ctx.clone()));
     let last_reload = Arc::new(ArcSwapOption::empty());
@@ -150,6 +171,15 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         let state = filewatch::first_look(path, tried).await;
         tokio::spawn(filewatch::watch_config(
             state,
+            filewatch::POLL_EVERY,
+            ctx.control.clone(),
+            ctx.shutdown.clone(),
+        ));
+        let current = ctx.snapshot.load_full();
+        let tls = filewatch::first_tls_look(current.config.tls.as_ref()).await;
+        tokio::spawn(filewatch::watch_tls(
+            tls,
+            ctx.snapshot.clone(),
             filewatch::POLL_EVERY,
             ctx.control.clone(),
             ctx.shutdown.clone(),

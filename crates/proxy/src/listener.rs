@@ -221,7 +221,8 @@ async fn serve_loop(listener: TcpListener, shared: Shared, index: usize) {
                             sqlstate::TOO_MANY_CONNECTIONS,
                             "sorry, too many clients already",
                         );
-                        sessions.spawn(reject(stream, fields, 64 * 1024, startup_timeout));
+                        let tls = ctx.tls.load_full();
+                        sessions.spawn(reject(stream, fields, 64 * 1024, startup_timeout, tls));
                     }
                 }
             }

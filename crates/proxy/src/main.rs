@@ -88,12 +88,19 @@ fn say(text: &str) {
     println!("{}", text.trim_end());
 }
 
+/// Validates the file, and reads the TLS files it names as `pgsplit` would at start.
 fn check(path: &std::path::Path) -> ExitCode {
     match pgsplit_config::load(path) {
-        Ok(_) => {
-            say(&format!("{}: OK", path.display()));
-            ExitCode::SUCCESS
-        }
+        Ok(config) => match pgsplit::load_tls(&config) {
+            Ok(_) => {
+                say(&format!("{}: OK", path.display()));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Err(errors) => {
             eprintln!("{errors}");
             ExitCode::FAILURE

@@ -47,6 +47,15 @@ pub(crate) async fn reload(ctx: &Ctx, tried: &Tried) -> Result<u64, String> {
         Err(e) => return Err(format!("reading the config failed: {e}")),
     };
     let config = config.map_err(|errors| errors.to_string())?;
+    // The TLS files are read again on every reload (renewed certificates are picked up even
+    // when the config text did not change); one that cannot be used refuses the reload.
+    let tls = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || crate::load_tls(&config))
+            .await
+            .map_err(|e| format!("reading the TLS files failed: {e}"))?
+            .map_err(|e| format!("{e:#}"))?
+    };
     warn_about_restart_only_changes(&current.config, &config);
     let config = Arc::new(config);
     // The classification cache starts empty; its hit and miss counters carry on.
@@ -59,6 +68,8 @@ pub(crate) async fn reload(ctx: &Ctx, tried: &Tried) -> Result<u64, String> {
         // new ones start as configured until their first probe.
         topology: Arc::new(pgsplit_router::Topology::carry_over(&config, &now.topology)),
     });
+    // New clients handshake with the new certificate; connections already encrypted keep theirs.
+    ctx.tls.store(tls);
     // Servers the new config no longer lists get no new units; their pools drain.
     ctx.pools
         .retire(|name| config.servers.iter().any(|s| s.name == name));

@@ -1,13 +1,16 @@
-//! The client socket: one reused read buffer, an outbox, and framed reads.
+//! The client socket (plain TCP, or TLS after an SSLRequest): one reused read buffer, an
+//! outbox, and framed reads.
+
+use std::net::SocketAddr;
 
 use bytes::BytesMut;
 use pgsplit_wire::{ErrorFields, Frame, StartupPacket, encode, next_frame, next_startup};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::SessionError;
 use crate::outbox::Outbox;
+use crate::tls::{ClientRead, ClientWrite, TlsServer};
 
 /// Initial read buffer capacity; it grows only as bytes arrive.
 const READ_BUF: usize = 8 * 1024;
@@ -16,9 +19,13 @@ const READ_BUF: usize = 8 * 1024;
 #[derive(Debug)]
 pub(crate) struct ClientConn {
     /// Read half of the socket.
-    pub(crate) rd: OwnedReadHalf,
+    pub(crate) rd: ClientRead,
     /// Write half of the socket.
-    pub(crate) wr: OwnedWriteHalf,
+    pub(crate) wr: ClientWrite,
+    /// The client's address, when the socket could tell.
+    pub(crate) peer: Option<SocketAddr>,
+    /// Whether the connection is encrypted (TLS was negotiated).
+    pub(crate) tls: bool,
     /// Bytes received and not yet consumed.
     pub(crate) rbuf: BytesMut,
     /// Bytes waiting to be written to the client.
@@ -33,15 +40,54 @@ impl ClientConn {
     /// Wraps an accepted socket.
     pub(crate) fn new(stream: TcpStream, max_message: usize) -> Self {
         let _ = stream.set_nodelay(true);
+        let peer = stream.peer_addr().ok();
         let (rd, wr) = stream.into_split();
         ClientConn {
-            rd,
-            wr,
+            rd: ClientRead::Tcp(rd),
+            wr: ClientWrite::Tcp(wr),
+            peer,
+            tls: false,
             rbuf: BytesMut::with_capacity(READ_BUF),
             out: Outbox::default(),
             scratch: BytesMut::with_capacity(256),
             max_message,
         }
+    }
+
+    /// Answers an SSLRequest with `S` and runs the TLS handshake; the connection continues
+    /// encrypted. Bytes the client sent after its SSLRequest, before the handshake, are a
+    /// protocol violation (they could be injected by a machine in the middle, as
+    /// CVE-2021-23214 showed for PostgreSQL) and end the connection.
+    pub(crate) async fn start_tls(&mut self, tls: &TlsServer) -> Result<(), SessionError> {
+        if !self.rbuf.is_empty() {
+            return Err(SessionError::Refused(Box::new(ErrorFields::fatal(
+                pgsplit_wire::sqlstate::PROTOCOL_VIOLATION,
+                "received unencrypted data after SSL request",
+            ))));
+        }
+        self.queue(|b| encode::ssl_response(b, true));
+        self.flush().await?;
+        if self.tls {
+            return Err(SessionError::Refused(Box::new(ErrorFields::fatal(
+                pgsplit_wire::sqlstate::PROTOCOL_VIOLATION,
+                "SSL request on a connection that is already encrypted",
+            ))));
+        }
+        // The halves are put back together for the handshake.
+        let rd = std::mem::replace(&mut self.rd, ClientRead::Detached);
+        let wr = std::mem::replace(&mut self.wr, ClientWrite::Detached);
+        let (ClientRead::Tcp(rd), ClientWrite::Tcp(wr)) = (rd, wr) else {
+            unreachable!("a connection that is not encrypted has its TCP halves");
+        };
+        let stream = rd
+            .reunite(wr)
+            .map_err(|e| SessionError::ClientIo(std::io::Error::other(e.to_string())))?;
+        let stream = tls.accept(stream).await.map_err(SessionError::ClientIo)?;
+        let (rd, wr) = tokio::io::split(stream);
+        self.rd = ClientRead::Tls(rd);
+        self.wr = ClientWrite::Tls(wr);
+        self.tls = true;
+        Ok(())
     }
 
     /// Reads the untagged startup packet (or SSLRequest / GSSENCRequest / CancelRequest).

@@ -287,7 +287,7 @@ pub(crate) fn register(
         user: startup.user.clone(),
         database: startup.database.clone(),
         application_name,
-        addr: client.rd.peer_addr().ok(),
+        addr: client.peer,
     })
 }
 

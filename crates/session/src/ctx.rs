@@ -6,7 +6,7 @@ use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use pgsplit_backend::{PoolKey, Pools};
@@ -52,6 +52,9 @@ pub struct Ctx {
     pub clients: Arc<ClientRegistry>,
     /// Reload requests and the pause flag (admin console `RELOAD`, `PAUSE`, `RESUME`).
     pub control: Arc<Control>,
+    /// TLS towards clients, built from `tls:` by the composition root at start and at every
+    /// reload; empty when the config has no `tls:` (SSLRequest is declined).
+    pub tls: Arc<ArcSwapOption<crate::TlsServer>>,
 }
 
 /// Something a session saw on real traffic that the health checker must act on at once.
@@ -111,6 +114,7 @@ impl Ctx {
             server_events,
             clients: Arc::new(ClientRegistry::default()),
             control: Arc::new(control),
+            tls: Arc::new(ArcSwapOption::empty()),
         };
         let inbox = CtxInbox {
             server_events: server_events_rx,

@@ -25,6 +25,7 @@ use crate::relay::{RelayEnd, RelayState, idle_sleep, relay, tell_idle_timeout};
 use crate::routing::{ServerTarget, SessionRouter};
 use crate::startup::{Hello, authenticate, read_hello};
 use crate::state::ClientState;
+use crate::tls::TlsServer;
 use crate::{CancelSlot, Ctx, ServerEvent, SessionError, replay};
 
 mod greeting;
@@ -60,13 +61,14 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
     let snapshot = ctx.snapshot.load_full();
     let config = &snapshot.config;
     let mut client = ClientConn::new(stream, config.limits.max_message_size);
+    let tls = ctx.tls.load_full();
     // One deadline for the startup packet and the authentication together, as documented.
     let limit = config.limits.startup_timeout;
     let deadline = tokio::time::Instant::now() + limit;
     // A client that has not even said hello does not hold up a drain.
     let drain = ctx.drain.watch();
     let hello = tokio::select! {
-        res = timeout_at(deadline, read_hello(&mut client)) => res,
+        res = timeout_at(deadline, read_hello(&mut client, tls.as_deref())) => res,
         () = drain.wait() => {
             let fields = ErrorFields::fatal(
                 sqlstate::CANNOT_CONNECT_NOW,
@@ -703,10 +705,18 @@ fn refused(code: pgsplit_wire::SqlState, message: &str) -> SessionError {
 }
 
 /// Refuses a connection the proxy cannot take (e.g. over `max_client_connections`): reads the
-/// startup packet so the client is listening, then sends a FATAL error and closes.
-pub async fn reject(stream: TcpStream, fields: ErrorFields, max_message: usize, limit: Duration) {
+/// startup packet so the client is listening (after TLS, when `tls` is given and the client
+/// asks for it), then sends a FATAL error and closes.
+pub async fn reject(
+    stream: TcpStream,
+    fields: ErrorFields,
+    max_message: usize,
+    limit: Duration,
+    tls: Option<Arc<TlsServer>>,
+) {
     let mut client = ClientConn::new(stream, max_message);
-    if let Ok(Ok(Hello::Session(_))) = timeout(limit, read_hello(&mut client)).await {
+    if let Ok(Ok(Hello::Session(_))) = timeout(limit, read_hello(&mut client, tls.as_deref())).await
+    {
         client.fail(&fields).await;
     }
 }

@@ -34,6 +34,7 @@ mod replay;
 mod routing;
 mod startup;
 mod state;
+mod tls;
 
 pub use cancel::{CancelRegistry, CancelSlot, CancelTarget};
 pub use clients::{
@@ -46,3 +47,4 @@ pub use error::SessionError;
 pub use flow::{reject, run};
 pub use pgsplit_router::Snapshot;
 pub use routing::RouteKit;
+pub use tls::{TlsError, TlsServer};

@@ -1,15 +1,17 @@
-//! Client startup: the startup packet (declining SSL and GSS encryption for now), protocol
-//! version negotiation, and client authentication (SCRAM-SHA-256, MD5, trust).
+//! Client startup: the startup packet (TLS when the config has `tls:`, GSS encryption
+//! declined), protocol version negotiation, and client authentication (SCRAM-SHA-256, MD5,
+//! trust).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use pgsplit_config::{AuthMethod, User};
+use pgsplit_config::{AuthMethod, TlsMode, User};
 use pgsplit_wire::frontend;
 use pgsplit_wire::scram::{SCRAM_SHA_256, ScramSecret, ScramServer};
 use pgsplit_wire::{ErrorFields, StartupPacket, encode, sqlstate};
 
 use crate::client_io::ClientConn;
+use crate::tls::TlsServer;
 use crate::{SecretCache, SessionError};
 
 /// The first thing a client says.
@@ -37,18 +39,34 @@ pub(crate) struct ClientStartup {
     pub(crate) params: Vec<(String, String)>,
 }
 
-/// Reads startup packets until a session start or a cancel request.
-pub(crate) async fn read_hello(client: &mut ClientConn) -> Result<Hello, SessionError> {
+/// Reads startup packets until a session start or a cancel request. An SSLRequest is
+/// answered `S` and the connection continues in TLS when `tls` is given, `N` otherwise;
+/// GSSENCRequest is always declined.
+pub(crate) async fn read_hello(
+    client: &mut ClientConn,
+    tls: Option<&TlsServer>,
+) -> Result<Hello, SessionError> {
     loop {
         match client.read_startup().await? {
+            StartupPacket::SslRequest if !client.tls && tls.is_some() => {
+                if let Some(tls) = tls {
+                    client.start_tls(tls).await?;
+                }
+            }
             StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
-                // TLS and GSS encryption are not offered yet: decline, the client continues
-                // in plain text or gives up (sslmode=require).
+                // Not offered (no `tls:` in the config, or GSS encryption): decline, the
+                // client continues in plain text or gives up (sslmode=require).
                 client.queue(|b| encode::ssl_response(b, false));
                 client.flush().await?;
             }
             StartupPacket::Cancel { pid, secret } => return Ok(Hello::Cancel { pid, secret }),
             StartupPacket::Startup { protocol, params } => {
+                if tls.is_some_and(|t| t.mode() == TlsMode::Require) && !client.tls {
+                    return Err(refuse(
+                        sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+                        "pgsplit accepts only encrypted connections (tls.mode: require): connect with sslmode=require".to_owned(),
+                    ));
+                }
                 return startup_from(client, protocol, params).map(Hello::Session);
             }
         }

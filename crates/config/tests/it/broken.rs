@@ -11,7 +11,7 @@ const CASES: &[(&str, &str, &[&str])] = &[
         "unknown top-level key",
         "listen: 127.0.0.1:6432\nlisten_port: 6432\n",
         &[
-            "test.yaml:2:1: listen_port: unknown field `listen_port`, expected one of `listen`, `admin`, `log`, `limits`, `shutdown_timeout`, `workers`, `users`, `pool`, `servers`, `primary_reads`, `balance`, `consistency`, `causal_wait`, `functions`, `rules`, `health`, `lag`, `failover`",
+            "test.yaml:2:1: listen_port: unknown field `listen_port`, expected one of `listen`, `admin`, `tls`, `log`, `limits`, `shutdown_timeout`, `workers`, `users`, `pool`, `servers`, `primary_reads`, `balance`, `consistency`, `causal_wait`, `functions`, `rules`, `health`, `lag`, `failover`",
         ],
     ),
     (
@@ -163,6 +163,19 @@ const CASES: &[(&str, &str, &[&str])] = &[
             "test.yaml:4:8: log.format: unknown value `xml`, expected one of `text`, `json`",
             "test.yaml:4:21: log.level: must not be empty",
         ],
+    ),
+    (
+        "tls without a key, with an unknown mode",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\ntls:\n  cert: server.crt\n  mode: always\n",
+        &[
+            "test.yaml:3:1: tls.key: is required when `tls` is set (a PEM file; remove `tls` to serve plain text only)",
+            "test.yaml:5:3: tls.mode: unknown value `always`, expected one of `prefer`, `require`",
+        ],
+    ),
+    (
+        "tls with an empty cert path",
+        "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\ntls: { cert: '', key: k.pem }\n",
+        &["test.yaml:3:8: tls.cert: must not be empty"],
     ),
     (
         "admin flag not a boolean",

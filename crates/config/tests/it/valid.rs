@@ -6,7 +6,7 @@ use pgsplit_config::{
     AdminConfig, AuthMethod, Balance, Config, Consistency, FailoverConfig, FunctionsConfig,
     HealthConfig, LagConfig, Limits, LogConfig, LogFormat, PasswordKind, PoolConfig, PoolMode,
     PrimaryReads, Role, RoutingConfig, RuleConfig, RuleMatch, RuleTarget, Server, StatementKind,
-    UnknownFunctions, User,
+    TlsConfig, TlsMode, UnknownFunctions, User,
 };
 
 use crate::parse;
@@ -14,6 +14,7 @@ use crate::parse;
 const FULL: &str = r#"# Every key, most of them not at their default.
 listen: 0.0.0.0:7432
 admin: { listen: 127.0.0.1:0 }
+tls: { cert: /etc/pgsplit/tls.crt, key: tls.key, mode: require }
 log:
   format: json
   level: pgsplit=debug,info
@@ -106,6 +107,11 @@ fn full_expected() -> Config {
         admin: AdminConfig {
             listen: "127.0.0.1:0".into(),
         },
+        tls: Some(TlsConfig {
+            cert: "/etc/pgsplit/tls.crt".into(),
+            key: "tls.key".into(),
+            mode: TlsMode::Require,
+        }),
         log: LogConfig {
             format: LogFormat::Json,
             level: "pgsplit=debug,info".into(),
@@ -287,6 +293,7 @@ fn minimal_config_gets_the_defaults() {
         admin: AdminConfig {
             listen: "127.0.0.1:9930".into(),
         },
+        tls: None,
         log: LogConfig {
             format: LogFormat::Text,
             level: "info".into(),

@@ -29,6 +29,7 @@ mod routing;
 mod safety;
 mod session;
 mod shutdown;
+mod tls;
 mod tools;
 
 use md5::{Digest, Md5};

@@ -62,6 +62,24 @@ fn check_names_file_line_and_key_of_every_error() {
 }
 
 #[test]
+fn check_reads_the_tls_files() {
+    let path = config_file(
+        "tls",
+        "users: [{ name: app, password: app }]\n\
+         servers: [{ name: primary, host: 127.0.0.1, port: 15432 }]\n\
+         tls: { cert: /nonexistent/pgsplit.crt, key: /nonexistent/pgsplit.key }\n",
+    );
+    let out = pgsplit(&["check", "--config", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+    assert!(
+        stderr.contains("tls.cert (/nonexistent/pgsplit.crt): cannot read the file"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn check_reports_unknown_keys_and_syntax_errors() {
     let path = config_file("unknown", "listen: 127.0.0.1:6432\nlisten_port: 5\n");
     let out = pgsplit(&["check", "--config", path.to_str().unwrap()]);
