@@ -36,7 +36,10 @@ CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
 ";
 
 const USAGE: &str = "\
-usage: cargo xtask cluster <command> [--base-port P] [--replicas N]
+usage: cargo xtask cluster <command> [--base-port P] [--replicas N] [--tls]
+  --tls (with up or reset): the servers also take TLS (ssl = on), with a certificate for
+        127.0.0.1 and localhost signed by a test CA, both made once by openssl in
+        <cluster dir>/tls/ (ca.crt is what clients verify them with); kept for later starts
 commands: up, down, status, reset, pause-replay PORT, resume-replay PORT,
           stop PORT, start PORT, promote PORT, psql [PORT] [-- PSQL ARGS]";
 
@@ -222,6 +225,7 @@ impl State {
 pub(crate) fn main(args: Vec<String>) -> Result<()> {
     let mut flags = Flags::new(args);
     let cluster = Cluster::from_flags(&mut flags)?;
+    let tls = flags.switch("tls");
     let psql_args = flags.rest();
     let words = flags.finish()?;
     let (command, port) = match words.as_slice() {
@@ -250,6 +254,15 @@ pub(crate) fn main(args: Vec<String>) -> Result<()> {
         "up" | "down" | "status" | "reset" if port.is_some() => {
             bail!("`cluster {command}` takes no PORT; use --base-port to choose the cluster")
         }
+        "up" | "reset" if tls => {
+            make_certificate(&cluster)?;
+            if command == "up" {
+                up(&pg, &cluster)
+            } else {
+                reset(&pg, &cluster)
+            }
+        }
+        _ if tls => bail!("--tls goes with `cluster up` or `cluster reset`"),
         "up" => up(&pg, &cluster),
         "down" => down(&pg, &cluster),
         "status" => status(&pg, &cluster),
@@ -261,6 +274,88 @@ pub(crate) fn main(args: Vec<String>) -> Result<()> {
         "promote" => promote(&pg, &cluster, &node()?),
         _ => bail!("unknown cluster command `{command}`\n{USAGE}"),
     }
+}
+
+/// The cluster's directory for its TLS certificates: when it holds `server.crt` and
+/// `server.key`, every node serves TLS with them.
+pub(crate) fn tls_dir(cluster_dir: &std::path::Path) -> PathBuf {
+    cluster_dir.join("tls")
+}
+
+/// Makes the certificates of `cluster up --tls` unless they exist: a CA (`ca.crt`, what
+/// clients verify the servers with) and the servers' certificate for 127.0.0.1 and localhost
+/// signed by it (`server.crt`, `server.key`). A self-signed server certificate would do for
+/// libpq, but rustls (pgsplit's TLS) refuses a CA certificate as a server's.
+fn make_certificate(cluster: &Cluster) -> Result<()> {
+    let dir = tls_dir(&cluster.dir);
+    if ["ca.crt", "server.crt", "server.key"]
+        .iter()
+        .all(|f| dir.join(f).is_file())
+    {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+    println!(
+        "==> cluster: a test CA and a server certificate in {}",
+        dir.display()
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName = IP:127.0.0.1, DNS:localhost\nbasicConstraints = CA:FALSE\n",
+    )?;
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=pgsplit test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ],
+    ];
+    for args in steps {
+        let mut openssl = std::process::Command::new("openssl");
+        openssl.args(args).current_dir(&dir);
+        crate::cmd::output(&mut openssl)
+            .context("openssl (Debian's `openssl` package; `cargo xtask install` installs it)")?;
+    }
+    Ok(())
 }
 
 /// Brings the cluster up, reusing and starting existing data directories, and waits until every

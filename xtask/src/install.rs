@@ -1,7 +1,7 @@
 //! `cargo xtask install`: apt-get what the tests, the demo and the benchmarks need and the machine lacks
-//! (the PostgreSQL server programs, libclang for pg_query's bindgen build, and `promtool` from
-//! Debian's `prometheus` package, which checks `/metrics`); `cargo xtask bench` also asks for
-//! PgBouncer.
+//! (the PostgreSQL server programs, libclang for pg_query's bindgen build, `promtool` from
+//! Debian's `prometheus` package, which checks `/metrics`, and `openssl`, which makes the test
+//! cluster's server certificate); `cargo xtask bench` also asks for PgBouncer.
 
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
@@ -9,12 +9,13 @@ use std::process::Command;
 
 use crate::{cmd, pg};
 
-const PACKAGES: [&str; 5] = [
+const PACKAGES: [&str; 6] = [
     "postgresql",
     "postgresql-contrib",
     "libclang-dev",
     "clang",
     "prometheus",
+    "openssl",
 ];
 
 /// PostgreSQL programs that must sit in the server's bin directory.
@@ -25,7 +26,7 @@ pub(crate) fn ensure() -> Result<()> {
     let missing = find_missing();
     if missing.is_empty() {
         println!(
-            "==> install: nothing to do (PostgreSQL programs, libclang and promtool are present)"
+            "==> install: nothing to do (PostgreSQL programs, libclang, promtool and openssl are present)"
         );
         return Ok(());
     }
@@ -143,6 +144,9 @@ fn find_missing() -> Vec<&'static str> {
     }
     if !has_promtool() {
         missing.push("promtool");
+    }
+    if find_program("openssl").is_none() {
+        missing.push("openssl");
     }
     missing
 }

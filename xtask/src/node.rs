@@ -190,13 +190,28 @@ impl Node {
             .dir
             .to_str()
             .context("the cluster directory must be valid UTF-8")?;
-        let settings = format!(
+        let mut settings = format!(
             "# Written by `cargo xtask cluster` before every start; edits are overwritten.\n\
              port = {}\nunix_socket_directories = '{}'\ncluster_name = '{}'\n{SETTINGS}",
             self.port,
             socket_dir.replace('\'', "''"),
             self.name(),
         );
+        // `cluster up --tls` made a certificate: every node serves TLS with a copy of it (the
+        // key owned by the server's OS user, readable by it alone, as PostgreSQL demands).
+        let tls = self.dir.parent().map(crate::cluster::tls_dir);
+        if let Some(tls) = tls.filter(|d| d.join("server.crt").is_file()) {
+            for name in ["server.crt", "server.key"] {
+                let text = std::fs::read_to_string(tls.join(name))
+                    .with_context(|| format!("read {}", tls.join(name).display()))?;
+                write(pg, &self.data_dir().join(name), &text)?;
+            }
+            let key = self.data_dir().join("server.key");
+            std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .with_context(|| format!("chmod 600 {}", key.display()))?;
+            settings
+                .push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        }
         write(pg, &self.data_dir().join("pgsplit.conf"), &settings)?;
         write(pg, &self.data_dir().join("pg_hba.conf"), HBA)
     }

@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use pgsplit_wire::{Frame, next_frame};
+use tokio::io::AsyncRead as _;
+use tokio::io::AsyncWrite as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::Instant;
 
+use crate::tls::{ServerRead, ServerWrite, Stream};
 use crate::{BackendError, StatementCache};
 
 /// Initial read buffer capacity; the buffer grows only as bytes arrive.
@@ -18,10 +20,10 @@ pub(crate) const READ_BUF: usize = 8 * 1024;
 pub struct ServerConn {
     /// `host:port` of the server, for errors and logs.
     pub(crate) addr: String,
-    /// Read half of the socket.
-    pub(crate) rd: OwnedReadHalf,
+    /// Read half of the socket (plain or TLS).
+    pub(crate) rd: ServerRead,
     /// Write half of the socket.
-    pub(crate) wr: OwnedWriteHalf,
+    pub(crate) wr: ServerWrite,
     /// Bytes read from the server and not yet consumed; reused for the connection's life.
     pub(crate) rbuf: BytesMut,
     /// Largest message accepted from the server.
@@ -143,12 +145,18 @@ impl ServerConn {
             return Ok(self);
         }
         // Only the socket changes: its halves move out, and the rest of the connection is
-        // written back into the same box with the new halves.
+        // written back into the same box with the new halves. A TLS connection cannot move
+        // (its session state is tied to the stream): it is closed like one that failed to.
         let mut conn = self;
         let old = *conn;
-        let moved = old
-            .rd
-            .reunite(old.wr)
+        let (Stream::Plain(rd), Stream::Plain(wr)) = (old.rd, old.wr) else {
+            return Err(BackendError::Io {
+                addr: old.addr,
+                source: std::io::Error::other("a TLS connection stays on its event loop"),
+            });
+        };
+        let moved = rd
+            .reunite(wr)
             .map_err(|_| std::io::Error::other("socket halves of two connections"))
             .and_then(tokio::net::TcpStream::into_std)
             .and_then(tokio::net::TcpStream::from_std);
@@ -162,12 +170,17 @@ impl ServerConn {
             }
         };
         *conn = ServerConn {
-            rd,
-            wr,
+            rd: Stream::Plain(rd),
+            wr: Stream::Plain(wr),
             home: here,
             ..old
         };
         Ok(conn)
+    }
+
+    /// Whether the connection is encrypted (TLS was negotiated with the server).
+    pub fn is_tls(&self) -> bool {
+        matches!(self.rd, Stream::Tls(_))
     }
 
     /// Whether an idle connection still looks usable, without waiting.
@@ -183,9 +196,23 @@ impl ServerConn {
             return false;
         }
         let mut probe = [0u8; 64];
-        match self.rd.try_read(&mut probe) {
-            Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
-            Ok(_) => false,
+        match &mut self.rd {
+            // No reactor involved: this also answers for a socket whose event loop has ended
+            // (it is about to move to the caller's loop).
+            Stream::Plain(rd) => match rd.try_read(&mut probe) {
+                Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+                Ok(_) => false,
+            },
+            // One read attempt that must not wait: pending (nothing to read) is the healthy
+            // answer. A TLS connection never leaves its loop, so its reactor is alive.
+            Stream::Tls(rd) => {
+                let mut buf = tokio::io::ReadBuf::new(&mut probe);
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                std::pin::Pin::new(rd)
+                    .poll_read(&mut cx, &mut buf)
+                    .is_pending()
+            }
+            Stream::Detached => false,
         }
     }
 
@@ -208,7 +235,7 @@ impl ServerConn {
 
     /// The address, socket halves and read buffer, for a relay that drives both directions
     /// at once (the address is borrowed too, for its errors, so it need not be copied).
-    pub fn io(&mut self) -> (&str, &mut OwnedReadHalf, &mut BytesMut, &mut OwnedWriteHalf) {
+    pub fn io(&mut self) -> (&str, &mut ServerRead, &mut BytesMut, &mut ServerWrite) {
         (&self.addr, &mut self.rd, &mut self.rbuf, &mut self.wr)
     }
 
@@ -262,7 +289,18 @@ impl ServerConn {
         pgsplit_wire::encode::terminate(&mut buf);
         // A 5-byte write to an idle socket is accepted whole or not at all in practice; either
         // way, dropping the halves closes the socket and the server ends the backend.
-        let _ = self.wr.try_write(&buf);
+        match self.wr {
+            Stream::Plain(wr) => {
+                let _ = wr.try_write(&buf);
+            }
+            Stream::Tls(mut wr) => {
+                // Encrypted into the TLS session and written if the socket takes it at once.
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                let _ = std::pin::Pin::new(&mut wr).poll_write(&mut cx, &buf);
+                let _ = std::pin::Pin::new(&mut wr).poll_flush(&mut cx);
+            }
+            Stream::Detached => {}
+        }
     }
 
     pub(crate) fn io_err(&self, source: std::io::Error) -> BackendError {

@@ -1,4 +1,5 @@
-//! Opening a server connection: TCP, startup packet, authentication, startup state.
+//! Opening a server connection: TCP, TLS as `sslmode` says, startup packet, authentication,
+//! startup state.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use tokio::time::{Duration, Instant, timeout};
 
 use crate::auth::{ScramKeyCache, authenticate};
 use crate::conn::{READ_BUF, ServerConn};
+use crate::tls::{ServerTls, Stream, negotiate};
 use crate::{BackendError, StatementCache};
 
 /// What to connect to and as whom.
@@ -32,6 +34,8 @@ pub struct ConnectParams<'a> {
     pub max_message: usize,
     /// SCRAM keys kept from earlier logins, to reuse and to add to.
     pub scram_keys: Option<&'a ScramKeyCache>,
+    /// Whether and how to use TLS.
+    pub tls: &'a ServerTls,
 }
 
 /// Connects, authenticates and reads the server's startup state up to ReadyForQuery.
@@ -52,7 +56,22 @@ async fn connect_inner(p: &ConnectParams<'_>) -> Result<ServerConn, BackendError
     let created_at = Instant::now();
     let stream = TcpStream::connect(p.addr).await.map_err(io_err)?;
     stream.set_nodelay(true).map_err(io_err)?;
-    let (rd, wr) = stream.into_split();
+    let (rd, wr) = match negotiate(stream, p.tls).await {
+        Ok(Ok(tls)) => {
+            let (rd, wr) = tokio::io::split(tls);
+            (Stream::Tls(rd), Stream::Tls(wr))
+        }
+        Ok(Err(plain)) => {
+            let (rd, wr) = plain.into_split();
+            (Stream::Plain(rd), Stream::Plain(wr))
+        }
+        Err(reason) => {
+            return Err(BackendError::Tls {
+                addr: p.addr.to_owned(),
+                reason,
+            });
+        }
+    };
     let mut conn = ServerConn {
         addr: p.addr.to_owned(),
         rd,

@@ -53,6 +53,15 @@ pub enum BackendError {
         /// Why.
         reason: String,
     },
+    /// TLS could not be set up as the server's `sslmode` requires (the server declined it,
+    /// the handshake failed, or the certificate did not verify).
+    #[error("server {addr}: TLS: {reason}")]
+    Tls {
+        /// The server's address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
     /// The server answered with an ErrorResponse (e.g. during startup).
     #[error("server {addr}: {} {}", .fields.code, .fields.message)]
     Server {
@@ -81,7 +90,9 @@ impl BackendError {
             BackendError::Protocol { .. } | BackendError::Unexpected { .. } => {
                 sqlstate::PROTOCOL_VIOLATION
             }
-            BackendError::Auth { .. } => sqlstate::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+            BackendError::Auth { .. } | BackendError::Tls { .. } => {
+                sqlstate::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION
+            }
         }
     }
 

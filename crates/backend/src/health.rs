@@ -12,6 +12,7 @@ use std::fmt;
 
 use tokio::time::{Duration, timeout};
 
+use crate::tls::ServerTls;
 use crate::{BackendError, ConnectParams, ServerConn, connect};
 
 /// The probe query: role, the WAL position that matters for that role, and the position a
@@ -40,6 +41,8 @@ pub struct ProbeSettings {
     pub database: String,
     /// Limit for one probe, connect included.
     pub timeout: Duration,
+    /// Whether and how to use TLS (the server's `sslmode`).
+    pub tls: ServerTls,
 }
 
 impl fmt::Debug for ProbeSettings {
@@ -170,6 +173,7 @@ async fn probe_on(
                 max_message: PROBE_MAX_MESSAGE,
                 // A probe keeps its connection; it logs in again only after a failure.
                 scram_keys: None,
+                tls: &settings.tls,
             })
             .await?
         }

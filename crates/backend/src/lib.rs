@@ -44,6 +44,7 @@ mod home;
 mod pool;
 mod query;
 mod statements;
+pub mod tls;
 
 pub use auth::ScramKeyCache;
 pub use conn::ServerConn;

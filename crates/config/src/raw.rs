@@ -176,6 +176,10 @@ pub(crate) struct RawServer {
     pub(crate) weight: Option<Scalar>,
     /// Integer.
     pub(crate) max_connections: Option<Scalar>,
+    /// `disable`, `prefer`, `require`, `verify-ca` or `verify-full`.
+    pub(crate) sslmode: Option<String>,
+    /// Path of the PEM file with the CA certificates to verify the server with.
+    pub(crate) sslrootcert: Option<String>,
 }
 
 /// `functions:`.

@@ -8,7 +8,7 @@ use std::fmt;
 use crate::units::{format_duration, format_size};
 use crate::{
     AuthMethod, Balance, Config, Consistency, LogFormat, PoolMode, PrimaryReads, Role, RuleTarget,
-    StatementKind, TlsMode, UnknownFunctions,
+    SslMode, StatementKind, TlsMode, UnknownFunctions,
 };
 
 macro_rules! spelled {
@@ -35,6 +35,13 @@ macro_rules! spelled {
 
 spelled!(LogFormat { Text => "text", Json => "json" });
 spelled!(TlsMode { Prefer => "prefer", Require => "require" });
+spelled!(SslMode {
+    Disable => "disable",
+    Prefer => "prefer",
+    Require => "require",
+    VerifyCa => "verify-ca",
+    VerifyFull => "verify-full",
+});
 spelled!(AuthMethod { ScramSha256 => "scram-sha-256", Md5 => "md5", Trust => "trust" });
 spelled!(PoolMode { Transaction => "transaction", Session => "session" });
 spelled!(Role { Primary => "primary", Replica => "replica", Auto => "auto" });
@@ -156,8 +163,18 @@ impl fmt::Display for Config {
             writeln!(
                 f,
                 "  - {{ name: {:?}, host: {:?}, port: {}, role: {}, weight: {}, \
-                 max_connections: {} }}",
-                s.name, s.host, s.port, s.role, s.weight, s.max_connections,
+                 max_connections: {}, sslmode: {}{} }}",
+                s.name,
+                s.host,
+                s.port,
+                s.role,
+                s.weight,
+                s.max_connections,
+                s.sslmode,
+                s.sslrootcert.as_ref().map_or_else(String::new, |p| format!(
+                    ", sslrootcert: {:?}",
+                    p.display().to_string()
+                )),
             )?;
         }
         self.fmt_routing(f)

@@ -209,6 +209,26 @@ pub struct Server {
     pub weight: u32,
     /// The most connections pgsplit opens to this server across all pools. Default 100.
     pub max_connections: usize,
+    /// Whether and how pgsplit's connections to this server use TLS. Default `prefer`.
+    pub sslmode: SslMode,
+    /// PEM file with the CA certificates that `verify-ca` and `verify-full` check the
+    /// server's certificate against (required for those modes, unused by the others).
+    pub sslrootcert: Option<std::path::PathBuf>,
+}
+
+/// TLS towards a server, as libpq's `sslmode` (without `allow`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plain text.
+    Disable,
+    /// TLS when the server offers it, else plain text; the certificate is not checked.
+    Prefer,
+    /// TLS or no connection; the certificate is not checked.
+    Require,
+    /// TLS with a certificate signed by `sslrootcert`, whatever name it carries.
+    VerifyCa,
+    /// TLS with a certificate signed by `sslrootcert` and made out to the server's `host`.
+    VerifyFull,
 }
 
 impl Server {

@@ -16,7 +16,7 @@ use crate::password::{PasswordKind, check_scram_verifier};
 use crate::raw::{RawConfig, RawLimits, RawLog, RawPool, RawServer, RawTls, RawUser, Scalar};
 use crate::{
     AdminConfig, AuthMethod, Config, ConfigError, ConfigErrors, Limits, Locator, LogConfig,
-    LogFormat, PoolConfig, PoolMode, Role, Server, TlsConfig, TlsMode, User,
+    LogFormat, PoolConfig, PoolMode, Role, Server, SslMode, TlsConfig, TlsMode, User,
 };
 
 /// Default `listen`.
@@ -555,6 +555,29 @@ impl Checker<'_> {
                 100,
                 1,
             );
+            let sslmode = self.choice(
+                &format!("{key}.sslmode"),
+                server.sslmode.as_deref(),
+                SslMode::Prefer,
+                SslMode::ALL,
+                SslMode::as_str,
+            );
+            let sslrootcert = match server.sslrootcert {
+                Some(p) if p.trim().is_empty() => {
+                    self.error(&format!("{key}.sslrootcert"), "must not be empty");
+                    None
+                }
+                Some(p) => Some(std::path::PathBuf::from(p)),
+                None => None,
+            };
+            if matches!(sslmode, SslMode::VerifyCa | SslMode::VerifyFull) && sslrootcert.is_none() {
+                self.error(
+                    &format!("{key}.sslmode"),
+                    format!(
+                        "`{sslmode}` checks the server's certificate: set `sslrootcert` to a PEM file with the CA certificates"
+                    ),
+                );
+            }
             servers.push(Server {
                 name,
                 host,
@@ -562,6 +585,8 @@ impl Checker<'_> {
                 role,
                 weight: weight as u32,
                 max_connections,
+                sslmode,
+                sslrootcert,
             });
         }
         servers

@@ -69,6 +69,7 @@ impl HealthSettings {
             password: self.password.clone(),
             database: self.database.clone(),
             timeout: self.timeout,
+            tls: pgsplit_backend::tls::ServerTls::of(server),
         }
     }
 }

@@ -110,18 +110,25 @@ async fn maintain_pools(ctx: Ctx) {
     }
 }
 
-/// The TLS acceptor of `config.tls` (`None` without `tls:`), its files read now.
+/// The TLS acceptor of `config.tls` (`None` without `tls:`), its files read now, after the
+/// servers' `sslrootcert` files were read and found usable.
 ///
 /// # Errors
 /// When a file cannot be read or used; the message names the key and the file.
 pub fn load_tls(config: &Config) -> anyhow::Result<Option<Arc<pgsplit_session::TlsServer>>> {
-    let Some(tls) = &config.tls else {
-        return Ok(None);
-    };
     let file = config
         .source
         .as_ref()
         .map_or_else(|| "the config".to_owned(), |p| p.display().to_string());
+    // The servers' CA files, read as a connect would read them.
+    for (i, server) in config.servers.iter().enumerate() {
+        pgsplit_backend::tls::ServerTls::of(server)
+            .check()
+            .map_err(|e| anyhow::anyhow!("{file}: servers[{i}] ({}): {e}", server.name))?;
+    }
+    let Some(tls) = &config.tls else {
+        return Ok(None);
+    };
     pgsplit_session::TlsServer::load(tls)
         .map(Some)
         .with_context(|| format!("{file}: TLS cannot be set up"))

@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 use crate::SessionError;
 use crate::outbox::Outbox;
 use crate::tls::{ClientRead, ClientWrite, TlsServer};
+use pgsplit_backend::tls::Stream;
 
 /// Initial read buffer capacity; it grows only as bytes arrive.
 const READ_BUF: usize = 8 * 1024;
@@ -43,8 +44,8 @@ impl ClientConn {
         let peer = stream.peer_addr().ok();
         let (rd, wr) = stream.into_split();
         ClientConn {
-            rd: ClientRead::Tcp(rd),
-            wr: ClientWrite::Tcp(wr),
+            rd: Stream::Plain(rd),
+            wr: Stream::Plain(wr),
             peer,
             tls: false,
             rbuf: BytesMut::with_capacity(READ_BUF),
@@ -74,9 +75,9 @@ impl ClientConn {
             ))));
         }
         // The halves are put back together for the handshake.
-        let rd = std::mem::replace(&mut self.rd, ClientRead::Detached);
-        let wr = std::mem::replace(&mut self.wr, ClientWrite::Detached);
-        let (ClientRead::Tcp(rd), ClientWrite::Tcp(wr)) = (rd, wr) else {
+        let rd = std::mem::replace(&mut self.rd, Stream::Detached);
+        let wr = std::mem::replace(&mut self.wr, Stream::Detached);
+        let (Stream::Plain(rd), Stream::Plain(wr)) = (rd, wr) else {
             unreachable!("a connection that is not encrypted has its TCP halves");
         };
         let stream = rd
@@ -84,8 +85,8 @@ impl ClientConn {
             .map_err(|e| SessionError::ClientIo(std::io::Error::other(e.to_string())))?;
         let stream = tls.accept(stream).await.map_err(SessionError::ClientIo)?;
         let (rd, wr) = tokio::io::split(stream);
-        self.rd = ClientRead::Tls(rd);
-        self.wr = ClientWrite::Tls(wr);
+        self.rd = Stream::Tls(rd);
+        self.wr = Stream::Tls(wr);
         self.tls = true;
         Ok(())
     }

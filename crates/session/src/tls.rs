@@ -1,5 +1,5 @@
 //! TLS towards clients: the acceptor built from `tls:` (a PEM certificate chain and key), and
-//! the client socket halves that are either plain TCP or TLS over it.
+//! the client socket halves, plain TCP or TLS over it (the backend's [`Stream`]).
 //!
 //! The crypto provider (ring) is passed to rustls explicitly, so nothing process-wide is
 //! installed. ALPN offers `postgresql`, as PostgreSQL 17 does: a client that offers only other
@@ -7,14 +7,13 @@
 
 use std::io;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
+use pgsplit_backend::tls::Stream;
 use pgsplit_config::{TlsConfig, TlsMode};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_rustls::server::TlsStream;
@@ -101,94 +100,10 @@ fn pem_message(e: rustls_pki_types::pem::Error) -> String {
     }
 }
 
-/// The read half of a client socket.
-#[derive(Debug)]
-pub(crate) enum ClientRead {
-    Tcp(OwnedReadHalf),
-    Tls(ReadHalf<TlsStream<TcpStream>>),
-    /// Only during the TLS handshake, which needs the whole socket.
-    Detached,
-}
-
+/// The read half of a client socket: plain TCP, or TLS after an SSLRequest.
+pub(crate) type ClientRead = Stream<OwnedReadHalf, ReadHalf<TlsStream<TcpStream>>>;
 /// The write half of a client socket.
-#[derive(Debug)]
-pub(crate) enum ClientWrite {
-    Tcp(OwnedWriteHalf),
-    Tls(WriteHalf<TlsStream<TcpStream>>),
-    /// Only during the TLS handshake, which needs the whole socket.
-    Detached,
-}
-
-fn detached() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotConnected,
-        "the client socket is in a TLS handshake",
-    )
-}
-
-impl AsyncRead for ClientRead {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientRead::Tcp(r) => Pin::new(r).poll_read(cx, buf),
-            ClientRead::Tls(r) => Pin::new(r).poll_read(cx, buf),
-            ClientRead::Detached => Poll::Ready(Err(detached())),
-        }
-    }
-}
-
-impl AsyncWrite for ClientWrite {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientWrite::Tcp(w) => Pin::new(w).poll_write(cx, buf),
-            ClientWrite::Tls(w) => Pin::new(w).poll_write(cx, buf),
-            ClientWrite::Detached => Poll::Ready(Err(detached())),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientWrite::Tcp(w) => Pin::new(w).poll_write_vectored(cx, bufs),
-            ClientWrite::Tls(w) => Pin::new(w).poll_write_vectored(cx, bufs),
-            ClientWrite::Detached => Poll::Ready(Err(detached())),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            ClientWrite::Tcp(w) => w.is_write_vectored(),
-            ClientWrite::Tls(w) => w.is_write_vectored(),
-            ClientWrite::Detached => false,
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientWrite::Tcp(w) => Pin::new(w).poll_flush(cx),
-            ClientWrite::Tls(w) => Pin::new(w).poll_flush(cx),
-            ClientWrite::Detached => Poll::Ready(Err(detached())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientWrite::Tcp(w) => Pin::new(w).poll_shutdown(cx),
-            ClientWrite::Tls(w) => Pin::new(w).poll_shutdown(cx),
-            ClientWrite::Detached => Poll::Ready(Err(detached())),
-        }
-    }
-}
+pub(crate) type ClientWrite = Stream<OwnedWriteHalf, WriteHalf<TlsStream<TcpStream>>>;
 
 #[cfg(test)]
 mod tests {

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use pgsplit_config::{PoolConfig, Server};
 use tokio::time::{Duration, Instant};
 
+use crate::tls::ServerTls;
 use crate::{BackendError, ConnectParams, ScramKeyCache, ServerConn, connect};
 
 mod conn;
@@ -133,6 +134,8 @@ pub struct PoolSettings {
     pub max_message: usize,
     /// Most connections to this server across all of its pools.
     pub server_max_connections: usize,
+    /// Whether and how its connections use TLS.
+    pub tls: ServerTls,
 }
 
 impl PoolSettings {
@@ -155,6 +158,7 @@ impl PoolSettings {
             connect_timeout: pool.connect_timeout,
             max_message,
             server_max_connections: server.max_connections,
+            tls: ServerTls::of(server),
         }
     }
 }
@@ -172,6 +176,7 @@ impl fmt::Debug for PoolSettings {
             .field("connect_timeout", &self.connect_timeout)
             .field("max_message", &self.max_message)
             .field("server_max_connections", &self.server_max_connections)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -209,6 +214,11 @@ pub(crate) trait Conn: Send + 'static {
     fn is_alive(&mut self) -> bool;
     /// The event loop that watches its socket (see [`crate::home`]).
     fn home(&self) -> usize;
+    /// Whether [`Conn::adopt`] can move it to another event loop (a TLS connection cannot),
+    /// so a checkout on another loop leaves it idle rather than close it.
+    fn movable(&self) -> bool {
+        true
+    }
     /// The connection, watched from now on by the calling thread's event loop; on failure it
     /// is gone (closed) and its slot must be freed or reused.
     fn adopt(self) -> Result<Self, BackendError>
@@ -249,6 +259,10 @@ impl Conn for Box<ServerConn> {
         self.home
     }
 
+    fn movable(&self) -> bool {
+        !self.is_tls()
+    }
+
     fn adopt(self) -> Result<Self, BackendError> {
         ServerConn::adopt(self)
     }
@@ -283,6 +297,7 @@ impl Connector for TcpConnector {
             connect_timeout: settings.connect_timeout,
             max_message: settings.max_message,
             scram_keys: Some(&self.scram_keys),
+            tls: &settings.tls,
         };
         connect(&params).await.map(Box::new)
     }

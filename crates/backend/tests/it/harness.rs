@@ -117,6 +117,7 @@ pub(crate) fn settings(addr: &str, size: usize, server_max: usize) -> PoolSettin
         connect_timeout: Duration::from_secs(10),
         max_message: 1 << 20,
         server_max_connections: server_max,
+        tls: pgsplit_backend::tls::ServerTls::disabled(),
     }
 }
 

@@ -14,6 +14,7 @@ fn settings(node: &Node, password: &str) -> ProbeSettings {
         password: Some(password.to_owned()),
         database: "postgres".to_owned(),
         timeout: Duration::from_secs(2),
+        tls: pgsplit_backend::tls::ServerTls::disabled(),
     }
 }
 

@@ -173,6 +173,14 @@ const CASES: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "verify-full without a root certificate, an unknown sslmode",
+        "users: [{ name: a, auth: trust }]\nservers:\n  - { host: h, sslmode: verify-full }\n  - { host: i, sslmode: allow }\n",
+        &[
+            "test.yaml:3:16: servers[0].sslmode: `verify-full` checks the server's certificate: set `sslrootcert` to a PEM file with the CA certificates",
+            "test.yaml:4:16: servers[1].sslmode: unknown value `allow`, expected one of `disable`, `prefer`, `require`, `verify-ca`, `verify-full`",
+        ],
+    ),
+    (
         "tls with an empty cert path",
         "users: [{ name: a, auth: trust }]\nservers: [{ host: h }]\ntls: { cert: '', key: k.pem }\n",
         &["test.yaml:3:8: tls.cert: must not be empty"],

@@ -5,8 +5,8 @@ use std::time::Duration;
 use pgsplit_config::{
     AdminConfig, AuthMethod, Balance, Config, Consistency, FailoverConfig, FunctionsConfig,
     HealthConfig, LagConfig, Limits, LogConfig, LogFormat, PasswordKind, PoolConfig, PoolMode,
-    PrimaryReads, Role, RoutingConfig, RuleConfig, RuleMatch, RuleTarget, Server, StatementKind,
-    TlsConfig, TlsMode, UnknownFunctions, User,
+    PrimaryReads, Role, RoutingConfig, RuleConfig, RuleMatch, RuleTarget, Server, SslMode,
+    StatementKind, TlsConfig, TlsMode, UnknownFunctions, User,
 };
 
 use crate::parse;
@@ -53,9 +53,12 @@ servers:
     port: 15432
     role: primary
     max_connections: 40
+    sslmode: verify-full
+    sslrootcert: /etc/pgsplit/ca.crt
   - host: db-replica.internal
     role: replica
     weight: 3
+    sslmode: disable
   - { name: spare, host: 10.0.0.9, port: 5433 }
 primary_reads: always
 balance: weighted_least_connections
@@ -176,6 +179,8 @@ fn full_expected() -> Config {
                 role: Role::Primary,
                 weight: 1,
                 max_connections: 40,
+                sslmode: SslMode::VerifyFull,
+                sslrootcert: Some("/etc/pgsplit/ca.crt".into()),
             },
             Server {
                 name: "db-replica.internal:5432".into(),
@@ -184,6 +189,8 @@ fn full_expected() -> Config {
                 role: Role::Replica,
                 weight: 3,
                 max_connections: 100,
+                sslmode: SslMode::Disable,
+                sslrootcert: None,
             },
             Server {
                 name: "spare".into(),
@@ -192,6 +199,8 @@ fn full_expected() -> Config {
                 role: Role::Auto,
                 weight: 1,
                 max_connections: 100,
+                sslmode: SslMode::Prefer,
+                sslrootcert: None,
             },
         ],
         routing: RoutingConfig {
@@ -331,6 +340,8 @@ fn minimal_config_gets_the_defaults() {
             role: Role::Auto,
             weight: 1,
             max_connections: 100,
+            sslmode: SslMode::Prefer,
+            sslrootcert: None,
         }],
         routing: RoutingConfig {
             primary_reads: PrimaryReads::Fallback,

@@ -165,7 +165,7 @@ pub(crate) struct Proxy {
 
 impl Proxy {
     /// Starts pgsplit with `yaml`; when bypassing, clients go to `server` instead.
-    async fn start(yaml: ProxyYaml, server: Node, db: String) -> Proxy {
+    pub(crate) async fn start(yaml: ProxyYaml, server: Node, db: String) -> Proxy {
         if bypass_proxy() {
             return Proxy {
                 db,

@@ -150,12 +150,30 @@ impl OwnCluster {
     /// Brings a fresh cluster up on `base_port` (primary there, two replicas after it), or
     /// `None` when the xtask binary is not available (see [`OwnCluster::xtask`]).
     pub(crate) async fn start(base_port: u16) -> Option<OwnCluster> {
+        OwnCluster::start_with(base_port, &[]).await
+    }
+
+    /// [`OwnCluster::start`] with servers that also take TLS (`cluster reset --tls`), their
+    /// certificate at [`OwnCluster::server_ca`].
+    pub(crate) async fn start_tls(base_port: u16) -> Option<OwnCluster> {
+        OwnCluster::start_with(base_port, &["--tls"]).await
+    }
+
+    async fn start_with(base_port: u16, flags: &[&str]) -> Option<OwnCluster> {
         let cluster = OwnCluster {
             xtask: OwnCluster::xtask()?,
             base_port,
         };
-        cluster.run(&["reset"], Duration::from_secs(180)).await;
+        let args: Vec<&str> = std::iter::once("reset")
+            .chain(flags.iter().copied())
+            .collect();
+        cluster.run(&args, Duration::from_secs(180)).await;
         Some(cluster)
+    }
+
+    /// The CA that signed the servers' certificate, of a cluster started with `--tls`.
+    pub(crate) fn server_ca(&self) -> String {
+        format!("/tmp/pgsplit-cluster-{}/tls/ca.crt", self.base_port)
     }
 }
 

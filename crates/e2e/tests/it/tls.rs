@@ -1,6 +1,8 @@
 //! TLS towards clients: psql (libpq, OpenSSL) with `sslmode=require` and `verify-full` against
 //! a certificate made for the test, plain text allowed (`prefer`) or refused (`require`), and
-//! unencrypted bytes pipelined behind an SSLRequest refused.
+//! unencrypted bytes pipelined behind an SSLRequest refused. TLS towards servers: each
+//! `sslmode` against a cluster of the test's own that takes TLS, and against the shared one,
+//! which does not.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -266,4 +268,94 @@ async fn renewed_certificate_files_are_served_and_broken_ones_refused() {
         env.drop_database(&db).await;
     })
     .await;
+}
+
+/// Base port of the TLS cluster of [`server_connections_use_tls_as_sslmode_says`].
+const SERVER_TLS_PORT: u16 = 31432;
+
+/// Whether the server connection behind `c` is encrypted, as the server sees it.
+async fn server_ssl(c: &Conn) -> bool {
+    c.query_one(
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+/// Starts a proxy in front of `env`'s primary with `sslmode` (and `sslrootcert`) on it.
+async fn proxy_with(
+    env: &pgsplit_testkit::ClusterEnv,
+    mode: &str,
+    ca: Option<&str>,
+    db: &str,
+) -> crate::harness::Proxy {
+    let mut yaml =
+        pgsplit_testkit::ProxyYaml::for_primary(env).server_option("primary", "sslmode", mode);
+    if let Some(ca) = ca {
+        yaml = yaml.server_option("primary", "sslrootcert", &format!("\"{ca}\""));
+    }
+    crate::harness::Proxy::start(yaml, env.primary.clone(), db.to_owned()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn server_connections_use_tls_as_sslmode_says() {
+    let Some(cluster) = crate::own_cluster::OwnCluster::start_tls(SERVER_TLS_PORT).await else {
+        return;
+    };
+    crate::harness::bounded(Duration::from_secs(120), "server tls", async {
+        let env = cluster.env();
+        let db = env.fresh_database("server_tls").await;
+        let ca = cluster.server_ca();
+        for (mode, ca, encrypted) in [
+            ("verify-full", Some(ca.as_str()), true),
+            ("verify-ca", Some(ca.as_str()), true),
+            ("require", None, true),
+            ("prefer", None, true),
+            ("disable", None, false),
+        ] {
+            let px = proxy_with(&env, mode, ca, &db).await;
+            let c = px.connect().await;
+            assert_eq!(server_ssl(&c).await, encrypted, "sslmode {mode}");
+            drop(c);
+            px.stop().await;
+        }
+        // A CA that did not sign the servers' certificate: no connection, and the client is
+        // told why.
+        let other = TestCert::new("server-other-ca");
+        let px = proxy_with(&env, "verify-full", Some(&other.cert()), &db).await;
+        let err = match Conn::open(&px.pg_config(APP_USER, Some("app"))).await {
+            Ok(_) => panic!("connected through a server certificate another CA signed"),
+            Err(e) => e,
+        };
+        let text = format!("{err:?}");
+        assert!(text.contains("TLS"), "{text}");
+        px.stop().await;
+        env.drop_database(&db).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn require_fails_clearly_against_a_server_without_tls() {
+    Case::new("server_tls_require")
+        .yaml(|y| y.server_option("primary", "sslmode", "require"))
+        .run(async |px| {
+            if px.skip_without_proxy() {
+                return;
+            }
+            // The shared test cluster has ssl = off.
+            let err = match Conn::open(&px.pg_config(APP_USER, Some("app"))).await {
+                Ok(_) => panic!("connected in plain text under sslmode: require"),
+                Err(e) => e,
+            };
+            let db = err.as_db_error().unwrap_or_else(|| panic!("{err:?}"));
+            assert!(
+                db.message().contains("does not support TLS"),
+                "{}",
+                db.message()
+            );
+        })
+        .await;
 }
