@@ -39,7 +39,8 @@ const USAGE: &str = "\
 usage: cargo xtask cluster <command> [--base-port P] [--replicas N] [--tls]
   --tls (with up or reset): the servers also take TLS (ssl = on), with a certificate for
         127.0.0.1 and localhost signed by a test CA, both made once by openssl in
-        <cluster dir>/tls/ (ca.crt is what clients verify them with); kept for later starts
+        <cluster dir>/tls/ (ca.crt is what clients verify them with); kept by later `up`s,
+        removed by a `reset` without --tls
 commands: up, down, status, reset, pause-replay PORT, resume-replay PORT,
           stop PORT, start PORT, promote PORT, psql [PORT] [-- PSQL ARGS]";
 
@@ -263,10 +264,18 @@ pub(crate) fn main(args: Vec<String>) -> Result<()> {
             }
         }
         _ if tls => bail!("--tls goes with `cluster up` or `cluster reset`"),
+        "reset" => {
+            // A reset without --tls gives a cluster without TLS.
+            let dir = tls_dir(&cluster.dir);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("rm -r {}", dir.display()))?;
+            }
+            reset(&pg, &cluster)
+        }
         "up" => up(&pg, &cluster),
         "down" => down(&pg, &cluster),
         "status" => status(&pg, &cluster),
-        "reset" => reset(&pg, &cluster),
         "pause-replay" => pause_replay(&pg, &node()?),
         "resume-replay" => resume_replay(&pg, &node()?),
         "stop" => node()?.stop(&pg),

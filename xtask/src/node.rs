@@ -201,14 +201,23 @@ impl Node {
         // key owned by the server's OS user, readable by it alone, as PostgreSQL demands).
         let tls = self.dir.parent().map(crate::cluster::tls_dir);
         if let Some(tls) = tls.filter(|d| d.join("server.crt").is_file()) {
-            for name in ["server.crt", "server.key"] {
-                let text = std::fs::read_to_string(tls.join(name))
-                    .with_context(|| format!("read {}", tls.join(name).display()))?;
-                write(pg, &self.data_dir().join(name), &text)?;
-            }
+            let crt = std::fs::read_to_string(tls.join("server.crt"))
+                .with_context(|| format!("read {}", tls.join("server.crt").display()))?;
+            write(pg, &self.data_dir().join("server.crt"), &crt)?;
+            // The key is created readable by its owner alone, then given to the server's user.
             let key = self.data_dir().join("server.key");
-            std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-                .with_context(|| format!("chmod 600 {}", key.display()))?;
+            let text = std::fs::read(tls.join("server.key"))
+                .with_context(|| format!("read {}", tls.join("server.key").display()))?;
+            let _ = std::fs::remove_file(&key);
+            let mut file = std::os::unix::fs::OpenOptionsExt::mode(
+                std::fs::OpenOptions::new().write(true).create_new(true),
+                0o600,
+            )
+            .open(&key)
+            .with_context(|| format!("create {}", key.display()))?;
+            std::io::Write::write_all(&mut file, &text)
+                .with_context(|| format!("write {}", key.display()))?;
+            pg.give(&key)?;
             settings
                 .push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
         }

@@ -9,7 +9,7 @@ use tokio::io::AsyncWrite as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::tls::{ServerRead, ServerWrite, Stream};
+use crate::tls::{ServerRead, ServerTls, ServerWrite, Stream};
 use crate::{BackendError, StatementCache};
 
 /// Initial read buffer capacity; the buffer grows only as bytes arrive.
@@ -45,6 +45,9 @@ pub struct ServerConn {
     pub(crate) state_tag: u64,
     /// Statements prepared on this connection under pgsplit's names; empty when new.
     pub(crate) statements: StatementCache,
+    /// The TLS settings it was opened with (`sslmode` and the rest), so that a reload that
+    /// tightens them retires it.
+    pub(crate) tls_settings: ServerTls,
     /// NotificationResponses that arrived while pgsplit ran its own query on this connection
     /// (a LISTENing client's session reading back settings, say): the client's, kept for it.
     pub(crate) notifications: Vec<Bytes>,
@@ -137,31 +140,35 @@ impl ServerConn {
     /// The connection, its socket now watched by the calling thread's event loop (see
     /// [`crate::home`]) when another loop watched it, so that its reads wake no other thread.
     /// Moving deregisters the socket from the old loop and registers it with this one (two
-    /// `epoll_ctl` calls); buffers, statements and state stay as they are. On failure the
-    /// socket is closed and the error returned.
+    /// `epoll_ctl` calls; a TLS connection's socket is duplicated, the copy registered here and
+    /// the original closed, its TLS session kept); buffers, statements and state stay as they
+    /// are. On failure the socket is closed and the error returned.
     pub(crate) fn adopt(self: Box<Self>) -> Result<Box<Self>, BackendError> {
         let here = crate::home::home();
         if self.home == here {
             return Ok(self);
         }
         // Only the socket changes: its halves move out, and the rest of the connection is
-        // written back into the same box with the new halves. A TLS connection cannot move
-        // (its session state is tied to the stream): it is closed like one that failed to.
+        // written back into the same box with the new halves.
         let mut conn = self;
         let old = *conn;
-        let (Stream::Plain(rd), Stream::Plain(wr)) = (old.rd, old.wr) else {
-            return Err(BackendError::Io {
-                addr: old.addr,
-                source: std::io::Error::other("a TLS connection stays on its event loop"),
-            });
+        let moved = match (old.rd, old.wr) {
+            (Stream::Plain(rd), Stream::Plain(wr)) => rd
+                .reunite(wr)
+                .map_err(|_| std::io::Error::other("socket halves of two connections"))
+                .and_then(tokio::net::TcpStream::into_std)
+                .and_then(tokio::net::TcpStream::from_std)
+                .map(|stream| {
+                    let (rd, wr) = stream.into_split();
+                    (Stream::Plain(rd), Stream::Plain(wr))
+                }),
+            (Stream::Tls(rd), Stream::Tls(wr)) => {
+                crate::tls::rehome(rd, wr).map(|(rd, wr)| (Stream::Tls(rd), Stream::Tls(wr)))
+            }
+            _ => Err(std::io::Error::other("a socket taken apart")),
         };
-        let moved = rd
-            .reunite(wr)
-            .map_err(|_| std::io::Error::other("socket halves of two connections"))
-            .and_then(tokio::net::TcpStream::into_std)
-            .and_then(tokio::net::TcpStream::from_std);
         let (rd, wr) = match moved {
-            Ok(stream) => stream.into_split(),
+            Ok(halves) => halves,
             Err(source) => {
                 return Err(BackendError::Io {
                     addr: old.addr,
@@ -169,9 +176,11 @@ impl ServerConn {
                 });
             }
         };
+        tracing::debug!(addr = %old.addr, from = old.home, to = here, tls = matches!(rd, Stream::Tls(_)),
+            "moved a server connection to this event loop");
         *conn = ServerConn {
-            rd: Stream::Plain(rd),
-            wr: Stream::Plain(wr),
+            rd,
+            wr,
             home: here,
             ..old
         };
@@ -204,7 +213,8 @@ impl ServerConn {
                 Ok(_) => false,
             },
             // One read attempt that must not wait: pending (nothing to read) is the healthy
-            // answer. A TLS connection never leaves its loop, so its reactor is alive.
+            // answer. (A TLS connection moving from an ended loop reads as dead and is
+            // replaced; only shutdown and tests end loops.)
             Stream::Tls(rd) => {
                 let mut buf = tokio::io::ReadBuf::new(&mut probe);
                 let mut cx = std::task::Context::from_waker(std::task::Waker::noop());

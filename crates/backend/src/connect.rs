@@ -12,8 +12,10 @@ use tokio::time::{Duration, Instant, timeout};
 
 use crate::auth::{ScramKeyCache, authenticate};
 use crate::conn::{READ_BUF, ServerConn};
-use crate::tls::{ServerTls, Stream, negotiate};
+use crate::tls::{NegotiateError, ServerTls, Stream, TlsWrite, negotiate};
 use crate::{BackendError, StatementCache};
+use pgsplit_config::SslMode;
+use tracing::debug;
 
 /// What to connect to and as whom.
 #[derive(Clone, Debug)]
@@ -56,16 +58,27 @@ async fn connect_inner(p: &ConnectParams<'_>) -> Result<ServerConn, BackendError
     let created_at = Instant::now();
     let stream = TcpStream::connect(p.addr).await.map_err(io_err)?;
     stream.set_nodelay(true).map_err(io_err)?;
-    let (rd, wr) = match negotiate(stream, p.tls).await {
+    let negotiated = match negotiate(stream, p.tls).await {
+        // As libpq: under `prefer`, a failed handshake is followed by a plain-text attempt.
+        Err(NegotiateError::Tls(reason)) if p.tls.mode == SslMode::Prefer => {
+            debug!(addr = p.addr, %reason, "TLS failed under sslmode prefer: connecting in plain text");
+            let stream = TcpStream::connect(p.addr).await.map_err(io_err)?;
+            stream.set_nodelay(true).map_err(io_err)?;
+            Ok(Err(stream))
+        }
+        other => other,
+    };
+    let (rd, wr) = match negotiated {
         Ok(Ok(tls)) => {
             let (rd, wr) = tokio::io::split(tls);
-            (Stream::Tls(rd), Stream::Tls(wr))
+            (Stream::Tls(rd), Stream::Tls(TlsWrite::new(wr)))
         }
         Ok(Err(plain)) => {
             let (rd, wr) = plain.into_split();
             (Stream::Plain(rd), Stream::Plain(wr))
         }
-        Err(reason) => {
+        Err(NegotiateError::Io(source)) => return Err(io_err(source)),
+        Err(NegotiateError::Tls(reason)) => {
             return Err(BackendError::Tls {
                 addr: p.addr.to_owned(),
                 reason,
@@ -86,6 +99,7 @@ async fn connect_inner(p: &ConnectParams<'_>) -> Result<ServerConn, BackendError
         home: crate::home::home(),
         state_tag: 0,
         statements: StatementCache::default(),
+        tls_settings: p.tls.clone(),
         notifications: Vec::new(),
     };
     let mut startup: Vec<(&str, &str)> = Vec::with_capacity(p.params.len() + 2);

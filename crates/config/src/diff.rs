@@ -34,9 +34,6 @@ pub struct ConfigDiff {
     pub listen_changed: bool,
     /// Whether `admin.listen` changed.
     pub admin_changed: bool,
-    /// Whether any `tls` setting changed (paths or mode; a reload reads the files again
-    /// even when they did not).
-    pub tls_changed: bool,
     /// Whether any `log` setting changed.
     pub log_changed: bool,
     /// Whether any `limits` setting changed.
@@ -104,7 +101,6 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     d.pool_changed = old.pool != new.pool;
     d.listen_changed = old.listen != new.listen;
     d.admin_changed = old.admin != new.admin;
-    d.tls_changed = old.tls != new.tls;
     d.log_changed = old.log != new.log;
     d.limits_changed = old.limits != new.limits;
     d.shutdown_timeout_changed = old.shutdown_timeout != new.shutdown_timeout;

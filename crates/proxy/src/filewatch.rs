@@ -115,8 +115,6 @@ pub(crate) struct FileWatch {
     tried: Tried,
     /// Whether the missing file was already reported.
     reported_missing: bool,
-    /// What the file is, for logs.
-    what: &'static str,
 }
 
 impl FileWatch {
@@ -131,14 +129,7 @@ impl FileWatch {
             last,
             tried,
             reported_missing: false,
-            what: "config file",
         }
-    }
-
-    /// Names the file in logs as `what` instead of "config file".
-    pub(crate) fn describing(mut self, what: &'static str) -> FileWatch {
-        self.what = what;
-        self
     }
 
     /// Looks at the file once; `true` when it changed and has settled, so it should be
@@ -151,15 +142,15 @@ impl FileWatch {
             Seen::Missing(why) => {
                 if settled && !self.reported_missing {
                     self.reported_missing = true;
-                    warn!(path = %self.path.display(), error = %why, file = self.what,
-                        "the file cannot be read; the running config stays");
+                    warn!(path = %self.path.display(), error = %why,
+                        "the config file cannot be read; the running config stays");
                 }
                 false
             }
             Seen::File(fp) => {
                 if self.reported_missing {
                     self.reported_missing = false;
-                    info!(path = %self.path.display(), file = self.what, "the file is back");
+                    info!(path = %self.path.display(), "the config file is back");
                 }
                 if !settled {
                     return false;
@@ -169,7 +160,7 @@ impl FileWatch {
                     return false;
                 }
                 *tried = Some(fp.hash);
-                debug!(path = %self.path.display(), target = %fp.target.display(), file = self.what, "file changed");
+                debug!(path = %self.path.display(), target = %fp.target.display(), "config file changed");
                 true
             }
         }
@@ -228,72 +219,52 @@ pub(crate) async fn watch_config(
     }
 }
 
-/// The TLS files being watched and the watcher's memory of each.
-pub(crate) struct TlsWatch {
-    paths: Option<(PathBuf, PathBuf)>,
-    files: Vec<FileWatch>,
-}
-
-/// Takes the first look at the TLS files `tls` names (their content then counts as the one
-/// running), so that a change made any time after this returns is noticed.
-pub(crate) async fn first_tls_look(tls: Option<&pgsplit_config::TlsConfig>) -> TlsWatch {
-    let paths = tls.map(|t| (t.cert.clone(), t.key.clone()));
-    let wanted = paths.clone();
-    let files = tokio::task::spawn_blocking(move || {
-        wanted.map_or_else(Vec::new, |(cert, key)| {
-            [cert, key]
-                .map(|p| FileWatch::new(p, Tried::default()).describing("TLS file"))
-                .into()
-        })
-    })
-    .await
-    .unwrap_or_default();
-    if let Some((cert, key)) = &paths {
-        info!(cert = %cert.display(), key = %key.display(), "watching the TLS files");
-    }
-    TlsWatch { paths, files }
-}
+/// How long after a reload that a TLS file change triggered failed the next try waits.
+const TLS_RETRY: Duration = Duration::from_secs(5);
 
 /// Watches the TLS files the current config names (`tls.cert`, `tls.key`) and asks `control`
-/// for a reload when one changed and settled: a renewed certificate, written in place or
-/// swapped in by the kubelet for a Secret volume, is served without a `SIGHUP`. Follows the
-/// config: after a reload that names other files, those are the ones watched.
+/// for a reload when their content differs from what the running acceptor was built from and
+/// has settled (two polls in a row): a renewed certificate, written in place or swapped in by
+/// the kubelet for a Secret volume, is served without a `SIGHUP`. A reload that fails (say, the
+/// key of a pair written one file after the other) is tried again every [`TLS_RETRY`] while
+/// the files still differ; a reload by any other trigger counts, as it rebuilds the acceptor.
 pub(crate) async fn watch_tls(
-    mut state: TlsWatch,
     snapshot: Arc<arc_swap::ArcSwap<pgsplit_session::Snapshot>>,
+    running: Arc<arc_swap::ArcSwapOption<pgsplit_session::TlsServer>>,
     every: Duration,
     control: Arc<Control>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut last_seen: Option<u64> = None;
+    let mut next_try = tokio::time::Instant::now();
     loop {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             () = async { drop(shutdown.wait_for(|d| *d).await) } => return,
         }
-        let current = snapshot.load_full();
-        let tls = current.config.tls.as_ref();
-        if tls.map(|t| (&t.cert, &t.key)) != state.paths.as_ref().map(|(c, k)| (c, k)) {
-            // A reload named other files; it loaded them, so their content counts as tried.
-            state = first_tls_look(tls).await;
+        let Some(config) = snapshot.load().config.tls.clone() else {
+            last_seen = None;
+            continue;
+        };
+        let Some(acceptor) = running.load_full() else {
+            continue;
+        };
+        let seen =
+            tokio::task::spawn_blocking(move || pgsplit_session::TlsServer::hash_files(&config))
+                .await
+                .ok()
+                .flatten();
+        let settled = seen.is_some() && seen == last_seen;
+        last_seen = seen;
+        if !settled || seen == Some(acceptor.files()) || tokio::time::Instant::now() < next_try {
             continue;
         }
-        if state.files.is_empty() {
-            continue;
-        }
-        let polled = tokio::task::spawn_blocking(move || {
-            // Every file is polled (no short cut), so each keeps its own memory up to date.
-            let polls: Vec<bool> = state.files.iter_mut().map(FileWatch::poll).collect();
-            let changed = polls.contains(&true);
-            (state, changed)
-        })
-        .await;
-        let Ok((next, changed)) = polled else { return };
-        state = next;
-        if changed {
-            info!("a TLS file changed: reloading");
-            if control.reload().await.is_err() && *shutdown.borrow() {
+        info!("the TLS files changed: reloading");
+        if control.reload().await.is_err() {
+            if *shutdown.borrow() {
                 return;
             }
+            next_try = tokio::time::Instant::now() + TLS_RETRY;
         }
     }
 }

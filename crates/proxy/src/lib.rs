@@ -182,11 +182,9 @@ pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
             ctx.control.clone(),
             ctx.shutdown.clone(),
         ));
-        let current = ctx.snapshot.load_full();
-        let tls = filewatch::first_tls_look(current.config.tls.as_ref()).await;
         tokio::spawn(filewatch::watch_tls(
-            tls,
             ctx.snapshot.clone(),
+            ctx.tls.clone(),
             filewatch::POLL_EVERY,
             ctx.control.clone(),
             ctx.shutdown.clone(),

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use crate::SessionError;
 use crate::outbox::Outbox;
 use crate::tls::{ClientRead, ClientWrite, TlsServer};
-use pgsplit_backend::tls::Stream;
+use pgsplit_backend::tls::{Stream, TlsWrite};
 
 /// Initial read buffer capacity; it grows only as bytes arrive.
 const READ_BUF: usize = 8 * 1024;
@@ -68,17 +68,14 @@ impl ClientConn {
         }
         self.queue(|b| encode::ssl_response(b, true));
         self.flush().await?;
-        if self.tls {
-            return Err(SessionError::Refused(Box::new(ErrorFields::fatal(
-                pgsplit_wire::sqlstate::PROTOCOL_VIOLATION,
-                "SSL request on a connection that is already encrypted",
-            ))));
-        }
         // The halves are put back together for the handshake.
         let rd = std::mem::replace(&mut self.rd, Stream::Detached);
         let wr = std::mem::replace(&mut self.wr, Stream::Detached);
         let (Stream::Plain(rd), Stream::Plain(wr)) = (rd, wr) else {
-            unreachable!("a connection that is not encrypted has its TCP halves");
+            return Err(SessionError::Refused(Box::new(ErrorFields::fatal(
+                pgsplit_wire::sqlstate::PROTOCOL_VIOLATION,
+                "SSL request on a connection that is already encrypted",
+            ))));
         };
         let stream = rd
             .reunite(wr)
@@ -86,7 +83,7 @@ impl ClientConn {
         let stream = tls.accept(stream).await.map_err(SessionError::ClientIo)?;
         let (rd, wr) = tokio::io::split(stream);
         self.rd = Stream::Tls(rd);
-        self.wr = Stream::Tls(wr);
+        self.wr = Stream::Tls(TlsWrite::new(wr));
         self.tls = true;
         Ok(())
     }

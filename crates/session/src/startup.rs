@@ -48,7 +48,13 @@ pub(crate) async fn read_hello(
 ) -> Result<Hello, SessionError> {
     loop {
         match client.read_startup().await? {
-            StartupPacket::SslRequest if !client.tls && tls.is_some() => {
+            StartupPacket::SslRequest if client.tls => {
+                return Err(refuse(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "SSL request on a connection that is already encrypted".to_owned(),
+                ));
+            }
+            StartupPacket::SslRequest if tls.is_some() => {
                 if let Some(tls) = tls {
                     client.start_tls(tls).await?;
                 }

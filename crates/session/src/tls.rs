@@ -9,10 +9,10 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use pgsplit_backend::tls::Stream;
+use pgsplit_backend::tls::{Stream, TlsWrite, pem_message, provider};
 use pgsplit_config::{TlsConfig, TlsMode};
+use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -23,6 +23,17 @@ use tokio_rustls::server::TlsStream;
 pub struct TlsServer {
     acceptor: tokio_rustls::TlsAcceptor,
     mode: TlsMode,
+    /// Hash of the certificate and key files it was built from.
+    files: u64,
+}
+
+fn files_hash(cert: &[u8], key: &[u8]) -> u64 {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut hasher = DefaultHasher::new();
+    hasher.write(cert);
+    hasher.write_u8(0);
+    hasher.write(key);
+    hasher.finish()
 }
 
 impl std::fmt::Debug for TlsServer {
@@ -53,17 +64,19 @@ impl TlsServer {
             path: path.display().to_string(),
             message,
         };
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&config.cert)
-            .and_then(|certs| certs.collect::<Result<_, _>>())
-            .map_err(|e| error("tls.cert", &config.cert, pem_message(e)))?;
-        if certs.is_empty() {
-            let message = "no CERTIFICATE block in the file".to_owned();
-            return Err(error("tls.cert", &config.cert, message));
-        }
-        let key = PrivateKeyDer::from_pem_file(&config.key)
-            .map_err(|e| error("tls.key", &config.key, pem_message(e)))?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        let read = |key: &'static str, path: &Path| {
+            std::fs::read(path).map_err(|e| error(key, path, format!("cannot read the file: {e}")))
+        };
+        let (cert_text, key_text) = (
+            read("tls.cert", &config.cert)?,
+            read("tls.key", &config.key)?,
+        );
+        let files = files_hash(&cert_text, &key_text);
+        let certs = pgsplit_backend::tls::parse_certs(&cert_text)
+            .map_err(|message| error("tls.cert", &config.cert, message))?;
+        let key = PrivateKeyDer::from_pem_slice(&key_text)
+            .map_err(|e| error("tls.key", &config.key, pem_message(&e)))?;
+        let mut server = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| error("tls", &config.cert, e.to_string()))?
             .with_no_client_auth()
@@ -76,7 +89,22 @@ impl TlsServer {
         Ok(Arc::new(TlsServer {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
             mode: config.mode,
+            files,
         }))
+    }
+
+    /// A hash of the certificate and key files as they were when this was built; compare it
+    /// with [`TlsServer::hash_files`] to know whether the files changed since.
+    pub fn files(&self) -> u64 {
+        self.files
+    }
+
+    /// A hash of the two files as they are now (as [`TlsServer::files`] counts them), `None`
+    /// when one cannot be read.
+    pub fn hash_files(config: &TlsConfig) -> Option<u64> {
+        let cert = std::fs::read(&config.cert).ok()?;
+        let key = std::fs::read(&config.key).ok()?;
+        Some(files_hash(&cert, &key))
     }
 
     /// Whether plain-text clients are refused.
@@ -90,20 +118,10 @@ impl TlsServer {
     }
 }
 
-fn pem_message(e: rustls_pki_types::pem::Error) -> String {
-    match e {
-        rustls_pki_types::pem::Error::Io(e) => format!("cannot read the file: {e}"),
-        rustls_pki_types::pem::Error::NoItemsFound => {
-            "no PEM block of that kind in the file".to_owned()
-        }
-        other => format!("not a usable PEM file: {other:?}"),
-    }
-}
-
 /// The read half of a client socket: plain TCP, or TLS after an SSLRequest.
 pub(crate) type ClientRead = Stream<OwnedReadHalf, ReadHalf<TlsStream<TcpStream>>>;
 /// The write half of a client socket.
-pub(crate) type ClientWrite = Stream<OwnedWriteHalf, WriteHalf<TlsStream<TcpStream>>>;
+pub(crate) type ClientWrite = Stream<OwnedWriteHalf, TlsWrite<WriteHalf<TlsStream<TcpStream>>>>;
 
 #[cfg(test)]
 mod tests {

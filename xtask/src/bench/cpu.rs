@@ -33,6 +33,11 @@ fn stat_of(pid: &str) -> Option<Stat> {
     parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// The parent of `pid`.
+pub(crate) fn parent_of(pid: u32) -> Option<u32> {
+    stat_of(&pid.to_string()).map(|s| s.ppid)
+}
+
 /// The CPU time `pid` has used (all threads), in clock ticks.
 pub(crate) fn process_ticks(pid: u32) -> Option<u64> {
     stat_of(&pid.to_string()).map(|s| s.own)
@@ -46,17 +51,16 @@ pub(crate) fn reaped_children_ticks() -> Option<u64> {
 
 /// The CPU time of PostgreSQL servers, in clock ticks: each postmaster's own, what it reaped
 /// (backends that exited, as with `pgbench -C` directly) and its live children's (backends,
-/// walsender, checkpointer, ...). A backend that exits between two readings moves from the
-/// third term to the second, so a difference of two readings counts it once.
+/// walsender, checkpointer, ...).
 pub(crate) fn servers_ticks(postmasters: &[u32]) -> Option<u64> {
     if postmasters.is_empty() {
         return None;
     }
-    let mut total = 0;
-    for &pid in postmasters {
-        let stat = stat_of(&pid.to_string())?;
-        total += stat.own + stat.reaped;
-    }
+    // The children, then the postmasters, then the children again: a child reaped in between
+    // is in its postmaster's reaped time, so its own time counts only if it is still there
+    // (a zombie not yet reaped still is). Exact whatever exits meanwhile, as happens at the
+    // end of a run when its clients' backends exit together.
+    let mut children: Vec<(String, u64)> = Vec::new();
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let name = entry.file_name();
         let Some(pid) = name
@@ -69,7 +73,17 @@ pub(crate) fn servers_ticks(postmasters: &[u32]) -> Option<u64> {
         if let Some(stat) = stat_of(pid)
             && postmasters.contains(&stat.ppid)
         {
-            total += stat.own;
+            children.push((pid.to_owned(), stat.own));
+        }
+    }
+    let mut total = 0;
+    for &pid in postmasters {
+        let stat = stat_of(&pid.to_string())?;
+        total += stat.own + stat.reaped;
+    }
+    for (pid, own) in children {
+        if stat_of(&pid).is_some_and(|s| postmasters.contains(&s.ppid)) {
+            total += own;
         }
     }
     Some(total)

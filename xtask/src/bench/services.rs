@@ -114,7 +114,7 @@ impl Service {
             .ok()
             .and_then(|text| text.trim().parse::<u32>().ok());
         match pid {
-            Some(pid) if parent_of(pid) == Some(wrapper) => pid,
+            Some(pid) if super::cpu::parent_of(pid) == Some(wrapper) => pid,
             _ => wrapper,
         }
     }
@@ -173,13 +173,6 @@ fn signal(name: &str, pid: u32) -> Result<()> {
             .arg(pid.to_string()),
     )?;
     Ok(())
-}
-
-/// The parent PID of `pid`, from `/proc/<pid>/stat` (the field after the parenthesised name).
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// `n` distinct free ports on 127.0.0.1 (all bound at once, then released for the proxies).
@@ -442,6 +435,6 @@ mod tests {
     #[test]
     fn parent_of_self() {
         let me = std::process::id();
-        assert!(super::parent_of(me).is_some_and(|p| p != me));
+        assert!(super::super::cpu::parent_of(me).is_some_and(|p| p != me));
     }
 }

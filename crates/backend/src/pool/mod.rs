@@ -208,17 +208,13 @@ pub struct PoolStats {
 pub(crate) trait Conn: Send + 'static {
     /// When it was opened.
     fn created_at(&self) -> Instant;
-    /// The address it is connected to, to notice a server that moved.
-    fn addr(&self) -> &str;
     /// Non-blocking health check of an idle connection.
     fn is_alive(&mut self) -> bool;
     /// The event loop that watches its socket (see [`crate::home`]).
     fn home(&self) -> usize;
-    /// Whether [`Conn::adopt`] can move it to another event loop (a TLS connection cannot),
-    /// so a checkout on another loop leaves it idle rather than close it.
-    fn movable(&self) -> bool {
-        true
-    }
+    /// Whether it was opened as `settings` say (address, TLS), so it may serve their pool;
+    /// one opened under settings a reload has since changed is closed when it comes back.
+    fn fits(&self, settings: &PoolSettings) -> bool;
     /// The connection, watched from now on by the calling thread's event loop; on failure it
     /// is gone (closed) and its slot must be freed or reused.
     fn adopt(self) -> Result<Self, BackendError>
@@ -247,10 +243,6 @@ impl Conn for Box<ServerConn> {
         ServerConn::created_at(self)
     }
 
-    fn addr(&self) -> &str {
-        ServerConn::addr(self)
-    }
-
     fn is_alive(&mut self) -> bool {
         ServerConn::is_alive(self)
     }
@@ -259,8 +251,8 @@ impl Conn for Box<ServerConn> {
         self.home
     }
 
-    fn movable(&self) -> bool {
-        !self.is_tls()
+    fn fits(&self, settings: &PoolSettings) -> bool {
+        self.addr == settings.addr && self.tls_settings == settings.tls
     }
 
     fn adopt(self) -> Result<Self, BackendError> {

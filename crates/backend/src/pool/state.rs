@@ -79,17 +79,6 @@ struct Pool<C> {
     retired: bool,
 }
 
-/// Which idle connections a checkout may take.
-#[derive(Clone, Copy, Debug)]
-enum Pick {
-    /// Those the given event loop watches.
-    Home(usize),
-    /// Those that can move to the checking-out loop.
-    Movable,
-    /// Any (one that cannot move is then closed and replaced).
-    Any,
-}
-
 /// An idle connection and since when it is idle.
 #[derive(Debug)]
 struct Idle<C> {
@@ -148,28 +137,20 @@ impl<C: Conn> State<C> {
         // capacity ahead of them.
         if pool.waiters.is_empty() {
             // First the newest idle connection whose socket this thread's event loop watches,
-            // then the newest idle one of another loop that can move (the checkout moves its
-            // socket to this loop), and only then a new one: a loop that opened its own while
-            // others had idle ones would multiply the server backends in use by the number of
-            // loops. A TLS connection cannot move, so it stays idle for its own loop.
+            // then the newest idle one of another loop (the checkout moves its socket to this
+            // loop), and only then a new one: a loop that opened its own while others had
+            // idle ones would multiply the server backends in use by the number of loops.
             let here = crate::home::home();
-            if let Some(conn) = self.take_idle(key, now, Pick::Home(here), closing) {
+            if let Some(conn) = self.take_idle(key, now, Some(here), closing) {
                 return Acquired::Conn(conn);
             }
-            if let Some(conn) = self.take_idle(key, now, Pick::Movable, closing) {
+            if let Some(conn) = self.take_idle(key, now, None, closing) {
                 return Acquired::Conn(conn);
             }
             // Older waiters of other pools of this server get freed capacity first.
             self.dispatch(&key.server, closing);
             if self.pools[key].waiters.is_empty() && self.reserve(key, true, closing) {
                 return Acquired::Open;
-            }
-            // No room: rather than wait while another loop's connection that cannot move (TLS)
-            // sits idle, take it; the checkout closes it and opens one here in its slot.
-            if self.pools[key].waiters.is_empty()
-                && let Some(conn) = self.take_idle(key, now, Pick::Any, closing)
-            {
-                return Acquired::Conn(conn);
             }
         }
         let ticket = self.next_ticket;
@@ -182,25 +163,25 @@ impl<C: Conn> State<C> {
         Acquired::Wait(ticket, rx)
     }
 
-    /// The newest healthy idle connection of `key`'s pool that `pick` accepts, now busy.
-    /// Expired or dead ones met on the way are closed and their slots freed (and offered to
-    /// waiters).
+    /// The newest healthy idle connection of `key`'s pool opened on event loop `home` (any
+    /// loop with `None`), now busy. Expired or dead ones met on the way are closed and their
+    /// slots freed (and offered to waiters).
     fn take_idle(
         &mut self,
         key: &PoolKey,
         now: Instant,
-        pick: Pick,
+        home: Option<usize>,
         closing: &mut Vec<C>,
     ) -> Option<C> {
         let pool = self.pools.get_mut(key)?;
         let lifetime = pool.settings.server_lifetime;
         let mut found = None;
         let mut freed = 0;
-        while let Some(at) = pool.idle.iter().rposition(|idle| match pick {
-            Pick::Home(h) => idle.conn.home() == h,
-            Pick::Movable => idle.conn.movable(),
-            Pick::Any => true,
-        }) {
+        while let Some(at) = pool
+            .idle
+            .iter()
+            .rposition(|idle| home.is_none_or(|h| idle.conn.home() == h))
+        {
             let Some(Idle { mut conn, .. }) = pool.idle.remove(at) else {
                 break;
             };
@@ -435,7 +416,7 @@ impl<C: Conn> State<C> {
             || pool.retired
             || over_server
             || pool.open > pool.settings.size
-            || conn.addr() != pool.settings.addr
+            || !conn.fits(&pool.settings)
             || expired(&conn, pool.settings.server_lifetime, now)
         {
             closing.push(conn);

@@ -24,17 +24,11 @@ struct FakeConn {
     home: usize,
     /// Whether it can move to another event loop (a real socket fails to only on errors).
     movable: Arc<AtomicBool>,
-    /// Opened with TLS: it says it cannot move (and its move fails).
-    tls: bool,
 }
 
 impl Conn for FakeConn {
     fn created_at(&self) -> Instant {
         self.created
-    }
-
-    fn addr(&self) -> &str {
-        &self.addr
     }
 
     fn is_alive(&mut self) -> bool {
@@ -45,8 +39,8 @@ impl Conn for FakeConn {
         self.home
     }
 
-    fn movable(&self) -> bool {
-        !self.tls
+    fn fits(&self, settings: &PoolSettings) -> bool {
+        self.addr == settings.addr
     }
 
     fn adopt(mut self) -> Result<Self, BackendError> {
@@ -54,7 +48,7 @@ impl Conn for FakeConn {
         if self.home == crate::home::home() {
             return Ok(self);
         }
-        if !self.tls && self.movable.load(Ordering::SeqCst) {
+        if self.movable.load(Ordering::SeqCst) {
             self.home = crate::home::home();
             return Ok(self);
         }
@@ -159,7 +153,6 @@ impl Connector for FakeConnector {
                     live: self.live.clone(),
                     home: crate::home::home(),
                     movable,
-                    tls: settings.tls.mode != pgsplit_config::SslMode::Disable,
                 })
             }
         }
@@ -339,41 +332,6 @@ async fn a_connection_that_cannot_move_is_replaced() {
     assert_eq!(shared.connector().live(), 1, "the stuck one is closed");
     let st = stats_of(&shared, &k);
     assert_eq!((st.open, st.busy, st.idle), (1, 1, 0));
-    crate::home::set_home(0);
-}
-
-/// A connection that cannot move at all (TLS) stays idle for its own loop while a checkout on
-/// another loop has room to open one; with no room, it is closed and replaced there rather
-/// than left idle while the checkout waits.
-#[tokio::test(start_paused = true)]
-async fn a_tls_connection_stays_on_its_loop_unless_the_pool_is_full() {
-    let shared = registry(1, 10);
-    let mut s = settings(2, 10);
-    s.tls = crate::tls::ServerTls {
-        mode: pgsplit_config::SslMode::Require,
-        rootcert: None,
-        host: "fake".into(),
-    };
-    let k = key("app");
-    let a = get_on(1, &shared, &k, &s).await;
-    let a_id = a.conn().id;
-    a.put_back(Instant::now());
-    let b = get_on(2, &shared, &k, &s).await;
-    assert_ne!(b.conn().id, a_id, "loop 2 opened its own");
-    assert_eq!(shared.connector().live(), 2, "loop 1's stays open");
-    let st = stats_of(&shared, &k);
-    assert_eq!((st.open, st.busy, st.idle), (2, 1, 1));
-    let a = get_on(1, &shared, &k, &s).await;
-    assert_eq!(a.conn().id, a_id, "loop 1 gets it back");
-    a.put_back(Instant::now());
-    // Full: loop 3 takes loop 1's idle one, which is closed and replaced in its slot.
-    let c = get_on(3, &shared, &k, &s).await;
-    assert!(
-        ![a_id, b.conn().id].contains(&c.conn().id),
-        "a new connection"
-    );
-    assert_eq!(c.conn().home, 3);
-    assert_eq!(shared.connector().live(), 2);
     crate::home::set_home(0);
 }
 
