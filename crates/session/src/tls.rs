@@ -112,9 +112,11 @@ impl TlsServer {
         self.mode
     }
 
-    /// Runs the server side of the handshake on `stream`.
+    /// Runs the server side of the handshake on `stream`. The handshake's state (a whole
+    /// TLS session) is boxed: held inline, it would grow every session's future, and so every
+    /// idle client's memory, by its size, whether the client uses TLS or not.
     pub(crate) async fn accept(&self, stream: TcpStream) -> io::Result<TlsStream<TcpStream>> {
-        self.acceptor.accept(stream).await
+        Box::pin(self.acceptor.accept(stream)).await
     }
 }
 

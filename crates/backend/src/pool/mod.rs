@@ -291,7 +291,9 @@ impl Connector for TcpConnector {
             scram_keys: Some(&self.scram_keys),
             tls: &settings.tls,
         };
-        connect(&params).await.map(Box::new)
+        // Boxed: opening a connection (TCP, TLS, authentication, startup) is rare next to the
+        // checkouts whose futures would otherwise carry its whole state, a session's among them.
+        Box::pin(connect(&params)).await.map(Box::new)
     }
 }
 

@@ -107,3 +107,22 @@ fn parameter_diffs_send_what_differs_and_are_remembered() {
     encode::parameter_status(&mut both, "in_hot_standby", "on");
     assert_eq!(param_diff(&changed, &replica).0.as_deref(), Some(&both[..]));
 }
+
+/// Every client's session is one boxed future of this size, idle or not: it is most of what an
+/// idle client costs (`cargo xtask bench --memory`), so growth here must be deliberate.
+#[tokio::test]
+async fn the_session_future_stays_small() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (stream, peer) = listener.accept().await.unwrap();
+    let yaml = "users: [{ name: a, auth: trust }]\nservers: [{ host: 127.0.0.1 }]\n";
+    let config = pgsplit_config::parse(yaml, "t.yaml").unwrap();
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let metrics = Arc::new(pgsplit_telemetry::Metrics::new());
+    let (ctx, _inbox) = crate::Ctx::new(config, metrics, rx);
+    let session = super::run(stream, peer, ctx);
+    let size = std::mem::size_of_val(&session);
+    eprintln!("session future: {size} bytes");
+    assert!(size <= 7 * 1024, "the session future grew to {size} bytes");
+}
