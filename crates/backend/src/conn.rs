@@ -47,7 +47,7 @@ pub struct ServerConn {
     pub(crate) statements: StatementCache,
     /// The TLS settings it was opened with (`sslmode` and the rest), so that a reload that
     /// tightens them retires it.
-    pub(crate) tls_settings: ServerTls,
+    pub(crate) tls_settings: Arc<ServerTls>,
     /// NotificationResponses that arrived while pgsplit ran its own query on this connection
     /// (a LISTENing client's session reading back settings, say): the client's, kept for it.
     pub(crate) notifications: Vec<Bytes>,
@@ -185,11 +185,6 @@ impl ServerConn {
             ..old
         };
         Ok(conn)
-    }
-
-    /// Whether the connection is encrypted (TLS was negotiated with the server).
-    pub fn is_tls(&self) -> bool {
-        matches!(self.rd, Stream::Tls(_))
     }
 
     /// Whether an idle connection still looks usable, without waiting.

@@ -37,7 +37,7 @@ pub struct ConnectParams<'a> {
     /// SCRAM keys kept from earlier logins, to reuse and to add to.
     pub scram_keys: Option<&'a ScramKeyCache>,
     /// Whether and how to use TLS.
-    pub tls: &'a ServerTls,
+    pub tls: &'a Arc<ServerTls>,
 }
 
 /// Connects, authenticates and reads the server's startup state up to ReadyForQuery.
@@ -99,7 +99,7 @@ async fn connect_inner(p: &ConnectParams<'_>) -> Result<ServerConn, BackendError
         home: crate::home::home(),
         state_tag: 0,
         statements: StatementCache::default(),
-        tls_settings: p.tls.clone(),
+        tls_settings: Arc::clone(p.tls),
         notifications: Vec::new(),
     };
     let mut startup: Vec<(&str, &str)> = Vec::with_capacity(p.params.len() + 2);

@@ -42,7 +42,7 @@ pub struct ProbeSettings {
     /// Limit for one probe, connect included.
     pub timeout: Duration,
     /// Whether and how to use TLS (the server's `sslmode`).
-    pub tls: ServerTls,
+    pub tls: std::sync::Arc<ServerTls>,
 }
 
 impl fmt::Debug for ProbeSettings {

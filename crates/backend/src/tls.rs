@@ -249,22 +249,24 @@ pub struct ServerTls {
 }
 
 impl ServerTls {
-    /// The TLS settings of a configured server.
-    pub fn of(server: &pgsplit_config::Server) -> ServerTls {
-        ServerTls {
+    /// The TLS settings of a configured server, shared: a pool compares them with those a
+    /// connection was opened with at every release, which the shared pointer makes one
+    /// comparison of addresses while the config is unchanged.
+    pub fn of(server: &pgsplit_config::Server) -> Arc<ServerTls> {
+        Arc::new(ServerTls {
             mode: server.sslmode,
             rootcert: server.sslrootcert.clone(),
             host: server.host.clone(),
-        }
+        })
     }
 
     /// Plain text.
-    pub fn disabled() -> ServerTls {
-        ServerTls {
+    pub fn disabled() -> Arc<ServerTls> {
+        Arc::new(ServerTls {
             mode: SslMode::Disable,
             rootcert: None,
             host: String::new(),
-        }
+        })
     }
 
     /// Checks that the files these settings name can be used (what a connect would read),

@@ -135,7 +135,7 @@ pub struct PoolSettings {
     /// Most connections to this server across all of its pools.
     pub server_max_connections: usize,
     /// Whether and how its connections use TLS.
-    pub tls: ServerTls,
+    pub tls: Arc<ServerTls>,
 }
 
 impl PoolSettings {
