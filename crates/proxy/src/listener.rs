@@ -194,7 +194,6 @@ async fn serve_loop(listener: TcpListener, shared: Shared, index: usize) {
         .metrics
         .event_loop_clients
         .with_label_values(&[&index.to_string()]);
-    let startup_timeout = ctx.snapshot.load().config.limits.startup_timeout;
     let mut sessions = JoinSet::new();
     let mut shutdown = ctx.shutdown.clone();
     loop {
@@ -221,8 +220,7 @@ async fn serve_loop(listener: TcpListener, shared: Shared, index: usize) {
                             sqlstate::TOO_MANY_CONNECTIONS,
                             "sorry, too many clients already",
                         );
-                        let tls = ctx.tls.load_full();
-                        sessions.spawn(reject(stream, fields, 64 * 1024, startup_timeout, tls));
+                        sessions.spawn(reject(stream, fields, ctx.clone()));
                     }
                 }
             }

@@ -25,7 +25,6 @@ use crate::relay::{RelayEnd, RelayState, idle_sleep, relay, tell_idle_timeout};
 use crate::routing::{ServerTarget, SessionRouter};
 use crate::startup::{Hello, authenticate, read_hello};
 use crate::state::ClientState;
-use crate::tls::TlsServer;
 use crate::{CancelSlot, Ctx, ServerEvent, SessionError, replay};
 
 mod greeting;
@@ -705,19 +704,23 @@ fn refused(code: pgsplit_wire::SqlState, message: &str) -> SessionError {
 }
 
 /// Refuses a connection the proxy cannot take (e.g. over `max_client_connections`): reads the
-/// startup packet so the client is listening (after TLS, when `tls` is given and the client
-/// asks for it), then sends a FATAL error and closes.
-pub async fn reject(
-    stream: TcpStream,
-    fields: ErrorFields,
-    max_message: usize,
-    limit: Duration,
-    tls: Option<Arc<TlsServer>>,
-) {
-    let mut client = ClientConn::new(stream, max_message);
-    if let Ok(Ok(Hello::Session(_))) = timeout(limit, read_hello(&mut client, tls.as_deref())).await
-    {
-        client.fail(&fields).await;
+/// startup packet so the client is listening (after TLS, when the config has `tls:` and the
+/// client asks for it), then sends `fields` as a FATAL error and closes. A startup that would
+/// itself be refused (plain text under `tls.mode: require`, an unsupported protocol) hears the
+/// same error, as PostgreSQL reports a full server before it looks at how the client
+/// connected. A cancel request is still forwarded, as PostgreSQL honours one when full: a
+/// surge that fills the proxy must not keep clients from cancelling their queries.
+pub async fn reject(stream: TcpStream, fields: ErrorFields, ctx: Ctx) {
+    // A startup packet is small; a rejected client gets no more room than it needs.
+    const MAX_MESSAGE: usize = 64 * 1024;
+    let limit = ctx.snapshot.load().config.limits.startup_timeout;
+    let tls = ctx.tls.load_full();
+    let mut client = ClientConn::new(stream, MAX_MESSAGE);
+    match timeout(limit, read_hello(&mut client, tls.as_deref())).await {
+        Ok(Ok(Hello::Session(_)) | Err(SessionError::Refused(_))) => client.fail(&fields).await,
+        Ok(Ok(Hello::Cancel { pid, secret })) => forward_cancel(&ctx, pid, secret).await,
+        // Gone or silent: nobody to tell.
+        Ok(Err(_)) | Err(_) => {}
     }
 }
 

@@ -20,6 +20,7 @@ mod errors;
 mod faults;
 mod harness;
 mod health;
+mod limits;
 mod mock_server;
 mod notify;
 mod own_cluster;

@@ -145,6 +145,33 @@ async fn require_refuses_plain_text_clients_with_28000() {
         .await;
 }
 
+/// Over `max_client_connections`, a plain-text client under `require` hears why it cannot
+/// come in now (53300, as PostgreSQL reports a full server first), not a silent close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn require_tells_a_plain_text_client_over_the_limit_53300() {
+    let cert = TestCert::new("require_full");
+    let tls = cert.yaml("require");
+    Case::new("tls_require_full")
+        .yaml(move |y| {
+            y.set("tls", &tls).set(
+                "limits",
+                "{ max_client_connections: 1, startup_timeout: 30s }",
+            )
+        })
+        .run(async |px| {
+            if px.skip_without_proxy() {
+                return;
+            }
+            // A connection that has not said hello yet holds the only slot.
+            let _silent = TcpStream::connect((px.addr.host.as_str(), px.addr.port))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            crate::limits::expect_too_many(&px.pg_config(APP_USER, Some("app"))).await;
+        })
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bytes_pipelined_behind_an_ssl_request_are_refused() {
     let cert = TestCert::new("pipelined");
