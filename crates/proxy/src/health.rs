@@ -271,12 +271,13 @@ impl Checker {
         match event {
             ServerEvent::Failed { server } => {
                 let at = self.now();
-                self.apply(
+                let everyone = self.apply(
                     &server,
                     Some("a connection on real traffic failed"),
                     |t, i| t.mark_down(i, at),
                 );
-                if let Some(w) = self.workers.get(server.as_str()) {
+                // Probed again at once (with every other server when it was the primary).
+                if !everyone && let Some(w) = self.workers.get(server.as_str()) {
                     w.probe_now.notify_one();
                 }
             }
@@ -304,13 +305,14 @@ impl Checker {
 
     /// Applies `change` to the node named `server` in the current snapshot (looked up by name
     /// in the snapshot being replaced, since a reload may reorder servers), publishes the
-    /// result, then logs the changes and updates the metrics.
+    /// result, then logs the changes and updates the metrics. Returns whether it lost the usable
+    /// primary, and so asked every server to be probed again at once.
     fn apply(
         &mut self,
         server: &str,
         why: Option<&str>,
         change: impl Fn(&mut Topology, usize) -> Changes,
-    ) {
+    ) -> bool {
         let mut outcome = None;
         self.snapshot.rcu(|current| {
             let Some(i) = current.server_index(server) else {
@@ -324,11 +326,28 @@ impl Checker {
             next
         });
         let Some((i, changes, before, after)) = outcome else {
-            return;
+            return false;
         };
         log_changes(i, &changes, &before, &after, why);
         self.count_failover(&after);
         self.refresh_metrics(&after);
+        // The usable primary is lost (down, in recovery, or another elected): every server's
+        // role is checked again at once, so a promoted replica is found without waiting out
+        // an interval. Only on the change, so a primary that stays down is not re-probed
+        // everywhere at every failed probe.
+        if let Some(lost) = before.usable_primary()
+            && after.usable_primary() != Some(lost)
+        {
+            tracing::info!(
+                server = %before.nodes[lost].name,
+                "the primary is lost: re-checking every server's role"
+            );
+            for w in self.workers.values() {
+                w.probe_now.notify_one();
+            }
+            return true;
+        }
+        false
     }
 
     /// Counts a failover when the detected primary is another server than the last one.

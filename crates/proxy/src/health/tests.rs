@@ -237,7 +237,15 @@ async fn failure_on_real_traffic_marks_down_at_once_and_rise_brings_it_back() {
     assert_eq!(r.node("p", |n| n.health), Health::Down);
     assert_eq!(r.snapshot.load().topology.usable_primary(), None);
     assert_eq!(r.metric("pgsplit_server_up{server=\"p\"}"), Some(0.0));
-    assert_eq!(ok(&r, "r"), 1.0, "only the failed server is probed again");
+    // Losing the primary re-checks every server's role at once, once.
+    eventually(
+        "r re-checked when the primary was lost",
+        Duration::from_secs(1),
+        || ok(&r, "r") == 2.0,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(ok(&r, "r"), 2.0, "the loss is acted on once");
     // A read-only error re-checks every server at once: the second good probe brings p back.
     r.events
         .send(ServerEvent::ReadOnly { server: "p".into() })
@@ -247,9 +255,19 @@ async fn failure_on_real_traffic_marks_down_at_once_and_rise_brings_it_back() {
     })
     .await;
     eventually("r re-checked", Duration::from_secs(1), || {
-        ok(&r, "r") == 2.0
+        ok(&r, "r") == 3.0
     })
     .await;
+    // A replica's failure probes that replica only: the primary is not lost.
+    r.events
+        .send(ServerEvent::Failed { server: "r".into() })
+        .unwrap();
+    eventually("r probed again", Duration::from_secs(1), || {
+        ok(&r, "r") == 4.0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(ok(&r, "p"), 3.0, "only the failed replica is probed again");
     assert_eq!(r.snapshot.load().topology.usable_primary(), Some(0));
     eventually("metrics follow", Duration::from_secs(1), || {
         r.metric("pgsplit_server_up{server=\"p\"}") == Some(1.0)
