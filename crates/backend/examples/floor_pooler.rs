@@ -8,7 +8,9 @@
 //! (`bench_md5`, database `app`), then listens on 127.0.0.1:LISTEN_PORT. Each client gets a
 //! pooled connection for one exchange: its bytes are written as read, and the answer relayed
 //! up to a ReadyForQuery that reports no open transaction, when the connection goes back.
-//! Clients must send whole messages in one write and not pipeline (pgbench does both); a failed
+//! Only transactions of one exchange work (`pgbench -S` in `-M simple` or `-M extended`): after a
+//! ReadyForQuery inside a transaction it keeps reading the server and never the client. Clients
+//! must send whole messages in one write and not pipeline (pgbench does both); a failed
 //! exchange drops its server connection.
 
 use md5::{Digest, Md5};

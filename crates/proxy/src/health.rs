@@ -10,6 +10,8 @@
 //! - acts on what sessions saw on real traffic ([`ServerEvent`]): a failure marks the server
 //!   down at once and probes it again at once; a write refused as read-only (25006) makes every
 //!   server be probed at once, so a failover is followed without waiting for the interval;
+//!   so does any change that loses the usable primary (at most once per interval, so a primary
+//!   that flaps between up and down does not keep every server probed back to back);
 //! - stops, with every probe task, when the proxy starts draining.
 //!
 //! Reports carry the time since the checker started (the topology's clock), and are tagged
@@ -97,6 +99,7 @@ fn spawn_with(
         next_epoch: 1,
         reports_tx,
         last_primary: None,
+        rechecked_all_at: None,
     };
     tokio::spawn(
         checker
@@ -153,6 +156,8 @@ struct Checker {
     reports_tx: mpsc::UnboundedSender<Report>,
     /// The last server detected as primary, to count failovers.
     last_primary: Option<String>,
+    /// When losing the primary last made every server be probed (the topology's clock).
+    rechecked_all_at: Option<Duration>,
 }
 
 impl Checker {
@@ -334,10 +339,18 @@ impl Checker {
         // The usable primary is lost (down, in recovery, or another elected): every server's
         // role is checked again at once, so a promoted replica is found without waiting out
         // an interval. Only on the change, so a primary that stays down is not re-probed
-        // everywhere at every failed probe.
+        // everywhere at every failed probe, and at most once per interval, so one that flaps
+        // (probes fine, refuses new connections) does not keep every server probed.
+        let now = self.now();
+        let gap = self.workers.values().map(|w| w.interval).min();
+        let due = self
+            .rechecked_all_at
+            .is_none_or(|at| gap.is_none_or(|gap| now.saturating_sub(at) >= gap));
         if let Some(lost) = before.usable_primary()
             && after.usable_primary() != Some(lost)
+            && due
         {
+            self.rechecked_all_at = Some(now);
             tracing::info!(
                 server = %before.nodes[lost].name,
                 "the primary is lost: re-checking every server's role"

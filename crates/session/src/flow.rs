@@ -707,9 +707,10 @@ fn refused(code: pgsplit_wire::SqlState, message: &str) -> SessionError {
 /// startup packet so the client is listening (after TLS, when the config has `tls:` and the
 /// client asks for it), then sends `fields` as a FATAL error and closes. A startup that would
 /// itself be refused (plain text under `tls.mode: require`, an unsupported protocol) hears the
-/// same error, as PostgreSQL reports a full server before it looks at how the client
-/// connected. A cancel request is still forwarded, as PostgreSQL honours one when full: a
-/// surge that fills the proxy must not keep clients from cancelling their queries.
+/// same error: for the first, as PostgreSQL reports a full server before it checks how the
+/// client connected; for the others the client is told the proxy is full rather than nothing.
+/// A cancel request is still forwarded, as PostgreSQL honours one when full: a surge that
+/// fills the proxy must not keep clients from cancelling their queries.
 pub async fn reject(stream: TcpStream, fields: ErrorFields, ctx: Ctx) {
     // A startup packet is small; a rejected client gets no more room than it needs.
     const MAX_MESSAGE: usize = 64 * 1024;
