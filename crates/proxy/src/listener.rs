@@ -84,7 +84,15 @@ struct Shared {
     ctx: Ctx,
     /// One permit per client connection, for all loops together (`max_client_connections`).
     permits: Arc<Semaphore>,
+    /// One permit per connection being refused over that limit ([`REJECTING_AT_ONCE`]).
+    rejecting: Arc<Semaphore>,
 }
+
+/// The most connections refused over `max_client_connections` that are told why (or have their
+/// cancel request forwarded) at the same time; past it, a connection is closed at once, so a
+/// flood over the limit holds neither file descriptors for `startup_timeout` nor server
+/// connections for cancels.
+const REJECTING_AT_ONCE: usize = 256;
 
 impl Worker {
     /// Starts event loop `index` on a new thread, accepting on its own socket bound to
@@ -159,6 +167,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, ctx: Ctx, workers: usize)
     let shared = Shared {
         ctx: ctx.clone(),
         permits: Arc::new(Semaphore::new(limits.max_client_connections)),
+        rejecting: Arc::new(Semaphore::new(REJECTING_AT_ONCE)),
     };
     let mut others = Vec::with_capacity(workers.saturating_sub(1));
     if let Ok(addr) = listener.local_addr() {
@@ -189,7 +198,11 @@ pub(crate) async fn accept_loop(listener: TcpListener, ctx: Ctx, workers: usize)
 /// One event loop: accepts clients on `listener` until shutdown, serves each in its own task,
 /// then drains.
 async fn serve_loop(listener: TcpListener, shared: Shared, index: usize) {
-    let Shared { ctx, permits } = shared;
+    let Shared {
+        ctx,
+        permits,
+        rejecting,
+    } = shared;
     let load = ctx
         .metrics
         .event_loop_clients
@@ -216,11 +229,18 @@ async fn serve_loop(listener: TcpListener, shared: Shared, index: usize) {
                         spawn_session(&mut sessions, stream, peer, ctx.clone(), permit, LoadGuard::new(&load));
                     }
                     Err(_) => {
+                        let Ok(telling) = rejecting.clone().try_acquire_owned() else {
+                            continue;
+                        };
                         let fields = ErrorFields::fatal(
                             sqlstate::TOO_MANY_CONNECTIONS,
                             "sorry, too many clients already",
                         );
-                        sessions.spawn(reject(stream, fields, ctx.clone()));
+                        let ctx = ctx.clone();
+                        sessions.spawn(async move {
+                            reject(stream, fields, ctx).await;
+                            drop(telling);
+                        });
                     }
                 }
             }
