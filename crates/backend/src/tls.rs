@@ -73,6 +73,23 @@ impl<W> TlsWrite<W> {
 }
 
 impl<W: AsyncWrite + Unpin> TlsWrite<W> {
+    /// Hands the bytes to the TLS stream with `write` unless some are still being flushed,
+    /// then reports them once their records are flushed.
+    fn poll_take(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: impl FnOnce(Pin<&mut W>, &mut Context<'_>) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        if self.taken == 0 {
+            match write(Pin::new(&mut self.inner), cx) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Ok(0)),
+                Poll::Ready(Ok(n)) => self.taken = n,
+                other => return other,
+            }
+        }
+        self.poll_report(cx)
+    }
+
     /// Flushes what was taken, then reports it.
     fn poll_report(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         match Pin::new(&mut self.inner).poll_flush(cx) {
@@ -92,15 +109,8 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for TlsWrite<W> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if this.taken == 0 {
-            match Pin::new(&mut this.inner).poll_write(cx, buf) {
-                Poll::Ready(Ok(0)) => return Poll::Ready(Ok(0)),
-                Poll::Ready(Ok(n)) => this.taken = n,
-                other => return other,
-            }
-        }
-        this.poll_report(cx)
+        self.get_mut()
+            .poll_take(cx, |inner, cx| inner.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -108,15 +118,8 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for TlsWrite<W> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if this.taken == 0 {
-            match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-                Poll::Ready(Ok(0)) => return Poll::Ready(Ok(0)),
-                Poll::Ready(Ok(n)) => this.taken = n,
-                other => return other,
-            }
-        }
-        this.poll_report(cx)
+        self.get_mut()
+            .poll_take(cx, |inner, cx| inner.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -296,9 +296,7 @@ impl Checker {
                     server = %server,
                     "a write was refused as read-only: re-checking every server's role"
                 );
-                for w in self.workers.values() {
-                    w.probe_now.notify_one();
-                }
+                self.probe_everyone();
             }
         }
     }
@@ -341,26 +339,33 @@ impl Checker {
         // an interval. Only on the change, so a primary that stays down is not re-probed
         // everywhere at every failed probe, and at most once per interval, so one that flaps
         // (probes fine, refuses new connections) does not keep every server probed.
+        let Some(lost) = before.usable_primary() else {
+            return false;
+        };
+        if after.usable_primary() == Some(lost) {
+            return false;
+        }
         let now = self.now();
         let gap = self.workers.values().map(|w| w.interval).min();
-        let due = self
-            .rechecked_all_at
-            .is_none_or(|at| gap.is_none_or(|gap| now.saturating_sub(at) >= gap));
-        if let Some(lost) = before.usable_primary()
-            && after.usable_primary() != Some(lost)
-            && due
+        if let (Some(at), Some(gap)) = (self.rechecked_all_at, gap)
+            && now.saturating_sub(at) < gap
         {
-            self.rechecked_all_at = Some(now);
-            tracing::info!(
-                server = %before.nodes[lost].name,
-                "the primary is lost: re-checking every server's role"
-            );
-            for w in self.workers.values() {
-                w.probe_now.notify_one();
-            }
-            return true;
+            return false;
         }
-        false
+        self.rechecked_all_at = Some(now);
+        tracing::info!(
+            server = %before.nodes[lost].name,
+            "the primary is lost: re-checking every server's role"
+        );
+        self.probe_everyone();
+        true
+    }
+
+    /// Wakes every probe task for a probe now.
+    fn probe_everyone(&self) {
+        for w in self.workers.values() {
+            w.probe_now.notify_one();
+        }
     }
 
     /// Counts a failover when the detected primary is another server than the last one.
