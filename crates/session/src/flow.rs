@@ -132,7 +132,16 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
         mode: config.pool.mode,
         registered,
     };
-    let cached = ctx.greetings.get(&session.target.key, session.state.tag());
+    // Transaction pooling greets a new client from a replica while there is no usable
+    // primary, so that reads keep working for clients that connect during a failover.
+    let greeter = match greeting_server(&snapshot, session.mode) {
+        Some(i) if i != session.target.index => session
+            .router
+            .target(&snapshot, &ctx.route_kit, i)
+            .unwrap_or_else(|| Arc::clone(&session.target)),
+        _ => Arc::clone(&session.target),
+    };
+    let cached = ctx.greetings.get(&greeter.key, session.state.tag());
     let encoded = match cached {
         // Transaction pooling, and a client with these very settings was greeted recently:
         // its parameters are known, so no server connection is needed until the first query
@@ -144,12 +153,14 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
         }
         _ => {
             // The first checkout also validates the startup settings, as PostgreSQL does.
-            let target = Arc::clone(&session.target);
-            if let Err(e) = session.attach(&mut client, true, target).await {
+            if let Err(e) = session
+                .attach(&mut client, true, Arc::clone(&greeter))
+                .await
+            {
                 return end(client, e).await;
             }
             ctx.greetings
-                .put(&session.target.key, session.state.tag(), &session.view)
+                .put(&greeter.key, session.state.tag(), &session.view)
         }
     };
     let _key = greet(&mut client, &mut session, id, &ctx, &encoded);
@@ -177,6 +188,26 @@ fn startup_server(snapshot: &Snapshot) -> Option<usize> {
         let primary = snapshot.config.primary()?;
         snapshot.server_index(&primary.name)
     })
+}
+
+/// The server a new client's first checkout (its greeting and the check of its startup
+/// settings) goes to: the primary, or, in transaction pooling while no primary is usable (down,
+/// unknown, or two servers claim the role), the up replica with the fewest busy connections
+/// that is not full. Session pooling keeps the primary: its units all run on the connection
+/// the client is greeted from.
+fn greeting_server(snapshot: &Snapshot, mode: PoolMode) -> Option<usize> {
+    let topology = &snapshot.topology;
+    if mode == PoolMode::Session || topology.usable_primary().is_some() {
+        return startup_server(snapshot);
+    }
+    topology
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.role() == Some(NodeRole::Replica) && n.is_up() && !n.is_full())
+        .min_by_key(|(_, n)| n.busy)
+        .map(|(i, _)| i)
+        .or_else(|| startup_server(snapshot))
 }
 
 /// One client's session: its state, its pool, and the server connection it holds (if any).

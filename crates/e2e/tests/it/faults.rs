@@ -1,6 +1,7 @@
 //! Routing under faults, on clusters of the tests' own (see `own_cluster.rs`): read-your-writes
 //! with replay paused, lag exclusion, a replica restarted under `pgbench -S`, per-server
-//! connection limits, and a primary lost and replaced by a promoted replica.
+//! connection limits, and a primary lost (new clients still read) and replaced by a promoted
+//! replica.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -376,7 +377,32 @@ async fn replicas_restart_limits_hold_and_writes_follow_a_promotion() {
             .run(&["stop", &env.primary.port.to_string()], Duration::from_secs(60))
             .await;
         let before_stop = acked.lock().len();
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // A client that connects while there is no primary can still read (it is greeted
+        // from a replica): within 5 s of the stop (the proxy must first see the primary
+        // fail), a new connection answers a read from a replica.
+        let stopped = Instant::now();
+        let read_from = loop {
+            let attempt = async {
+                // Settings of its own: no recently greeted client's greeting can be reused.
+                let c = through_named(handle.client_addr(), "new-during-outage").await.ok()?;
+                let row = c.query_one("SELECT inet_server_port()", &[]).await.ok()?;
+                Some(row.get::<_, i32>(0))
+            };
+            if let Some(port) = attempt.await {
+                break port;
+            }
+            assert!(
+                stopped.elapsed() < Duration::from_secs(5),
+                "no new client could read within 5 s of the primary stopping"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        eprintln!("a new client read from port {read_from} {:?} after the primary stopped", stopped.elapsed());
+        assert!(
+            [replica1, replica2].contains(&u16::try_from(read_from).unwrap()),
+            "read from {read_from}, not a replica"
+        );
+        tokio::time::sleep(Duration::from_secs(1).saturating_sub(stopped.elapsed())).await;
         cluster
             .run(&["promote", &replica1.to_string()], Duration::from_secs(60))
             .await;
@@ -424,7 +450,18 @@ async fn replicas_restart_limits_hold_and_writes_follow_a_promotion() {
 
 /// [`through`] by the proxy's client address (for tasks that do not hold the handle).
 async fn through_addr(addr: std::net::SocketAddr) -> Result<Client, tokio_postgres::Error> {
+    through_named(addr, "").await
+}
+
+/// [`through_addr`] with an `application_name` (none when empty).
+async fn through_named(
+    addr: std::net::SocketAddr,
+    application_name: &str,
+) -> Result<Client, tokio_postgres::Error> {
     let mut config = tokio_postgres::Config::new();
+    if !application_name.is_empty() {
+        config.application_name(application_name);
+    }
     config
         .host(addr.ip().to_string())
         .port(addr.port())
