@@ -126,6 +126,9 @@ pub struct Node {
     pub lag: Option<Lag>,
     /// Over a lag limit and not yet back under half of it: takes no reads.
     pub lag_excluded: bool,
+    /// The routing session's own pool on this server (its user and database) has every one
+    /// of its `pool.size` connections checked out (kept current by the caller, like `busy`).
+    pub pool_full: bool,
 }
 
 impl Node {
@@ -143,6 +146,7 @@ impl Node {
             lsn: None,
             lag: None,
             lag_excluded: false,
+            pool_full: false,
         }
     }
 
@@ -161,9 +165,10 @@ impl Node {
         self.health == Health::Up
     }
 
-    /// Whether every connection pgsplit may open to it is in use.
+    /// Whether it can take no more work now: every connection pgsplit may open to it is in
+    /// use, or the routing session's pool on it is.
     pub fn is_full(&self) -> bool {
-        self.busy >= self.max_connections
+        self.pool_full || self.busy >= self.max_connections
     }
 }
 

@@ -64,6 +64,12 @@ pub struct RouteKit {
     /// The counters of [`RouteKit::loads`] in the server order of the latest generation a
     /// session asked for, shared by the sessions of that generation.
     generation_loads: Mutex<Option<(u64, Loads)>>,
+    /// Server connections checked out by sessions, per pool (server, login user, database,
+    /// joined by NUL): the full-pool check reads them.
+    pool_loads: Mutex<HashMap<String, Arc<AtomicUsize>>>,
+    /// The counters of [`RouteKit::pool_loads`] of one login user and database, in the
+    /// server order of a generation, shared by that pair's sessions.
+    session_pool_loads: Mutex<HashMap<(String, String), (u64, Loads)>>,
     /// Targets built by sessions, shared so that a new client connection does not resolve its
     /// pool settings and metric handles again (`-C` workloads connect for every transaction).
     targets: Mutex<SharedTargets>,
@@ -169,6 +175,8 @@ impl RouteKit {
             metrics,
             loads: Mutex::new(HashMap::new()),
             generation_loads: Mutex::new(None),
+            pool_loads: Mutex::new(HashMap::new()),
+            session_pool_loads: Mutex::new(HashMap::new()),
             targets: Mutex::new(SharedTargets::default()),
         }
     }
@@ -212,6 +220,36 @@ impl RouteKit {
 
     /// The checked-out connection counts of `snapshot`'s servers, by index: built once per
     /// generation and shared (a new client connection would otherwise look up every server).
+    /// The checked-out count of the pool of (`server`, `login_user`, `database`).
+    fn pool_load(&self, server: &str, login_user: &str, database: &str) -> Arc<AtomicUsize> {
+        let key = format!("{server}\0{login_user}\0{database}");
+        let mut loads = self.pool_loads.lock();
+        Arc::clone(loads.entry(key).or_default())
+    }
+
+    /// The checked-out counts of the pools of `login_user` and `database` on the snapshot's
+    /// servers, by server index.
+    fn pool_loads_of(&self, snapshot: &Snapshot, login_user: &str, database: &str) -> Loads {
+        let pair = (login_user.to_owned(), database.to_owned());
+        if let Some((generation, loads)) = self.session_pool_loads.lock().get(&pair)
+            && *generation == snapshot.generation
+        {
+            return Arc::clone(loads);
+        }
+        let loads: Loads = snapshot
+            .config
+            .servers
+            .iter()
+            .map(|s| self.pool_load(&s.name, login_user, database))
+            .collect();
+        let mut cached = self.session_pool_loads.lock();
+        if cached.len() >= SHARED_TARGETS_MAX {
+            cached.clear();
+        }
+        cached.insert(pair, (snapshot.generation, Arc::clone(&loads)));
+        loads
+    }
+
     fn loads_of(&self, snapshot: &Snapshot) -> Loads {
         let mut cached = self.generation_loads.lock();
         if let Some((generation, loads)) = &*cached
@@ -261,6 +299,8 @@ pub(crate) struct ServerTarget {
     queries: [IntCounter; 8],
     /// Connections of this server checked out by sessions.
     busy: Arc<AtomicUsize>,
+    /// Connections of this pool checked out by sessions.
+    pool_busy: Arc<AtomicUsize>,
     /// `pgsplit_query_duration_seconds{role}` of this server's role.
     pub(crate) duration: Histogram,
 }
@@ -269,11 +309,13 @@ impl ServerTarget {
     /// A session checked out a connection of this server.
     pub(crate) fn checked_out(&self) {
         self.busy.fetch_add(1, Ordering::Relaxed);
+        self.pool_busy.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A session gave a connection of this server back.
     pub(crate) fn released(&self) {
         self.busy.fetch_sub(1, Ordering::Relaxed);
+        self.pool_busy.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Counts one unit of this class sent to this server.
@@ -332,6 +374,11 @@ pub(crate) struct SessionRouter {
     login_user: String,
     /// Checked-out connection counts of the snapshot's servers, by index.
     loads: Loads,
+    /// Checked-out connection counts of this session's pools (login user, database) on the
+    /// snapshot's servers, by index.
+    pool_loads: Loads,
+    /// `pool.size` of the snapshot: a pool with this many checked out is full.
+    pool_size: usize,
 }
 
 impl SessionRouter {
@@ -353,6 +400,8 @@ impl SessionRouter {
             seed,
             login_user: login_user.to_owned(),
             loads: Arc::default(),
+            pool_loads: Arc::default(),
+            pool_size: usize::MAX,
         }
     }
 
@@ -391,7 +440,7 @@ impl SessionRouter {
         let now = self.routed_at.saturating_duration_since(self.epoch);
         let decision = match modified {
             Some(mut owned) => {
-                set_busy(&mut owned, &self.loads);
+                set_busy(&mut owned, &self.loads, &self.pool_loads, self.pool_size);
                 let policy = &snapshot.routing.policy;
                 route(&unit, &self.view, &owned, policy, &mut self.balancer, now)
             }
@@ -404,7 +453,7 @@ impl SessionRouter {
                     *local = Some((Arc::clone(&snapshot.topology), copy));
                 }
                 let (_, local) = local.as_mut().expect("set above");
-                set_busy(local, &self.loads);
+                set_busy(local, &self.loads, &self.pool_loads, self.pool_size);
                 let policy = &snapshot.routing.policy;
                 route(&unit, &self.view, local, policy, &mut self.balancer, now)
             }),
@@ -426,6 +475,8 @@ impl SessionRouter {
         self.targets.resize(snapshot.config.servers.len(), None);
         if fresh_generation {
             self.loads = kit.loads_of(snapshot);
+            self.pool_loads = kit.pool_loads_of(snapshot, &self.login_user, &self.view.database);
+            self.pool_size = snapshot.config.pool.size;
             let nodes = &snapshot.topology.nodes;
             let replicas = |i: usize| nodes[i].role() == Some(NodeRole::Replica);
             // Sessions start their least-connections tie-breaks at different replicas.
@@ -526,6 +577,7 @@ impl SessionRouter {
             role,
             queries,
             busy: kit.load(&server.name),
+            pool_busy: kit.pool_load(&server.name, &self.login_user, &self.view.database),
             duration: duration.clone(),
         })
     }
@@ -549,11 +601,19 @@ impl SessionRouter {
 }
 
 /// Copies the current checked-out counts into every node of `topology` (0 where `loads` has
-/// none), so that nothing another session stamped on a shared copy is read.
-fn set_busy(topology: &mut Topology, loads: &[Arc<AtomicUsize>]) {
-    for i in 0..topology.nodes.len() {
-        let busy = loads.get(i).map_or(0, |load| load.load(Ordering::Relaxed));
-        topology.set_busy(i, busy);
+/// none), and whether the session's pool there is full (`pool_loads` at `pool_size`), so that
+/// nothing another session stamped on a shared copy is read.
+fn set_busy(
+    topology: &mut Topology,
+    loads: &[Arc<AtomicUsize>],
+    pool_loads: &[Arc<AtomicUsize>],
+    pool_size: usize,
+) {
+    for (i, node) in topology.nodes.iter_mut().enumerate() {
+        node.busy = loads.get(i).map_or(0, |load| load.load(Ordering::Relaxed));
+        node.pool_full = pool_loads
+            .get(i)
+            .is_some_and(|load| load.load(Ordering::Relaxed) >= pool_size);
     }
 }
 

@@ -93,6 +93,7 @@ fn random_node(s: &mut u64, i: usize) -> Node {
         lsn: pick(s, &[None, Some(Lsn(900)), Some(Lsn(1000)), Some(Lsn(1100))]),
         lag: None,
         lag_excluded: below(s, 4) == 0,
+        pool_full: below(s, 4) == 0,
     }
 }
 

@@ -29,6 +29,7 @@ fn node(name: &str, role: NodeRole) -> Node {
         lsn: Some(Lsn(1000)),
         lag: None,
         lag_excluded: false,
+        pool_full: false,
     }
 }
 

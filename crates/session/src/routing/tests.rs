@@ -185,3 +185,60 @@ balance: least_connections
     pg3.released();
     pg3.released();
 }
+
+/// A replica where the session's own pool (its login user and database) has every
+/// connection checked out takes none of that session's reads while another replica has room;
+/// sessions of another database still read there.
+#[test]
+fn a_full_pool_sends_reads_to_another_replica() {
+    use super::SessionRouter;
+    use pgsplit_router::{Snapshot, Target};
+
+    let yaml = "\
+users:
+  - { name: app, password: s3cret-app }
+servers:
+  - { name: pg1, host: 127.0.0.1, port: 5432, role: primary }
+  - { name: pg2, host: 127.0.0.1, port: 5433, role: replica }
+  - { name: pg3, host: 127.0.0.1, port: 5434, role: replica }
+pool: { size: 1 }
+balance: round_robin
+";
+    let kit = RouteKit::new(Arc::new(Metrics::new()));
+    let snapshot = Snapshot::new(pgsplit_config::parse(yaml, "t.yaml").unwrap());
+    let classifier = Classifier::new(Options::default());
+    let read = classifier.classify_with("SELECT 1", true);
+    let mut holder = SessionRouter::new("app", "app", "app", 1);
+    let mut same_pool = SessionRouter::new("app", "app", "app", 2);
+    let mut other_db = SessionRouter::new("app", "other", "app", 3);
+    let picks = |router: &mut SessionRouter| -> Vec<usize> {
+        (0..4)
+            .map(|_| {
+                match router
+                    .route(&snapshot, None, &kit, &read, "SELECT 1")
+                    .target
+                {
+                    Target::Replica(i) => i,
+                    other => panic!("a read went to {other:?}"),
+                }
+            })
+            .collect()
+    };
+    assert!(
+        picks(&mut same_pool).contains(&1),
+        "round robin uses pg2 while it has room"
+    );
+    let pg2 = holder.target(&snapshot, &kit, 1).expect("pg2");
+    pg2.checked_out();
+    assert_eq!(
+        picks(&mut same_pool),
+        [2, 2, 2, 2],
+        "pg2's app/app pool is full"
+    );
+    assert!(
+        picks(&mut other_db).contains(&1),
+        "pg2's app/other pool has room"
+    );
+    pg2.released();
+    assert!(picks(&mut same_pool).contains(&1), "pg2 has room again");
+}
