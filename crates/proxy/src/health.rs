@@ -332,6 +332,9 @@ impl Checker {
             return false;
         };
         log_changes(i, &changes, &before, &after, why);
+        if changes.split_brain_changed && after.split_brain {
+            self.metrics.servers.split_brains_total.inc();
+        }
         self.count_failover(&after);
         self.refresh_metrics(&after);
         // The usable primary is lost (down, in recovery, or another elected): every server's

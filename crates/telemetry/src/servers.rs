@@ -49,6 +49,8 @@ pub struct ServerMetrics {
     pub failovers_total: IntCounter,
     /// 1 while more than one server claims to be the primary (writes are refused).
     pub split_brain: IntGauge,
+    /// Times a split brain began.
+    pub split_brains_total: IntCounter,
 }
 
 /// The series of one server, resolved once.
@@ -137,6 +139,12 @@ impl ServerMetrics {
                 ))
                 .expect("valid metric"),
             ),
+            split_brains_total: families.register(IntCounter::with_opts(Opts::new(
+                    "pgsplit_split_brains_total",
+                    "Times more than one server began to claim to be the primary.",
+                ))
+                .expect("valid metric"),
+            ),
         }
     }
 
@@ -198,6 +206,7 @@ mod tests {
             "pgsplit_health_checks_total{result=\"failed\",server=\"replica1\"} 2",
             "pgsplit_failovers_total 1",
             "pgsplit_split_brain 0",
+            "pgsplit_split_brains_total 0",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

@@ -350,6 +350,11 @@ async fn two_primaries_are_a_split_brain() {
         r.metric("pgsplit_split_brain") == Some(1.0)
     })
     .await;
+    assert_eq!(
+        r.metric("pgsplit_split_brains_total"),
+        Some(1.0),
+        "one episode so far"
+    );
     assert_eq!(r.snapshot.load().topology.usable_primary(), None);
     r.stop().await;
 }
