@@ -35,6 +35,8 @@ pub(crate) struct ClientConn {
     pub(crate) scratch: BytesMut,
     /// Largest message accepted from the client.
     pub(crate) max_message: usize,
+    /// Bytes read from the client so far (`SHOW STATS` `total_received`).
+    pub(crate) received: u64,
 }
 
 impl ClientConn {
@@ -52,6 +54,7 @@ impl ClientConn {
             out: Outbox::default(),
             scratch: BytesMut::with_capacity(256),
             max_message,
+            received: 0,
         }
     }
 
@@ -147,6 +150,7 @@ impl ClientConn {
         if n == 0 {
             return Err(SessionError::ClientGone);
         }
+        self.received += n as u64;
         Ok(())
     }
 

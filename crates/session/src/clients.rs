@@ -62,6 +62,62 @@ struct DbCounters {
     checkouts: AtomicU64,
     wait_us: AtomicU64,
     timeouts: AtomicU64,
+    xacts: AtomicU64,
+    queries: AtomicU64,
+    received: AtomicU64,
+    sent: AtomicU64,
+    xact_us: AtomicU64,
+    query_us: AtomicU64,
+}
+
+/// What a session did since it last reported: transactions and queries with their time, and
+/// bytes from and to its client. Kept in the session and added to its database's counters
+/// once per transaction, so the counters cost a few atomic additions per transaction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Work {
+    /// Transactions ended (explicit ones, and single statements outside one).
+    pub(crate) xacts: u64,
+    /// Units answered by a server (a Query, or an extended-protocol batch up to Sync).
+    pub(crate) queries: u64,
+    /// Bytes received from the client.
+    pub(crate) received: u64,
+    /// Bytes sent to the client.
+    pub(crate) sent: u64,
+    /// Time from each transaction's first unit being sent to its end, in µs.
+    pub(crate) xact_us: u64,
+    /// Time from each unit being sent to its answer, in µs.
+    pub(crate) query_us: u64,
+}
+
+impl Work {
+    /// Whether there is nothing to report.
+    pub(crate) fn is_empty(&self) -> bool {
+        *self == Work::default()
+    }
+}
+
+/// Where a session adds its [`Work`]: its database's counters.
+#[derive(Clone, Debug)]
+pub(crate) struct WorkSink(Arc<DbCounters>);
+
+impl WorkSink {
+    /// Adds `work` to the database's totals and clears it.
+    pub(crate) fn add(&self, work: &mut Work) {
+        let c = &self.0;
+        for (counter, value) in [
+            (&c.xacts, work.xacts),
+            (&c.queries, work.queries),
+            (&c.received, work.received),
+            (&c.sent, work.sent),
+            (&c.xact_us, work.xact_us),
+            (&c.query_us, work.query_us),
+        ] {
+            if value > 0 {
+                counter.fetch_add(value, Ordering::Relaxed);
+            }
+        }
+        *work = Work::default();
+    }
 }
 
 /// What a new client is, as registered after authentication.
@@ -124,13 +180,37 @@ pub struct DbTotals {
     pub wait_us: u64,
     /// Checkouts that gave up after `pool.checkout_timeout`.
     pub checkout_timeouts: u64,
+    /// Transactions ended.
+    pub xacts: u64,
+    /// Units answered by servers.
+    pub queries: u64,
+    /// Bytes received from clients.
+    pub received: u64,
+    /// Bytes sent to clients.
+    pub sent: u64,
+    /// Time in transactions, in µs.
+    pub xact_us: u64,
+    /// Time waiting for answers, in µs.
+    pub query_us: u64,
 }
 
 /// Every connected client, keyed by connection id.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ClientRegistry {
     clients: Mutex<HashMap<u32, Arc<Entry>>>,
     databases: Mutex<HashMap<String, Arc<DbCounters>>>,
+    /// When counting began (the `avg_*` rates of `SHOW STATS` are per second since then).
+    started: tokio::time::Instant,
+}
+
+impl Default for ClientRegistry {
+    fn default() -> Self {
+        ClientRegistry {
+            clients: Mutex::default(),
+            databases: Mutex::default(),
+            started: tokio::time::Instant::now(),
+        }
+    }
 }
 
 impl ClientRegistry {
@@ -198,6 +278,11 @@ impl ClientRegistry {
         counts
     }
 
+    /// How long the counters have been counting.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
     /// Totals per database that has ever had a client, by name.
     pub fn totals(&self) -> Vec<DbTotals> {
         let mut current: HashMap<String, u64> = HashMap::new();
@@ -221,6 +306,12 @@ impl ClientRegistry {
                 checkouts: c.checkouts.load(Ordering::Relaxed),
                 wait_us: c.wait_us.load(Ordering::Relaxed),
                 checkout_timeouts: c.timeouts.load(Ordering::Relaxed),
+                xacts: c.xacts.load(Ordering::Relaxed),
+                queries: c.queries.load(Ordering::Relaxed),
+                received: c.received.load(Ordering::Relaxed),
+                sent: c.sent.load(Ordering::Relaxed),
+                xact_us: c.xact_us.load(Ordering::Relaxed),
+                query_us: c.query_us.load(Ordering::Relaxed),
                 database,
             })
             .collect();
@@ -240,6 +331,11 @@ impl ClientGuard {
     /// Records what the client is doing now.
     pub fn set_activity(&self, activity: Activity) {
         self.entry.activity.store(activity as u8, Ordering::Relaxed);
+    }
+
+    /// Where the session adds what it did (see [`Work`]).
+    pub(crate) fn work_sink(&self) -> WorkSink {
+        WorkSink(Arc::clone(&self.entry.counters))
     }
 
     /// Records whether the client is pinned.
@@ -343,6 +439,20 @@ mod tests {
             timeout: Duration::from_millis(5),
         });
         a.after_checkout(&timeout, Duration::from_millis(5));
+        let mut work = Work {
+            xacts: 1,
+            queries: 3,
+            received: 37,
+            sent: 120,
+            xact_us: 900,
+            query_us: 600,
+        };
+        a.work_sink().add(&mut work);
+        assert!(work.is_empty(), "added work is cleared");
+        a.work_sink().add(&mut Work {
+            queries: 1,
+            ..Work::default()
+        });
         let totals = reg.totals();
         assert_eq!(
             totals[0],
@@ -353,6 +463,12 @@ mod tests {
                 checkouts: 1,
                 wait_us: 5250,
                 checkout_timeouts: 1,
+                xacts: 1,
+                queries: 4,
+                received: 37,
+                sent: 120,
+                xact_us: 900,
+                query_us: 600,
             }
         );
         assert_eq!(totals[1].database, "db2");

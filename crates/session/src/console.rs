@@ -183,7 +183,7 @@ async fn answer(client: &mut ClientConn, ctx: &Ctx, asker: &Asker<'_>, sql: &str
         }
         Command::Show(Show::Servers) => Ok(show::servers(&snapshot, &ctx.pools.stats())),
         Command::Show(Show::Clients) => Ok(show::clients(&ctx.clients.list())),
-        Command::Show(Show::Stats) => Ok(show::stats(&ctx.clients.totals())),
+        Command::Show(Show::Stats) => Ok(show::stats(&ctx.clients.totals(), ctx.clients.uptime())),
         Command::Show(Show::Config) => Ok(show::config(&snapshot)),
         Command::Show(Show::Version) => Ok(show::version()),
         Command::ExplainRoute(sql) => Ok(show::explain_route(&snapshot, sql, asker)),

@@ -111,6 +111,7 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
     };
     let mut relay_state = RelayState::new(ClientStatements::new(ctx.statement_ids.clone()));
     relay_state.idle_timeout = config.pool.client_idle_timeout;
+    relay_state.work_sink = Some(registered.work_sink());
     let state = ClientState::from_startup(&startup.params);
     router.note_settings(state.desired());
     let mut session = Session {
@@ -172,6 +173,7 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
         Ok(()) => session.serve(&mut client, &drain).await,
         Err(e) => Err(e),
     };
+    session.relay.report_work(&client);
     session.finish(res.is_ok()).await;
     match res {
         Ok(RelayEnd::Drained) => debug!("closed idle client while draining"),
@@ -594,7 +596,12 @@ async fn wait_for_work(
         }
         let nothing_pending = client.rbuf.is_empty() && client.out.is_empty();
         let ClientConn {
-            rd, wr, rbuf, out, ..
+            rd,
+            wr,
+            rbuf,
+            out,
+            received,
+            ..
         } = client;
         // `biased`: no random start per wake-up; the client's writes come first.
         tokio::select! {
@@ -603,9 +610,11 @@ async fn wait_for_work(
                 res.map_err(SessionError::ClientIo)?;
             }
             res = rd.read_buf(rbuf) => {
-                if res.map_err(SessionError::ClientIo)? == 0 {
+                let n = res.map_err(SessionError::ClientIo)?;
+                if n == 0 {
                     return Err(SessionError::ClientGone);
                 }
+                *received += n as u64;
             }
             () = drain.wait(), if !drain.draining() => {}
             _ = idle_sleep(idle_timeout), if nothing_pending => {

@@ -20,6 +20,8 @@ const FEW_SLICES: usize = 4;
 pub(crate) struct Outbox {
     chunks: VecDeque<Bytes>,
     len: usize,
+    /// Bytes written out so far.
+    written: u64,
 }
 
 impl Outbox {
@@ -96,8 +98,14 @@ impl Outbox {
         wr.flush().await
     }
 
+    /// Bytes written out so far (queued bytes not yet written do not count).
+    pub(crate) fn written(&self) -> u64 {
+        self.written
+    }
+
     fn advance(&mut self, mut n: usize) {
         self.len -= n;
+        self.written += n as u64;
         while n > 0 {
             let front = self.chunks.front_mut().expect("advance past queued bytes");
             if front.len() <= n {

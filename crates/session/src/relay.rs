@@ -26,6 +26,7 @@ use tracing::warn;
 
 use crate::SessionError;
 use crate::client_io::ClientConn;
+use crate::clients::{Work, WorkSink};
 use crate::drain::DrainWatch;
 use crate::extended::{ClientStatements, ResponsePlan, filter_server, rewrite_client};
 use crate::outbox::Outbox;
@@ -108,6 +109,14 @@ pub(crate) struct RelayState {
     pub(crate) answered_at: Option<Instant>,
     /// The queue of bytes towards the server, empty between relays (kept for its memory).
     to_server: Outbox,
+    /// What the session did since it last reported to its database's counters.
+    pub(crate) work: Work,
+    /// Where the session reports it (`None` until the session registered).
+    pub(crate) work_sink: Option<WorkSink>,
+    /// When the first unit of the transaction in progress was sent.
+    txn_began: Option<Instant>,
+    /// The client's byte counts already in `work` or reported: received, sent.
+    bytes_seen: (u64, u64),
 }
 
 impl RelayState {
@@ -138,6 +147,24 @@ impl RelayState {
             sent_at: None,
             to_server: Outbox::default(),
             answered_at: None,
+            work: Work::default(),
+            work_sink: None,
+            txn_began: None,
+            bytes_seen: (0, 0),
+        }
+    }
+
+    /// Adds what the session did since its last report (units, transactions, the client's
+    /// bytes) to its database's counters.
+    pub(crate) fn report_work(&mut self, client: &ClientConn) {
+        let (received, sent) = (client.received, client.out.written());
+        self.work.received += received.saturating_sub(self.bytes_seen.0);
+        self.work.sent += sent.saturating_sub(self.bytes_seen.1);
+        self.bytes_seen = (received, sent);
+        if let Some(sink) = &self.work_sink
+            && !self.work.is_empty()
+        {
+            sink.add(&mut self.work);
         }
     }
 
@@ -145,8 +172,10 @@ impl RelayState {
     fn unit_sent(&mut self) {
         self.units_in_flight = self.units_in_flight.saturating_add(1);
         let fresh = self.sent_at.take();
-        self.unit_started
+        let started = *self
+            .unit_started
             .get_or_insert_with(|| fresh.unwrap_or_else(Instant::now));
+        self.txn_began.get_or_insert(started);
     }
 
     /// The server sent ReadyForQuery (already passed to the plan): the oldest unit in flight
@@ -154,8 +183,20 @@ impl RelayState {
     /// units were pipelined (the server runs them one after the other).
     fn unit_answered(&mut self) {
         let now = Instant::now();
-        if let (Some(started), Some(h)) = (self.unit_started, &self.query_duration) {
-            h.observe(now.saturating_duration_since(started).as_secs_f64());
+        if let Some(started) = self.unit_started {
+            let took = now.saturating_duration_since(started);
+            if let Some(h) = &self.query_duration {
+                h.observe(took.as_secs_f64());
+            }
+            self.work.query_us += micros(took);
+        }
+        self.work.queries += 1;
+        if self.txn_status == b'I'
+            && let Some(began) = self.txn_began.take()
+        {
+            // The transaction (or the statement outside one) ended with this answer.
+            self.work.xacts += 1;
+            self.work.xact_us += micros(now.saturating_duration_since(began));
         }
         self.units_in_flight = self.units_in_flight.saturating_sub(1);
         if self.plan.is_empty() {
@@ -208,6 +249,10 @@ pub(crate) async fn relay(
     state.units_in_flight = 0;
     state.unit_started = None;
     state.answered_at = None;
+    if state.txn_status == b'I' {
+        // Whatever a failed relay left open was not a transaction on this connection.
+        state.txn_began = None;
+    }
     // Notifications that came while pgsplit ran its own queries on the connection go first.
     for notification in server.take_notifications() {
         client.out.push(notification);
@@ -289,6 +334,10 @@ async fn relay_inner(
                 if state.retry_failed {
                     return Err(SessionError::ServerGone(addr.to_owned()));
                 }
+                if state.work.xacts > 0 {
+                    // Once per transaction: the database's counters for SHOW STATS.
+                    state.report_work(client);
+                }
                 if state.at_boundary() && to_server.is_empty() {
                     client.flush().await?;
                     return Ok(RelayEnd::Boundary);
@@ -312,9 +361,11 @@ async fn relay_inner(
                     && to_server.len() < HIGH_WATER
                     && !(state.held && client.rbuf.len() >= HIGH_WATER) =>
             {
-                if res.map_err(SessionError::ClientIo)? == 0 {
+                let n = res.map_err(SessionError::ClientIo)?;
+                if n == 0 {
                     return Err(SessionError::ClientGone);
                 }
+                client.received += n as u64;
                 terminated = from_client(client, state, cache, to_server)?;
             }
             () = drain.wait(), if !draining => {
@@ -328,6 +379,11 @@ async fn relay_inner(
             }
         }
     }
+}
+
+/// A duration in whole microseconds, saturating.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Sleeps for the idle timeout, or forever when there is none.

@@ -144,11 +144,24 @@ const CLIENTS: &[&str] = &[
 ];
 const STATS: &[&str] = &[
     "database",
+    "total_server_assignment_count",
+    "total_xact_count",
+    "total_query_count",
+    "total_received",
+    "total_sent",
+    "total_xact_time",
+    "total_query_time",
+    "total_wait_time",
+    "avg_server_assignment_count",
+    "avg_xact_count",
+    "avg_query_count",
+    "avg_recv",
+    "avg_sent",
+    "avg_xact_time",
+    "avg_query_time",
+    "avg_wait_time",
     "total_client_connections",
     "current_clients",
-    "total_server_assignment_count",
-    "total_wait_time",
-    "avg_wait_time",
     "total_checkout_timeouts",
 ];
 const EXPLAIN: &[&str] = &[
@@ -254,6 +267,30 @@ async fn show_commands_describe_pools_servers_clients_and_routes() {
             assert!(stats.num("database", &px.db, "total_server_assignment_count") >= 1);
             assert_eq!(stats.num("database", &px.db, "total_checkout_timeouts"), 0);
             assert_eq!(stats.num("database", "pgsplit", "current_clients"), 1);
+            let db = |stats: &Rows, column: &str| stats.num("database", &px.db, column);
+            assert!(db(&stats, "total_xact_count") >= 1, "{stats:#?}");
+            assert!(db(&stats, "total_query_count") >= db(&stats, "total_xact_count"));
+            assert!(db(&stats, "total_received") > 0 && db(&stats, "total_sent") > 0);
+            assert!(db(&stats, "total_query_time") > 0);
+            // One explicit transaction of three simple queries: one transaction, three
+            // queries, and exactly the bytes of three Query messages from the client.
+            for sql in ["BEGIN", "SELECT 1", "COMMIT"] {
+                app.simple_query(sql).await.unwrap();
+            }
+            let after = console(&a, "SHOW STATS").await;
+            let grew = |column: &str| db(&after, column) - db(&stats, column);
+            assert_eq!(grew("total_xact_count"), 1, "{after:#?}");
+            assert_eq!(grew("total_query_count"), 3, "{after:#?}");
+            let query_bytes: i64 = ["BEGIN", "SELECT 1", "COMMIT"]
+                .iter()
+                .map(|sql| 1 + 4 + sql.len() as i64 + 1)
+                .sum();
+            assert_eq!(grew("total_received"), query_bytes, "{after:#?}");
+            assert!(grew("total_sent") > 0, "{after:#?}");
+            assert!(
+                grew("total_xact_time") >= grew("total_query_time"),
+                "{after:#?}"
+            );
 
             let config = console(&a, "SHOW CONFIG").await;
             assert_eq!(config.columns, ["key", "value"]);

@@ -208,31 +208,61 @@ pub(crate) fn clients(rows: &[ClientRow]) -> Table {
     t
 }
 
-/// `SHOW STATS`: totals per database since the proxy started.
-pub(crate) fn stats(totals: &[DbTotals]) -> Table {
+/// `SHOW STATS`: totals per database since the proxy started, `uptime` ago. The columns
+/// are PgBouncer's (1.21 names and order, so its exporters find theirs), then pgsplit's own.
+/// The `avg_*` figures are since the start, not over PgBouncer's last `stats_period`: rates
+/// per second for the counts and bytes, per transaction, query or checkout for the times.
+pub(crate) fn stats(totals: &[DbTotals], uptime: Duration) -> Table {
     use Kind::*;
     let mut t = Table::new(
         "SHOW",
         &[
             ("database", Text),
+            ("total_server_assignment_count", Int8),
+            ("total_xact_count", Int8),
+            ("total_query_count", Int8),
+            ("total_received", Int8),
+            ("total_sent", Int8),
+            ("total_xact_time", Int8),
+            ("total_query_time", Int8),
+            ("total_wait_time", Int8),
+            ("avg_server_assignment_count", Int8),
+            ("avg_xact_count", Int8),
+            ("avg_query_count", Int8),
+            ("avg_recv", Int8),
+            ("avg_sent", Int8),
+            ("avg_xact_time", Int8),
+            ("avg_query_time", Int8),
+            ("avg_wait_time", Int8),
             ("total_client_connections", Int8),
             ("current_clients", Int8),
-            ("total_server_assignment_count", Int8),
-            ("total_wait_time", Int8),
-            ("avg_wait_time", Int8),
             ("total_checkout_timeouts", Int8),
         ],
     );
+    // Whole seconds, at least one: a rate over the first second is the count so far.
+    let secs = uptime.as_secs().max(1);
     for d in totals {
         let attempts = d.checkouts + d.checkout_timeouts;
-        let avg = d.wait_us.checked_div(attempts).unwrap_or(0);
         t.push(vec![
             text(&d.database),
+            num(d.checkouts),
+            num(d.xacts),
+            num(d.queries),
+            num(d.received),
+            num(d.sent),
+            num(d.xact_us),
+            num(d.query_us),
+            num(d.wait_us),
+            num(d.checkouts / secs),
+            num(d.xacts / secs),
+            num(d.queries / secs),
+            num(d.received / secs),
+            num(d.sent / secs),
+            num(d.xact_us.checked_div(d.xacts).unwrap_or(0)),
+            num(d.query_us.checked_div(d.queries).unwrap_or(0)),
+            num(d.wait_us.checked_div(attempts).unwrap_or(0)),
             num(d.client_connections),
             num(d.current_clients),
-            num(d.checkouts),
-            num(d.wait_us),
-            num(avg),
             num(d.checkout_timeouts),
         ]);
     }
@@ -576,16 +606,51 @@ servers:
         assert_eq!(t.column("connect_time"), [Some("2023-11-14 22:13:20 UTC")]);
         assert_eq!(t.column("pinned"), [Some("t")]);
 
-        let t = stats(&[DbTotals {
-            database: "db".into(),
-            client_connections: 5,
-            current_clients: 2,
-            checkouts: 3,
-            wait_us: 900,
-            checkout_timeouts: 0,
-        }]);
+        let t = stats(
+            &[DbTotals {
+                database: "db".into(),
+                client_connections: 5,
+                current_clients: 2,
+                checkouts: 3,
+                wait_us: 900,
+                checkout_timeouts: 0,
+                xacts: 40,
+                queries: 100,
+                received: 5000,
+                sent: 20_000,
+                xact_us: 8000,
+                query_us: 5000,
+            }],
+            Duration::from_millis(10_900),
+        );
         assert_eq!(t.column("total_server_assignment_count"), [Some("3")]);
         assert_eq!(t.column("avg_wait_time"), [Some("300")]);
+        assert_eq!(t.column("total_xact_count"), [Some("40")]);
+        assert_eq!(
+            t.column("avg_xact_count"),
+            [Some("4")],
+            "per second, over 10 s"
+        );
+        assert_eq!(t.column("avg_recv"), [Some("500")]);
+        assert_eq!(t.column("avg_sent"), [Some("2000")]);
+        assert_eq!(
+            t.column("avg_xact_time"),
+            [Some("200")],
+            "µs per transaction"
+        );
+        assert_eq!(t.column("avg_query_time"), [Some("50")], "µs per query");
+        let idle = stats(
+            &[DbTotals {
+                database: "db".into(),
+                ..DbTotals::default()
+            }],
+            Duration::ZERO,
+        );
+        assert_eq!(
+            idle.column("avg_query_time"),
+            [Some("0")],
+            "no division by zero"
+        );
     }
 
     #[test]
