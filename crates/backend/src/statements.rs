@@ -11,7 +11,8 @@
 //! long as the connection lives. The cache is purely bookkeeping: it never talks to the server,
 //! so when it evicts an id the caller must send the matching Close itself.
 
-use std::collections::HashMap;
+// Ids are keyed hashes already; foldhash is a few instructions on a u64.
+use foldhash::{HashMap, HashMapExt};
 
 /// How many statements a server connection keeps before the least recently used is closed.
 pub const DEFAULT_STATEMENT_CAPACITY: usize = 256;

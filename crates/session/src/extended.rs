@@ -75,11 +75,13 @@
 //! and not [`ResponsePlan::awaiting_sync`]; a connection lost mid-unit is given up with
 //! [`ResponsePlan::abandon`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
+// Seeded per map: a client can only collide names in its own session's map.
+use foldhash::{HashMap, HashMapExt};
 use bytes::{BufMut, Bytes, BytesMut};
 use pgsplit_backend::StatementCache;
 use pgsplit_classify::{Classification, Effects, session_effects};
@@ -237,6 +239,10 @@ impl ClientStatements {
     /// The statement `name` refers to for a message rewritten now: the newest unanswered Parse
     /// or Close of that name wins over the settled mapping.
     pub(crate) fn get(&self, name: &[u8]) -> Option<&Arc<Statement>> {
+        // Nearly always nothing is pending (every Parse and Close answered): one lookup.
+        if self.pending.is_empty() {
+            return self.committed.get(name);
+        }
         match self.pending.get(name).and_then(VecDeque::back) {
             Some(pending) => pending.statement.as_ref(),
             None => self.committed.get(name),
