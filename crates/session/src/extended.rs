@@ -81,8 +81,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 // Seeded per map: a client can only collide names in its own session's map.
-use foldhash::{HashMap, HashMapExt};
 use bytes::{BufMut, Bytes, BytesMut};
+use foldhash::{HashMap, HashMapExt};
 use pgsplit_backend::StatementCache;
 use pgsplit_classify::{Classification, Effects, session_effects};
 use pgsplit_wire::backend::tags as be;

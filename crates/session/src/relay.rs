@@ -538,8 +538,19 @@ pub(crate) fn from_server(
         let run = state
             .plan
             .forward_run(buf, max, &mut state.statements, cache)?;
-        if run > 0 {
-            out.push(buf.split_to(run).freeze());
+        if run.len > 0 {
+            out.push(buf.split_to(run.len).freeze());
+        }
+        if let Some(status) = run.ready {
+            // The run ended with the answer to a unit (what `note_server` and `filter_server`
+            // do for a ReadyForQuery, the plan already settled).
+            state.txn_status = status;
+            state.plan.emit_synthetic(&mut state.statements, &mut out);
+            state.unit_answered();
+            if buf.is_empty() {
+                break;
+            }
+            continue;
         }
         let Some(frame) = next_frame(buf, max)? else {
             break;

@@ -185,26 +185,37 @@ fn step(expect: Expect, tag: u8) -> Step {
     }
 }
 
+/// What [`ResponsePlan::forward_run`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Run {
+    /// Bytes at the front of the buffer to forward as they are.
+    pub(crate) len: usize,
+    /// The run ends with a ReadyForQuery that answered a Query or Sync: its transaction
+    /// status.
+    pub(crate) ready: Option<u8>,
+}
+
 impl ResponsePlan {
     /// Whether no response is due from the server.
     pub(crate) fn is_empty(&self) -> bool {
         self.entries.iter().all(|e| e.expect == Expect::CopyEnd)
     }
 
-    /// The length of the run of whole messages at the front of `buf` that are only forwarded:
-    /// each is a row, a notice, or a message that continues or completes the front request
-    /// (forwarded, answered by the server) without anything else to do than settling it. The
-    /// plan advances past the run as it would message by message, so the caller forwards the
-    /// run as one chunk. The run stops at what needs a closer look: ReadyForQuery, errors,
-    /// ParameterStatus, COPY IN, a request answered by pgsplit or swallowed, or an unexpected
-    /// message.
+    /// The run of whole messages at the front of `buf` that are only forwarded: each is a
+    /// row, a notice, or a message that continues or completes the front request (forwarded,
+    /// answered by the server) without anything else to do than settling it. The plan advances
+    /// past the run as it would message by message, so the caller forwards the run as one
+    /// chunk. The run stops at what needs a closer look (errors, ParameterStatus, COPY IN, a
+    /// request answered by pgsplit or swallowed, an unexpected message), and just after a
+    /// ReadyForQuery that answers the front Query or Sync: its transaction status is in
+    /// [`Run::ready`], for the caller to note before anything else.
     pub(crate) fn forward_run(
         &mut self,
         buf: &[u8],
         max: usize,
         client: &mut ClientStatements,
         server: &mut StatementCache,
-    ) -> Result<usize, WireError> {
+    ) -> Result<Run, WireError> {
         let mut off = 0;
         let mut front = self.forwarded_front();
         while buf.len() - off >= HEADER_LEN {
@@ -227,6 +238,24 @@ impl ResponsePlan {
             match tag {
                 // What `filter_server` forwards without the plan.
                 be::NOTICE | be::NOTIFICATION => {}
+                // The answer to the front Query or Sync ends the run; the caller notes its status.
+                be::READY_FOR_QUERY if matches!(expect, Expect::Query | Expect::Sync) => {
+                    if let Some(entry) = self.entries.pop_front() {
+                        if entry.expect == Expect::Query {
+                            self.copy_in = false;
+                        }
+                        self.settle(entry, Outcome::Done, client, Some(server));
+                    }
+                    let status = if len > HEADER_LEN {
+                        buf[off + HEADER_LEN]
+                    } else {
+                        b'I'
+                    };
+                    return Ok(Run {
+                        len: off + len,
+                        ready: Some(status),
+                    });
+                }
                 // What the relay or the plan must look at.
                 be::READY_FOR_QUERY | be::ERROR | be::PARAMETER_STATUS => break,
                 _ => match step(expect, tag) {
@@ -245,7 +274,10 @@ impl ResponsePlan {
             }
             off += len;
         }
-        Ok(off)
+        Ok(Run {
+            len: off,
+            ready: None,
+        })
     }
 
     /// What the front request expects, if the server answers it and its answer reaches the

@@ -73,7 +73,8 @@ fn row_runs_are_forwarded_whole_and_in_order() {
     let (statements, plan) = (&mut st.statements, &mut st.plan);
     assert_eq!(
         plan.forward_run(&buf, 1 << 20, statements, &mut cache)
-            .unwrap(),
+            .unwrap()
+            .len,
         0
     );
     let mut sink = Vec::new();
@@ -140,7 +141,9 @@ fn planned(client: impl FnOnce(&mut BytesMut)) -> (RelayState, StatementCache) {
 
 fn run(st: &mut RelayState, cache: &mut StatementCache, buf: &[u8]) -> usize {
     let (statements, plan) = (&mut st.statements, &mut st.plan);
-    plan.forward_run(buf, 1 << 20, statements, cache).unwrap()
+    plan.forward_run(buf, 1 << 20, statements, cache)
+        .unwrap()
+        .len
 }
 
 #[test]
@@ -155,10 +158,19 @@ fn answers_run_up_to_what_the_session_must_see() {
         &mut buf,
         &ErrorFields::notice(sqlstate::SUCCESSFUL_COMPLETION, "careful"),
     );
-    let body = buf.len();
-    encode::ready_for_query(&mut buf, b'I');
-    assert_eq!(run(&mut st, &mut cache, &buf), body);
-    assert!(!st.plan.is_empty(), "the ReadyForQuery is still due");
+    encode::ready_for_query(&mut buf, b'T');
+    let whole = buf.len();
+    encode::data_row(&mut buf, &[Some(b"next")]);
+    let (statements, plan) = (&mut st.statements, &mut st.plan);
+    let found = plan
+        .forward_run(&buf, 1 << 20, statements, &mut cache)
+        .unwrap();
+    assert_eq!(
+        found.len, whole,
+        "the run ends just after the ReadyForQuery"
+    );
+    assert_eq!(found.ready, Some(b'T'), "with its transaction status");
+    assert!(st.plan.is_empty(), "the ReadyForQuery settled the query");
 
     // An extended batch of unnamed statements: up to the Sync's ReadyForQuery, the plan
     // settled request by request.
@@ -177,11 +189,13 @@ fn answers_run_up_to_what_the_session_must_see() {
     encode::command_complete(&mut buf, "SELECT 1");
     let body = buf.len();
     encode::ready_for_query(&mut buf, b'I');
-    assert_eq!(run(&mut st, &mut cache, &buf), body);
+    assert_eq!(run(&mut st, &mut cache, &buf[..body]), body);
+    assert!(!st.plan.is_empty(), "the Sync is still due");
     let mut out = Outbox::default();
     let mut rest = BytesMut::from(&buf[body..]);
     from_server(&mut rest, 1 << 20, &mut st, &mut cache, &mut out).unwrap();
     assert!(st.plan.is_empty(), "the ReadyForQuery settled the Sync");
+    assert_eq!(st.txn_status, b'I');
 
     // ParameterStatus and errors stop the run: the session must see them.
     for stop in [
