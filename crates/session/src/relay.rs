@@ -183,20 +183,27 @@ impl RelayState {
     /// units were pipelined (the server runs them one after the other).
     fn unit_answered(&mut self) {
         let now = Instant::now();
+        let mut took = None;
         if let Some(started) = self.unit_started {
-            let took = now.saturating_duration_since(started);
+            let t = now.saturating_duration_since(started);
             if let Some(h) = &self.query_duration {
-                h.observe(took.as_secs_f64());
+                h.observe(t.as_secs_f64());
             }
-            self.work.query_us += micros(took);
+            self.work.query_us += micros(t);
+            took = Some((started, t));
         }
         self.work.queries += 1;
         if self.txn_status == b'I'
             && let Some(began) = self.txn_began.take()
         {
-            // The transaction (or the statement outside one) ended with this answer.
+            // The transaction (or the statement outside one) ended with this answer; a lone
+            // statement's transaction is the unit itself.
+            let t = match took {
+                Some((started, t)) if started == began => t,
+                _ => now.saturating_duration_since(began),
+            };
             self.work.xacts += 1;
-            self.work.xact_us += micros(now.saturating_duration_since(began));
+            self.work.xact_us += micros(t);
         }
         self.units_in_flight = self.units_in_flight.saturating_sub(1);
         if self.plan.is_empty() {
@@ -289,6 +296,14 @@ async fn relay_inner(
     // Messages may already be buffered (read while no server was attached, or pipelined
     // behind the startup packet): forward them before waiting for more.
     let mut terminated = from_client(client, state, cache, to_server)?;
+    // The unit goes out at once, without a round of the loop below (which builds and polls
+    // every branch); whatever the socket does not take now is written there.
+    if !to_server.is_empty()
+        && let Some(Err(source)) = poll_once(to_server.write_some(swr)).await
+    {
+        state.retry_failed = state.retryable();
+        return Err(server_io(addr, source));
+    }
     loop {
         if terminated && to_server.is_empty() {
             client.flush().await?;
@@ -379,6 +394,17 @@ async fn relay_inner(
             }
         }
     }
+}
+
+/// Polls `fut` once: its output if it is ready, `None` if not (then it is dropped, so it must
+/// be cancel safe).
+async fn poll_once<F: std::future::Future>(fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
+        std::task::Poll::Ready(out) => std::task::Poll::Ready(Some(out)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
 }
 
 /// A duration in whole microseconds, saturating.
