@@ -100,6 +100,7 @@ fn spawn_with(
         reports_tx,
         last_primary: None,
         rechecked_all_at: None,
+        split_brain: false,
     };
     tokio::spawn(
         checker
@@ -158,6 +159,8 @@ struct Checker {
     last_primary: Option<String>,
     /// When losing the primary last made every server be probed (the topology's clock).
     rechecked_all_at: Option<Duration>,
+    /// Whether the last topology published had a split brain, to count each one once.
+    split_brain: bool,
 }
 
 impl Checker {
@@ -210,7 +213,21 @@ impl Checker {
             let worker = self.start_worker(name.clone(), probe, settings.interval);
             self.workers.insert(name, worker);
         }
+        if !self.split_brain && snapshot.topology.split_brain {
+            tracing::error!(
+                "split brain after a reload: more than one server claims to be the primary; writes are refused"
+            );
+        }
+        self.count_split_brain(&snapshot.topology);
         self.refresh_metrics(&snapshot.topology);
+    }
+
+    /// Counts a split brain that `topology` begins (a probe or a reload may begin one).
+    fn count_split_brain(&mut self, topology: &Topology) {
+        if topology.split_brain && !self.split_brain {
+            self.metrics.servers.split_brains_total.inc();
+        }
+        self.split_brain = topology.split_brain;
     }
 
     /// Spawns the probe task of one server.
@@ -332,9 +349,7 @@ impl Checker {
             return false;
         };
         log_changes(i, &changes, &before, &after, why);
-        if changes.split_brain_changed && after.split_brain {
-            self.metrics.servers.split_brains_total.inc();
-        }
+        self.count_split_brain(&after);
         self.count_failover(&after);
         self.refresh_metrics(&after);
         // The usable primary is lost (down, in recovery, or another elected): every server's

@@ -482,8 +482,13 @@ fn read(
             cx.done(Target::Refuse(Refusal::NoReplica), RouteReason::NoReplica)
         }
         PrimaryReads::Fallback | PrimaryReads::Always => {
+            // Replicas that are only full take the read into their queue when the primary
+            // cannot serve it either (down, or full itself: reads must not crowd out writes).
+            let primary_has_room = topology
+                .usable_primary()
+                .is_some_and(|p| !topology.nodes[p].is_full());
             if full
-                && topology.usable_primary().is_none()
+                && !primary_has_room
                 && let Some(route) = queue_on_full(cx, balancer)
             {
                 return route;

@@ -133,15 +133,19 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
         mode: config.pool.mode,
         registered,
     };
-    // Transaction pooling greets a new client from a replica while there is no usable
-    // primary, so that reads keep working for clients that connect during a failover.
-    let greeter = match greeting_server(&snapshot, session.mode) {
-        Some(i) if i != session.target.index => session
-            .router
-            .target(&snapshot, &ctx.route_kit, i)
-            .unwrap_or_else(|| Arc::clone(&session.target)),
-        _ => Arc::clone(&session.target),
-    };
+    // The first checkout (the greeting, and the check of the startup settings) goes to the
+    // primary. Transaction pooling greets from a replica while no primary is usable (down,
+    // unknown, or two servers claim the role), so that clients connecting during a failover
+    // can read; session pooling keeps the primary, as all its units run on that connection.
+    // The snapshot is read again: authentication may have taken a while.
+    let now = ctx.snapshot.load_full();
+    let replica = (session.mode == PoolMode::Transaction
+        && now.topology.usable_primary().is_none())
+    .then(|| session.router.greeting_replica(&now, &ctx.route_kit))
+    .flatten();
+    let greeter = replica
+        .and_then(|i| session.router.target(&now, &ctx.route_kit, i))
+        .unwrap_or_else(|| Arc::clone(&session.target));
     let cached = ctx.greetings.get(&greeter.key, session.state.tag());
     let encoded = match cached {
         // Transaction pooling, and a client with these very settings was greeted recently:
@@ -190,26 +194,6 @@ fn startup_server(snapshot: &Snapshot) -> Option<usize> {
         let primary = snapshot.config.primary()?;
         snapshot.server_index(&primary.name)
     })
-}
-
-/// The server a new client's first checkout (its greeting and the check of its startup
-/// settings) goes to: the primary, or, in transaction pooling while no primary is usable (down,
-/// unknown, or two servers claim the role), the up replica with the fewest busy connections
-/// that is not full. Session pooling keeps the primary: its units all run on the connection
-/// the client is greeted from.
-fn greeting_server(snapshot: &Snapshot, mode: PoolMode) -> Option<usize> {
-    let topology = &snapshot.topology;
-    if mode == PoolMode::Session || topology.usable_primary().is_some() {
-        return startup_server(snapshot);
-    }
-    topology
-        .nodes
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| n.role() == Some(NodeRole::Replica) && n.is_up() && !n.is_full())
-        .min_by_key(|(_, n)| n.busy)
-        .map(|(i, _)| i)
-        .or_else(|| startup_server(snapshot))
 }
 
 /// One client's session: its state, its pool, and the server connection it holds (if any).

@@ -192,15 +192,16 @@ impl RelayState {
             self.work.query_us += micros(t);
             took = Some((started, t));
         }
-        self.work.queries += 1;
-        if self.txn_status == b'I'
-            && let Some(began) = self.txn_began.take()
-        {
+        // A stray ReadyForQuery (nothing in flight) answers no unit.
+        self.work.queries += u64::from(took.is_some());
+        let ended = took.is_some() && self.txn_status == b'I';
+        if ended {
             // The transaction (or the statement outside one) ended with this answer; a lone
             // statement's transaction is the unit itself.
-            let t = match took {
-                Some((started, t)) if started == began => t,
-                _ => now.saturating_duration_since(began),
+            let t = match (self.txn_began.take(), took) {
+                (Some(began), Some((started, t))) if started == began => t,
+                (Some(began), _) => now.saturating_duration_since(began),
+                (None, _) => Duration::ZERO,
             };
             self.work.xacts += 1;
             self.work.xact_us += micros(t);
@@ -212,6 +213,10 @@ impl RelayState {
             self.units_in_flight = 0;
         }
         self.unit_started = (self.units_in_flight > 0).then_some(now);
+        if ended && self.units_in_flight > 0 {
+            // A pipelined unit is next: its transaction starts when the server turns to it.
+            self.txn_began = Some(now);
+        }
         self.answered_at = Some(now);
     }
 

@@ -84,6 +84,9 @@ struct SharedTargets {
 }
 
 /// Checked-out connection counts of servers, by index in a config generation.
+/// Pool counters kept before the unused ones are dropped (see [`RouteKit::pool_load`]).
+const POOL_LOADS_PRUNE_AT: usize = 4096;
+
 type Loads = Arc<[Arc<AtomicUsize>]>;
 
 /// Most shared targets kept (clients name databases freely): past it the map starts over.
@@ -218,12 +221,15 @@ impl RouteKit {
         Arc::clone(loads.entry(name.to_owned()).or_default())
     }
 
-    /// The checked-out connection counts of `snapshot`'s servers, by index: built once per
-    /// generation and shared (a new client connection would otherwise look up every server).
     /// The checked-out count of the pool of (`server`, `login_user`, `database`).
     fn pool_load(&self, server: &str, login_user: &str, database: &str) -> Arc<AtomicUsize> {
         let key = format!("{server}\0{login_user}\0{database}");
         let mut loads = self.pool_loads.lock();
+        if loads.len() >= POOL_LOADS_PRUNE_AT && !loads.contains_key(&key) {
+            // Clients may name any database: forget the counters nobody holds (a count of
+            // zero with no session or target referring to it).
+            loads.retain(|_, load| Arc::strong_count(load) > 1);
+        }
         Arc::clone(loads.entry(key).or_default())
     }
 
@@ -250,6 +256,8 @@ impl RouteKit {
         loads
     }
 
+    /// The checked-out connection counts of `snapshot`'s servers, by index: built once per
+    /// generation and shared (a new client connection would otherwise look up every server).
     fn loads_of(&self, snapshot: &Snapshot) -> Loads {
         let mut cached = self.generation_loads.lock();
         if let Some((generation, loads)) = &*cached
@@ -460,6 +468,26 @@ impl SessionRouter {
         };
         kit.count(&decision);
         decision
+    }
+
+    /// The up replica a new client is greeted from while no primary is usable: one with room
+    /// (for the server and for this session's pool there) before a full one, then the fewest
+    /// checked-out connections; a full one's checkout queues.
+    pub(crate) fn greeting_replica(
+        &mut self,
+        snapshot: &Snapshot,
+        kit: &RouteKit,
+    ) -> Option<usize> {
+        self.refresh(snapshot, kit);
+        let mut topology = Topology::clone(&snapshot.topology);
+        set_busy(&mut topology, &self.loads, &self.pool_loads, self.pool_size);
+        topology
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.role() == Some(NodeRole::Replica) && n.is_up())
+            .min_by_key(|(_, n)| (n.is_full(), n.busy))
+            .map(|(i, _)| i)
     }
 
     /// Drops targets and balancing state of an older generation or primary.

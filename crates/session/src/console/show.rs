@@ -209,7 +209,8 @@ pub(crate) fn clients(rows: &[ClientRow]) -> Table {
 }
 
 /// `SHOW STATS`: totals per database since the proxy started, `uptime` ago. The columns
-/// are PgBouncer's (1.21 names and order, so its exporters find theirs), then pgsplit's own.
+/// are PgBouncer's (the names and order of its recent releases, so its exporters find
+/// theirs), then pgsplit's own.
 /// The `avg_*` figures are since the start, not over PgBouncer's last `stats_period`: rates
 /// per second for the counts and bytes, per transaction, query or checkout for the times.
 pub(crate) fn stats(totals: &[DbTotals], uptime: Duration) -> Table {

@@ -266,6 +266,16 @@ async fn each_unit_is_timed_until_its_ready_for_query() {
         );
     }
     assert!(st.plan.is_empty() && st.unit_started.is_none());
+    // Two transactions (each query on its own), timed the same way, for SHOW STATS.
+    let counted = |st: &RelayState| {
+        (
+            st.work.queries,
+            st.work.xacts,
+            st.work.query_us,
+            st.work.xact_us,
+        )
+    };
+    assert_eq!(counted(&st), (2, 2, 40_000, 40_000));
     // A stray ReadyForQuery with nothing in flight counts nothing.
     tokio::time::advance(Duration::from_secs(5)).await;
     let mut buf = BytesMut::new();
@@ -273,6 +283,7 @@ async fn each_unit_is_timed_until_its_ready_for_query() {
     from_server(&mut buf, 1 << 20, &mut st, &mut cache, &mut out).unwrap();
     assert_eq!(h.get_sample_count(), 2);
     assert_eq!(metrics.query_duration("primary").get_sample_count(), 0);
+    assert_eq!(counted(&st), (2, 2, 40_000, 40_000));
 }
 
 /// Runs a future that never waits (writing into a Vec) to completion.

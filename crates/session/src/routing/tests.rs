@@ -242,3 +242,69 @@ balance: round_robin
     pg2.released();
     assert!(picks(&mut same_pool).contains(&1), "pg2 has room again");
 }
+
+/// While no primary is usable, a new client is greeted from the up replica with the fewest
+/// checked-out connections and room in its pool.
+#[test]
+fn greetings_go_to_the_least_busy_replica_with_room() {
+    use super::SessionRouter;
+    use pgsplit_router::Snapshot;
+
+    let yaml = "\
+users:
+  - { name: app, password: s3cret-app }
+servers:
+  - { name: pg1, host: 127.0.0.1, port: 5432, role: primary }
+  - { name: pg2, host: 127.0.0.1, port: 5433, role: replica }
+  - { name: pg3, host: 127.0.0.1, port: 5434, role: replica }
+pool: { size: 2 }
+";
+    let kit = RouteKit::new(Arc::new(Metrics::new()));
+    let up = Snapshot::new(pgsplit_config::parse(yaml, "t.yaml").unwrap());
+    let mut topology = (*up.topology).clone();
+    topology.mark_down(0, std::time::Duration::from_secs(1));
+    let snapshot = up.with_topology(topology);
+    let mut router = SessionRouter::new("app", "app", "app", 1);
+    let pg2 = router.target(&snapshot, &kit, 1).expect("pg2");
+    let pg3 = router.target(&snapshot, &kit, 2).expect("pg3");
+    assert_eq!(
+        router.greeting_replica(&snapshot, &kit),
+        Some(1),
+        "a tie: the first"
+    );
+    pg2.checked_out();
+    assert_eq!(
+        router.greeting_replica(&snapshot, &kit),
+        Some(2),
+        "pg2 is busier"
+    );
+    pg3.checked_out();
+    pg3.checked_out();
+    assert_eq!(
+        router.greeting_replica(&snapshot, &kit),
+        Some(1),
+        "pg3's pool is full"
+    );
+    pg3.released();
+    pg2.checked_out();
+    assert_eq!(
+        router.greeting_replica(&snapshot, &kit),
+        Some(2),
+        "pg2's pool is full"
+    );
+    pg3.checked_out();
+    assert_eq!(
+        router.greeting_replica(&snapshot, &kit),
+        Some(1),
+        "both full: the first"
+    );
+    let mut none_up = (*snapshot.topology).clone();
+    none_up.mark_down(1, std::time::Duration::from_secs(1));
+    none_up.mark_down(2, std::time::Duration::from_secs(1));
+    let snapshot = snapshot.with_topology(none_up);
+    assert_eq!(
+        router.greeting_replica(&snapshot, &kit),
+        None,
+        "no replica is up"
+    );
+}
