@@ -396,8 +396,11 @@ enum Ineligible {
     Unusable,
     /// Has not replayed the client's last write.
     Behind,
-    /// Every allowed connection is in use.
+    /// Every connection pgsplit may open to the server is in use.
     Full,
+    /// The session's own pool there has every one of its connections in use: passed over for
+    /// a replica with room, but still where the read waits when every replica is so.
+    PoolFull,
 }
 
 /// Whether node `i` may take a read that needs `required`.
@@ -415,8 +418,11 @@ fn replica_check(topology: &Topology, i: usize, required: Option<Lsn>) -> Result
     {
         return Err(Ineligible::Behind);
     }
-    if node.is_full() {
+    if node.busy >= node.max_connections {
         return Err(Ineligible::Full);
+    }
+    if node.pool_full {
+        return Err(Ineligible::PoolFull);
     }
     Ok(())
 }
@@ -445,11 +451,12 @@ fn read(
             cx.done(Target::Replica(i), reason)
         };
     }
-    let (mut behind, mut full) = (false, false);
+    let (mut behind, mut full, mut pool_full) = (false, false, false);
     for i in 0..topology.nodes.len() {
         match replica_check(topology, i, required) {
             Err(Ineligible::Behind) => behind = true,
             Err(Ineligible::Full) => full = true,
+            Err(Ineligible::PoolFull) => pool_full = true,
             _ => {}
         }
     }
@@ -465,7 +472,12 @@ fn read(
     let queue_on_full = |cx: &Ctx<'_>, balancer: &mut Balancer| {
         // Every otherwise eligible replica is full: queue on the least loaded one; the
         // pool's fair queue and checkout timeout do the waiting.
-        let full_ok = |i: usize| replica_check(topology, i, required) == Err(Ineligible::Full);
+        let full_ok = |i: usize| {
+            matches!(
+                replica_check(topology, i, required),
+                Err(Ineligible::Full | Ineligible::PoolFull)
+            )
+        };
         balancer
             .pick(
                 crate::policy::BalancePolicy::WeightedLeastConnections,
@@ -474,6 +486,12 @@ fn read(
             )
             .map(|i| cx.done(Target::Replica(i), RouteReason::PoolFull))
     };
+    if pool_full && let Some(route) = queue_on_full(cx, balancer) {
+        // Replicas whose pools for this client are busy keep the read (it waits for one of
+        // their connections) rather than moving it to the primary: a surge of reads must not
+        // land on the primary because the replicas' pools are momentarily all in use.
+        return route;
+    }
     match policy.primary_reads {
         PrimaryReads::Never => {
             if full && let Some(route) = queue_on_full(cx, balancer) {
@@ -482,13 +500,8 @@ fn read(
             cx.done(Target::Refuse(Refusal::NoReplica), RouteReason::NoReplica)
         }
         PrimaryReads::Fallback | PrimaryReads::Always => {
-            // Replicas that are only full take the read into their queue when the primary
-            // cannot serve it either (down, or full itself: reads must not crowd out writes).
-            let primary_has_room = topology
-                .usable_primary()
-                .is_some_and(|p| !topology.nodes[p].is_full());
             if full
-                && !primary_has_room
+                && topology.usable_primary().is_none()
                 && let Some(route) = queue_on_full(cx, balancer)
             {
                 return route;
