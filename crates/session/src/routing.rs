@@ -242,12 +242,9 @@ impl RouteKit {
         {
             return Arc::clone(loads);
         }
-        let loads: Loads = snapshot
-            .config
-            .servers
-            .iter()
-            .map(|s| self.pool_load(&s.name, login_user, database))
-            .collect();
+        let loads = per_server(snapshot, |server| {
+            self.pool_load(server, login_user, database)
+        });
         let mut cached = self.session_pool_loads.lock();
         if cached.len() >= SHARED_TARGETS_MAX {
             cached.clear();
@@ -265,12 +262,7 @@ impl RouteKit {
         {
             return Arc::clone(loads);
         }
-        let loads: Loads = snapshot
-            .config
-            .servers
-            .iter()
-            .map(|s| self.load(&s.name))
-            .collect();
+        let loads = per_server(snapshot, |server| self.load(server));
         *cached = Some((snapshot.generation, Arc::clone(&loads)));
         loads
     }
@@ -626,6 +618,16 @@ impl SessionRouter {
             app.clone_into(&mut self.view.application_name);
         }
     }
+}
+
+/// One counter per server of `snapshot`, by index.
+fn per_server(snapshot: &Snapshot, load: impl Fn(&str) -> Arc<AtomicUsize>) -> Loads {
+    snapshot
+        .config
+        .servers
+        .iter()
+        .map(|s| load(&s.name))
+        .collect()
 }
 
 /// Copies the current checked-out counts into every node of `topology` (0 where `loads` has

@@ -148,19 +148,9 @@ fn shared_keys_tell_their_parts_apart() {
 #[test]
 fn sessions_on_one_thread_route_with_the_current_busy_counts() {
     use super::SessionRouter;
-    use pgsplit_router::{Snapshot, Target};
+    use pgsplit_router::Target;
 
-    let yaml = "\
-users:
-  - { name: app, password: s3cret-app }
-servers:
-  - { name: pg1, host: 127.0.0.1, port: 5432, role: primary }
-  - { name: pg2, host: 127.0.0.1, port: 5433, role: replica }
-  - { name: pg3, host: 127.0.0.1, port: 5434, role: replica }
-balance: least_connections
-";
-    let kit = RouteKit::new(Arc::new(Metrics::new()));
-    let snapshot = Snapshot::new(pgsplit_config::parse(yaml, "t.yaml").unwrap());
+    let (kit, snapshot) = primary_and_two_replicas("balance: least_connections");
     let classifier = Classifier::new(Options::default());
     let read = classifier.classify_with("SELECT 1", true);
     let mut first = SessionRouter::new("app", "app", "app", 1);
@@ -192,20 +182,9 @@ balance: least_connections
 #[test]
 fn a_full_pool_sends_reads_to_another_replica() {
     use super::SessionRouter;
-    use pgsplit_router::{Snapshot, Target};
+    use pgsplit_router::Target;
 
-    let yaml = "\
-users:
-  - { name: app, password: s3cret-app }
-servers:
-  - { name: pg1, host: 127.0.0.1, port: 5432, role: primary }
-  - { name: pg2, host: 127.0.0.1, port: 5433, role: replica }
-  - { name: pg3, host: 127.0.0.1, port: 5434, role: replica }
-pool: { size: 1 }
-balance: round_robin
-";
-    let kit = RouteKit::new(Arc::new(Metrics::new()));
-    let snapshot = Snapshot::new(pgsplit_config::parse(yaml, "t.yaml").unwrap());
+    let (kit, snapshot) = primary_and_two_replicas("pool: { size: 1 }\nbalance: round_robin");
     let classifier = Classifier::new(Options::default());
     let read = classifier.classify_with("SELECT 1", true);
     let mut holder = SessionRouter::new("app", "app", "app", 1);
@@ -248,19 +227,8 @@ balance: round_robin
 #[test]
 fn greetings_go_to_the_least_busy_replica_with_room() {
     use super::SessionRouter;
-    use pgsplit_router::Snapshot;
 
-    let yaml = "\
-users:
-  - { name: app, password: s3cret-app }
-servers:
-  - { name: pg1, host: 127.0.0.1, port: 5432, role: primary }
-  - { name: pg2, host: 127.0.0.1, port: 5433, role: replica }
-  - { name: pg3, host: 127.0.0.1, port: 5434, role: replica }
-pool: { size: 2 }
-";
-    let kit = RouteKit::new(Arc::new(Metrics::new()));
-    let up = Snapshot::new(pgsplit_config::parse(yaml, "t.yaml").unwrap());
+    let (kit, up) = primary_and_two_replicas("pool: { size: 2 }");
     let mut topology = (*up.topology).clone();
     topology.mark_down(0, std::time::Duration::from_secs(1));
     let snapshot = up.with_topology(topology);
@@ -307,4 +275,25 @@ pool: { size: 2 }
         None,
         "no replica is up"
     );
+}
+
+/// A route kit and a snapshot of a primary (pg1) and two replicas (pg2, pg3) for user `app`,
+/// with `extra` appended to the config.
+fn primary_and_two_replicas(extra: &str) -> (RouteKit, pgsplit_router::Snapshot) {
+    let yaml = format!(
+        "\
+users:
+  - {{ name: app, password: s3cret-app }}
+servers:
+  - {{ name: pg1, host: 127.0.0.1, port: 5432, role: primary }}
+  - {{ name: pg2, host: 127.0.0.1, port: 5433, role: replica }}
+  - {{ name: pg3, host: 127.0.0.1, port: 5434, role: replica }}
+{extra}
+"
+    );
+    let config = pgsplit_config::parse(&yaml, "t.yaml").unwrap();
+    (
+        RouteKit::new(Arc::new(Metrics::new())),
+        pgsplit_router::Snapshot::new(config),
+    )
 }
