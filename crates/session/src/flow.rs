@@ -138,13 +138,13 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
     // unknown, or two servers claim the role), so that clients connecting during a failover
     // can read; session pooling keeps the primary, as all its units run on that connection.
     // The snapshot is read again: authentication may have taken a while.
-    let now = ctx.snapshot.load_full();
+    let latest = ctx.snapshot.load_full();
     let replica = (session.mode == PoolMode::Transaction
-        && now.topology.usable_primary().is_none())
-    .then(|| session.router.greeting_replica(&now, &ctx.route_kit))
+        && latest.topology.usable_primary().is_none())
+    .then(|| session.router.greeting_replica(&latest, &ctx.route_kit))
     .flatten();
     let greeter = replica
-        .and_then(|i| session.router.target(&now, &ctx.route_kit, i))
+        .and_then(|i| session.router.target(&latest, &ctx.route_kit, i))
         .unwrap_or_else(|| Arc::clone(&session.target));
     let cached = ctx.greetings.get(&greeter.key, session.state.tag());
     let encoded = match cached {
