@@ -418,7 +418,7 @@ fn replica_check(topology: &Topology, i: usize, required: Option<Lsn>) -> Result
     {
         return Err(Ineligible::Behind);
     }
-    if node.busy >= node.max_connections {
+    if node.server_full() {
         return Err(Ineligible::Full);
     }
     if node.pool_full {

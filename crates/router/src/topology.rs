@@ -168,7 +168,12 @@ impl Node {
     /// Whether it can take no more work now: every connection pgsplit may open to it is in
     /// use, or the routing session's pool on it is.
     pub fn is_full(&self) -> bool {
-        self.pool_full || self.busy >= self.max_connections
+        self.pool_full || self.server_full()
+    }
+
+    /// Whether every connection pgsplit may open to it is in use.
+    pub fn server_full(&self) -> bool {
+        self.busy >= self.max_connections
     }
 }
 
@@ -313,13 +318,6 @@ impl Topology {
     /// The primary, if it is known and up (and there is no split brain).
     pub fn usable_primary(&self) -> Option<usize> {
         self.primary.filter(|&i| self.nodes[i].is_up())
-    }
-
-    /// Sets a node's count of checked-out connections.
-    pub fn set_busy(&mut self, node: usize, busy: usize) {
-        if let Some(n) = self.nodes.get_mut(node) {
-            n.busy = busy;
-        }
     }
 
     /// Marks a node down at once (a connect error or failure on real traffic).

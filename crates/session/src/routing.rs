@@ -596,8 +596,16 @@ impl SessionRouter {
             ),
             role,
             queries,
-            busy: kit.load(&server.name),
-            pool_busy: kit.pool_load(&server.name, &self.login_user, &self.view.database),
+            // The session's counters of this generation (`refresh` ran before any target is
+            // built), so a new session's targets cost no lookup of their own.
+            busy: self
+                .loads
+                .get(index)
+                .cloned()
+                .unwrap_or_else(|| kit.load(&server.name)),
+            pool_busy: self.pool_loads.get(index).cloned().unwrap_or_else(|| {
+                kit.pool_load(&server.name, &self.login_user, &self.view.database)
+            }),
             duration: duration.clone(),
         })
     }

@@ -214,7 +214,7 @@ fn carry_over_keeps_what_was_learned_about_servers_that_stayed() {
     report(&mut old, 0, 1000, false, 5000);
     report(&mut old, 1, 1100, true, 0);
     old.mark_down(2, ms(1200));
-    old.set_busy(1, 7);
+    old.nodes[1].busy = 7;
     assert!(old.nodes[1].lag_excluded);
     assert_eq!(old.nodes[2].health, Health::Down);
 
