@@ -1,7 +1,7 @@
 //! Routing under faults, on clusters of the tests' own (see `own_cluster.rs`): read-your-writes
 //! with replay paused, lag exclusion, a replica restarted under `pgbench -S`, per-server
-//! connection limits, and a primary lost (new clients still read) and replaced by a promoted
-//! replica.
+//! connection limits, a primary lost (new clients still read) and replaced by a promoted
+//! replica, and the old primary back beside it (a split brain).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -443,6 +443,16 @@ async fn replicas_restart_limits_hold_and_writes_follow_a_promotion() {
             .filter(|k| !present.contains(k))
             .collect();
         assert!(missing.is_empty(), "acknowledged writes lost: {missing:?}");
+
+        // 4. The old primary comes back as a primary beside the promoted one: a split brain,
+        //    shown by the gauge and counted once.
+        assert_eq!(metric(&handle, "pgsplit_split_brains_total"), Some(0.0));
+        cluster
+            .run(&["start", &env.primary.port.to_string()], Duration::from_secs(90))
+            .await;
+        let took = metric_until(&handle, "pgsplit_split_brain", Duration::from_secs(5), |v| v == 1.0).await;
+        eprintln!("split brain seen {took:?} after the old primary started");
+        assert_eq!(metric(&handle, "pgsplit_split_brains_total"), Some(1.0));
         stop_proxy(handle).await;
         drop(cluster);
     })
