@@ -74,19 +74,19 @@ struct DbCounters {
 /// bytes from and to its client. Kept in the session and added to its database's counters
 /// once per transaction, so the counters cost a few atomic additions per transaction.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Work {
+pub struct Work {
     /// Transactions ended (explicit ones, and single statements outside one).
-    pub(crate) xacts: u64,
+    pub xacts: u64,
     /// Units answered by a server (a Query, or an extended-protocol batch up to Sync).
-    pub(crate) queries: u64,
+    pub queries: u64,
     /// Bytes received from the client.
-    pub(crate) received: u64,
+    pub received: u64,
     /// Bytes sent to the client.
-    pub(crate) sent: u64,
+    pub sent: u64,
     /// Time from each transaction's first unit being sent to its end, in µs.
-    pub(crate) xact_us: u64,
+    pub xact_us: u64,
     /// Time from each unit being sent to its answer, in µs.
-    pub(crate) query_us: u64,
+    pub query_us: u64,
 }
 
 impl Work {
@@ -180,18 +180,8 @@ pub struct DbTotals {
     pub wait_us: u64,
     /// Checkouts that gave up after `pool.checkout_timeout`.
     pub checkout_timeouts: u64,
-    /// Transactions ended.
-    pub xacts: u64,
-    /// Units answered by servers.
-    pub queries: u64,
-    /// Bytes received from clients.
-    pub received: u64,
-    /// Bytes sent to clients.
-    pub sent: u64,
-    /// Time in transactions, in µs.
-    pub xact_us: u64,
-    /// Time waiting for answers, in µs.
-    pub query_us: u64,
+    /// Transactions, queries, their time and the clients' bytes.
+    pub work: Work,
 }
 
 /// Every connected client, keyed by connection id.
@@ -306,12 +296,14 @@ impl ClientRegistry {
                 checkouts: c.checkouts.load(Ordering::Relaxed),
                 wait_us: c.wait_us.load(Ordering::Relaxed),
                 checkout_timeouts: c.timeouts.load(Ordering::Relaxed),
-                xacts: c.xacts.load(Ordering::Relaxed),
-                queries: c.queries.load(Ordering::Relaxed),
-                received: c.received.load(Ordering::Relaxed),
-                sent: c.sent.load(Ordering::Relaxed),
-                xact_us: c.xact_us.load(Ordering::Relaxed),
-                query_us: c.query_us.load(Ordering::Relaxed),
+                work: Work {
+                    xacts: c.xacts.load(Ordering::Relaxed),
+                    queries: c.queries.load(Ordering::Relaxed),
+                    received: c.received.load(Ordering::Relaxed),
+                    sent: c.sent.load(Ordering::Relaxed),
+                    xact_us: c.xact_us.load(Ordering::Relaxed),
+                    query_us: c.query_us.load(Ordering::Relaxed),
+                },
                 database,
             })
             .collect();
@@ -439,7 +431,7 @@ mod tests {
             timeout: Duration::from_millis(5),
         });
         a.after_checkout(&timeout, Duration::from_millis(5));
-        let mut work = Work {
+        let work_done = Work {
             xacts: 1,
             queries: 3,
             received: 37,
@@ -447,6 +439,7 @@ mod tests {
             xact_us: 900,
             query_us: 600,
         };
+        let mut work = work_done;
         a.work_sink().add(&mut work);
         assert!(work.is_empty(), "added work is cleared");
         a.work_sink().add(&mut Work {
@@ -463,12 +456,10 @@ mod tests {
                 checkouts: 1,
                 wait_us: 5250,
                 checkout_timeouts: 1,
-                xacts: 1,
-                queries: 4,
-                received: 37,
-                sent: 120,
-                xact_us: 900,
-                query_us: 600,
+                work: Work {
+                    queries: 4,
+                    ..work_done
+                },
             }
         );
         assert_eq!(totals[1].database, "db2");

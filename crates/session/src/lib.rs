@@ -38,7 +38,7 @@ mod tls;
 
 pub use cancel::{CancelRegistry, CancelSlot, CancelTarget};
 pub use clients::{
-    Activity, ClientGuard, ClientRegistry, ClientRow, DbTotals, NewClient, OTHER_DATABASES,
+    Activity, ClientGuard, ClientRegistry, ClientRow, DbTotals, NewClient, OTHER_DATABASES, Work,
 };
 pub use control::{Control, ReloadRequest};
 pub use ctx::{Ctx, CtxInbox, GreetingCache, SecretCache, ServerEvent};

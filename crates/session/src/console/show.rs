@@ -243,24 +243,25 @@ pub(crate) fn stats(totals: &[DbTotals], uptime: Duration) -> Table {
     // Whole seconds, at least one: a rate over the first second is the count so far.
     let secs = uptime.as_secs().max(1);
     for d in totals {
+        let w = &d.work;
         let attempts = d.checkouts + d.checkout_timeouts;
         t.push(vec![
             text(&d.database),
             num(d.checkouts),
-            num(d.xacts),
-            num(d.queries),
-            num(d.received),
-            num(d.sent),
-            num(d.xact_us),
-            num(d.query_us),
+            num(w.xacts),
+            num(w.queries),
+            num(w.received),
+            num(w.sent),
+            num(w.xact_us),
+            num(w.query_us),
             num(d.wait_us),
             num(d.checkouts / secs),
-            num(d.xacts / secs),
-            num(d.queries / secs),
-            num(d.received / secs),
-            num(d.sent / secs),
-            num(d.xact_us.checked_div(d.xacts).unwrap_or(0)),
-            num(d.query_us.checked_div(d.queries).unwrap_or(0)),
+            num(w.xacts / secs),
+            num(w.queries / secs),
+            num(w.received / secs),
+            num(w.sent / secs),
+            num(w.xact_us.checked_div(w.xacts).unwrap_or(0)),
+            num(w.query_us.checked_div(w.queries).unwrap_or(0)),
             num(d.wait_us.checked_div(attempts).unwrap_or(0)),
             num(d.client_connections),
             num(d.current_clients),
@@ -470,7 +471,7 @@ mod tests {
     use pgsplit_backend::PoolKey;
 
     use super::*;
-    use crate::clients::Activity;
+    use crate::clients::{Activity, Work};
 
     const YAML: &str = "\
 users:
@@ -615,12 +616,14 @@ servers:
                 checkouts: 3,
                 wait_us: 900,
                 checkout_timeouts: 0,
-                xacts: 40,
-                queries: 100,
-                received: 5000,
-                sent: 20_000,
-                xact_us: 8000,
-                query_us: 5000,
+                work: Work {
+                    xacts: 40,
+                    queries: 100,
+                    received: 5000,
+                    sent: 20_000,
+                    xact_us: 8000,
+                    query_us: 5000,
+                },
             }],
             Duration::from_millis(10_900),
         );
