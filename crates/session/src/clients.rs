@@ -96,6 +96,11 @@ impl Work {
     }
 }
 
+/// A duration in whole microseconds, saturating (how the counters keep time).
+pub(crate) fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// Where a session adds its [`Work`]: its database's counters.
 #[derive(Clone, Debug)]
 pub(crate) struct WorkSink(Arc<DbCounters>);
@@ -340,7 +345,7 @@ impl ClientGuard {
     /// connection.
     pub fn after_checkout<T>(&self, outcome: &Result<T, PoolError>, waited: Duration) {
         let c = &self.entry.counters;
-        let us = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        let us = micros(waited);
         c.wait_us.fetch_add(us, Ordering::Relaxed);
         match outcome {
             Ok(_) => c.checkouts.fetch_add(1, Ordering::Relaxed),

@@ -26,7 +26,7 @@ use tracing::warn;
 
 use crate::SessionError;
 use crate::client_io::ClientConn;
-use crate::clients::{Work, WorkSink};
+use crate::clients::{Work, WorkSink, micros};
 use crate::drain::DrainWatch;
 use crate::extended::{ClientStatements, ResponsePlan, filter_server, rewrite_client};
 use crate::outbox::Outbox;
@@ -410,11 +410,6 @@ async fn poll_once<F: std::future::Future>(fut: F) -> Option<F::Output> {
         std::task::Poll::Pending => std::task::Poll::Ready(None),
     })
     .await
-}
-
-/// A duration in whole microseconds, saturating.
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Sleeps for the idle timeout, or forever when there is none.
