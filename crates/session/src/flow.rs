@@ -129,6 +129,10 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
         cancel: Arc::new(CancelSlot::default()),
         retry_avoid: None,
         conn: None,
+        home: None,
+        // Session pooling routes units (reads to replicas) only where there is more than one
+        // server; with the primary alone, the session is one unbroken relay.
+        routes: config.pool.mode == PoolMode::Transaction || config.servers.len() > 1,
         relay: relay_state,
         mode: config.pool.mode,
         registered,
@@ -136,7 +140,7 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
     // The first checkout (the greeting, and the check of the startup settings) goes to the
     // primary. Transaction pooling greets from a replica while no primary is usable (down,
     // unknown, or two servers claim the role), so that clients connecting during a failover
-    // can read; session pooling keeps the primary, as all its units run on that connection.
+    // can read; session pooling keeps the primary, as that connection becomes the client's own.
     // The snapshot is read again: authentication may have taken a while.
     let latest = ctx.snapshot.load_full();
     let replica = (session.mode == PoolMode::Transaction
@@ -170,8 +174,9 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
     };
     let _key = greet(&mut client, &mut session, id, &ctx, &encoded);
     if session.releases_at_boundary() {
-        // An idle client holds no server connection in transaction pooling.
-        session.detach(None).await;
+        // An idle client holds no server connection in transaction pooling; in session
+        // pooling it keeps its own primary connection, set aside while units are routed.
+        session.let_go().await;
     }
     let res = match client.flush().await {
         Ok(()) => session.serve(&mut client, &drain).await,
@@ -212,7 +217,8 @@ struct Session {
     scs: Option<(WeakParams, bool)>,
     /// The role pgsplit logs in as on servers.
     login_user: String,
-    /// The primary's pool at startup: the first checkout, and every unit in session mode.
+    /// The primary's pool at startup (the first checkout); in session mode, the pool of the
+    /// client's own primary connection.
     target: Arc<ServerTarget>,
     /// Routes units and remembers what routing needs about this session.
     router: SessionRouter,
@@ -227,9 +233,17 @@ struct Session {
     cancel: Arc<CancelSlot>,
     /// The server a retried unit must avoid.
     retry_avoid: Option<usize>,
-    /// The server connection, held for a transaction (transaction mode), for the session
-    /// (session mode), or while pinned.
+    /// The server connection running the client's unit: held for a transaction (transaction
+    /// mode, or a read on a replica in session mode), for the session (session mode without
+    /// replicas), or while pinned.
     conn: Option<PooledConn>,
+    /// Session mode: the client's own primary connection, set aside (still checked out, never
+    /// given to another client) while no unit runs on it or while a read runs on a replica.
+    /// Boxed: only session-mode clients have one, and every client's future carries the field.
+    home: Option<Box<(PooledConn, Arc<ServerTarget>)>>,
+    /// Whether units are routed one by one (transaction mode, and session mode with more than
+    /// one server), so that the connection is let go at each boundary.
+    routes: bool,
     /// Relay bookkeeping that outlives one unit: prepared statements, response plan.
     relay: RelayState,
     mode: PoolMode,
@@ -318,7 +332,7 @@ impl Session {
                             }
                             client.flush().await?;
                         }
-                        self.detach(None).await;
+                        self.let_go().await;
                     }
                 }
                 Ok(end) => return Ok(end),
@@ -356,8 +370,87 @@ impl Session {
         }
     }
 
+    /// Whether the connection is let go at the next boundary ([`Session::let_go`]).
     fn releases_at_boundary(&self) -> bool {
-        self.mode == PoolMode::Transaction && !self.state.is_pinned()
+        self.routes && !self.state.is_pinned()
+    }
+
+    /// At a boundary: in session mode the client's own primary connection is set aside for
+    /// it; any other connection goes back to its pool.
+    async fn let_go(&mut self) {
+        let own = self.mode == PoolMode::Session
+            && self
+                .current
+                .as_ref()
+                .is_some_and(|t| t.role == NodeRole::Primary);
+        // A connection out of step with the protocol is closed instead; the next unit for the
+        // primary takes a new one.
+        if !own || self.home.is_some() || self.relay.out_of_step {
+            self.detach(None).await;
+            return;
+        }
+        let (Some(conn), Some(target)) = (self.conn.take(), self.current.take()) else {
+            return;
+        };
+        self.cancel.detach();
+        // Still counted busy on the primary (`target.released()` comes with the real release).
+        self.home = Some(Box::new((conn, target)));
+    }
+
+    /// Session mode: runs the unit routed to the primary on the client's own connection,
+    /// taking a new one when there is none yet or it is no longer usable (closed by the
+    /// server, or the primary moved after a failover or reload).
+    async fn use_home(
+        &mut self,
+        client: &mut ClientConn,
+        target: Arc<ServerTarget>,
+    ) -> Result<(), SessionError> {
+        if let Some((mut conn, old)) = self.home.take().map(|home| *home) {
+            let same = *conn.key() == target.key;
+            if same && conn.is_alive() {
+                // The client's settings may have changed on a replica meanwhile (read back
+                // there): the connection is brought up to date, in one round trip if so.
+                let refused = match replay::apply(&mut conn, &self.state).await {
+                    Ok(refused) => refused,
+                    Err(e) => {
+                        conn.mark_broken();
+                        old.released();
+                        return Err(e.into());
+                    }
+                };
+                if let Some(fields) = refused {
+                    old.released();
+                    let reset = self.ctx.snapshot.load().config.pool.reset_query.clone();
+                    conn.release(Some(reset.as_str())).await;
+                    return Err(SessionError::Refused(Box::new(fatal_or_error(
+                        fields, true,
+                    ))));
+                }
+                if self.view_synced != Some(conn.params_hash()) {
+                    show_changed_params(client, &mut self.view, &conn);
+                    self.view_synced = Some(conn.params_hash());
+                }
+                self.cancel.attach(conn.addr(), conn.cancel_key());
+                self.registered.set_activity(Activity::Active);
+                self.relay.one_unit = false;
+                self.relay.query_duration = Some(old.duration.clone());
+                self.current = Some(old);
+                self.conn = Some(conn);
+                return Ok(());
+            }
+            debug!("the client's own primary connection is gone or moved; taking another");
+            if same {
+                // Closed by the server, or it sent something unasked: never pooled again.
+                conn.mark_broken();
+            }
+            let reset = self.ctx.snapshot.load().config.pool.reset_query.clone();
+            old.released();
+            let reset = (!conn.is_broken()).then_some(reset.as_str());
+            conn.release(reset).await;
+        }
+        self.attach(client, false, Arc::clone(&target)).await?;
+        self.target = target;
+        Ok(())
     }
 
     /// Checks out a server connection and makes it carry the client's settings. At startup
@@ -507,13 +600,19 @@ impl Session {
         }
     }
 
-    /// Gives the server connection back to its pool.
+    /// Gives the server connection running the unit back to its pool.
     async fn detach(&mut self, reset_query: Option<&str>) {
         if let Some(mut conn) = self.conn.take() {
             if let Some(target) = self.current.take() {
                 target.released();
             }
-            self.registered.set_activity(Activity::Idle);
+            // A session-mode client keeps its own connection: still active.
+            let activity = if self.home.is_some() {
+                Activity::Active
+            } else {
+                Activity::Idle
+            };
+            self.registered.set_activity(activity);
             self.cancel.detach();
             if self.relay.out_of_step {
                 conn.mark_broken();
@@ -543,7 +642,17 @@ impl Session {
         // The reset query of the current config (a reload may have changed it).
         let snapshot = self.ctx.snapshot.load_full();
         let reset = needs_reset.then_some(snapshot.config.pool.reset_query.as_str());
-        self.detach(reset).await;
+        // A replica's connection (session mode) ran only reads: it goes back as is.
+        let on_replica = self
+            .current
+            .as_ref()
+            .is_some_and(|t| t.role == NodeRole::Replica);
+        self.detach(if on_replica { None } else { reset }).await;
+        if let Some((conn, target)) = self.home.take().map(|home| *home) {
+            self.conn = Some(conn);
+            self.current = Some(target);
+            self.detach(reset).await;
+        }
         self.set_pinned(false);
     }
 }

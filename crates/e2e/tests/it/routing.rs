@@ -462,3 +462,155 @@ async fn a_server_removed_by_a_reload_drains() {
     })
     .await;
 }
+
+/// Runs `sql` and returns its first row's first column as text.
+async fn value(client: &Client, sql: &str) -> String {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{sql}: no row"))
+}
+
+/// Session pooling splits reads too: the client keeps its own primary connection for the
+/// whole session (every write, transaction and pinned unit runs there, same backend), while
+/// its reads run on replicas, with its settings replayed and its own writes visible.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_mode_reads_run_on_replicas_and_the_rest_on_its_own_connection() {
+    Case::new("route_session_mode")
+        .replicas()
+        // A read after the client's write waits for a replica to replay it (probed every
+        // 100 ms) rather than going to the primary, so that the reads below are on replicas.
+        .yaml(|y| {
+            y.pool("mode", "session")
+                .set("causal_wait", "5s")
+                .set("health", "{ interval: 100ms }")
+        })
+        .run(async |px| {
+            if no_replicas(px) {
+                return;
+            }
+            let c = px.client().await;
+            let own = "/* pgsplit: route=primary */ SELECT pg_backend_pid()";
+            let home = value(&c, own).await;
+            c.batch_execute("CREATE TABLE t (a int)").await.unwrap();
+            for _ in 0..10 {
+                let (replica, _) = ran_on(&c, &format!("SELECT {WHERE}")).await;
+                assert!(replica, "a session-mode read ran on the primary");
+            }
+            let pid = value(&c, "INSERT INTO t VALUES (0) RETURNING pg_backend_pid()").await;
+            assert_eq!(pid, home, "a write left the client's own connection");
+
+            // Read-your-writes: every read sees the client's previous insert.
+            for i in 1..=10 {
+                c.batch_execute(&format!("INSERT INTO t VALUES ({i})"))
+                    .await
+                    .unwrap();
+                let count = value(&c, "SELECT count(*) FROM t").await;
+                assert_eq!(
+                    count,
+                    (i + 1).to_string(),
+                    "a read missed the client's write"
+                );
+            }
+
+            // Settings follow the client to the replicas.
+            c.batch_execute("SET application_name = 'sess_routed'")
+                .await
+                .unwrap();
+            let (replica, _) = ran_on(
+                &c,
+                "SELECT pg_is_in_recovery(), current_setting('application_name') = 'sess_routed'",
+            )
+            .await;
+            assert!(replica);
+            let set = value(
+                &c,
+                "SELECT current_setting('application_name') = 'sess_routed', pg_is_in_recovery()",
+            )
+            .await;
+            assert_eq!(set, "t", "the setting was not replayed on the replica");
+
+            // A transaction runs on the client's own connection.
+            c.batch_execute("BEGIN").await.unwrap();
+            let (replica, _) = ran_on(&c, &format!("SELECT {WHERE}")).await;
+            assert!(
+                !replica,
+                "a read inside a read/write transaction left the primary"
+            );
+            assert_eq!(value(&c, "SELECT pg_backend_pid()").await, home);
+            c.batch_execute("COMMIT").await.unwrap();
+
+            // A temporary table pins the client to its own connection; dropping it unpins.
+            c.batch_execute("CREATE TEMP TABLE tt (a int)")
+                .await
+                .unwrap();
+            let (replica, _) = ran_on(&c, &format!("SELECT {WHERE}")).await;
+            assert!(!replica, "a pinned session-mode client read on a replica");
+            assert_eq!(value(&c, "SELECT pg_backend_pid()").await, home);
+            c.batch_execute("DROP TABLE tt").await.unwrap();
+            let (replica, _) = ran_on(&c, &format!("SELECT {WHERE}")).await;
+            assert!(
+                replica,
+                "reads did not return to the replicas after the unpin"
+            );
+
+            // Protocol-level prepared statements, alternating between the two kinds of server.
+            let read = c.prepare("SELECT pg_is_in_recovery()").await.unwrap();
+            let write = c
+                .prepare("INSERT INTO t VALUES (-1) RETURNING pg_backend_pid()::text")
+                .await
+                .unwrap();
+            for _ in 0..10 {
+                let on_replica: bool = c.query_one(&read, &[]).await.unwrap().get(0);
+                assert!(on_replica, "a prepared read ran on the primary");
+                let pid: String = c.query_one(&write, &[]).await.unwrap().get(0);
+                assert_eq!(
+                    pid, home,
+                    "a prepared write left the client's own connection"
+                );
+            }
+
+            // Cancelling a read on a replica, then a query on the client's own connection.
+            for sql in [
+                "SELECT pg_sleep(30), pg_is_in_recovery()",
+                "/* pgsplit: route=primary */ SELECT pg_sleep(30)",
+            ] {
+                let token = c.cancel_token();
+                let cancel = tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+                });
+                let started = tokio::time::Instant::now();
+                let result = c.simple_query(sql).await;
+                cancel.await.unwrap();
+                expect_sqlstate(result, "57014");
+                assert!(started.elapsed() < std::time::Duration::from_secs(5));
+            }
+            assert_eq!(
+                value(&c, own).await,
+                home,
+                "the client lost its own connection"
+            );
+
+            // Its own connection ended by the server while set aside: the next write takes a
+            // new one, without an error.
+            let other = px.client().await;
+            let killed = value(&other, &format!("SELECT pg_terminate_backend({home})")).await;
+            assert_eq!(killed, "t");
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let pid = value(&c, "INSERT INTO t VALUES (-2) RETURNING pg_backend_pid()").await;
+            assert_ne!(pid, home, "the write ran on a terminated backend");
+            assert_eq!(
+                value(&c, own).await,
+                pid,
+                "the new connection is not the client's own"
+            );
+        })
+        .await;
+}

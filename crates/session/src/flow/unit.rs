@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use pgsplit_classify::{Class, Classification, Effects, SetKind};
+use pgsplit_config::PoolMode;
 use pgsplit_router::{
     Consistency, LastWrite, Lsn, NodeRole, Policy, Refusal, RouteOverride, Snapshot, Target,
 };
@@ -94,7 +95,13 @@ impl Session {
             else {
                 return Ok(false);
             };
-            match self.attach(client, false, Arc::clone(&target)).await {
+            // Session mode: a unit for the primary runs on the client's own connection.
+            let attached = if self.mode == PoolMode::Session && target.role == NodeRole::Primary {
+                self.use_home(client, Arc::clone(&target)).await
+            } else {
+                self.attach(client, false, Arc::clone(&target)).await
+            };
+            match attached {
                 Ok(()) => {
                     target.count_query(class.class);
                     self.capture = capture;
