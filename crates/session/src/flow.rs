@@ -33,6 +33,16 @@ mod unit;
 use greeting::{greet, set_view, show_changed_params};
 use unit::{note_read_only, server_unavailable};
 
+/// Whether `conn`, checked out for `old`, is a connection to the server `target` names now:
+/// the same pool, and the same address, password and TLS settings (a reload may change them
+/// under the same server name).
+fn leads_to(conn: &PooledConn, old: &ServerTarget, target: &ServerTarget) -> bool {
+    *conn.key() == target.key
+        && old.settings.addr == target.settings.addr
+        && old.settings.password == target.settings.password
+        && old.settings.tls == target.settings.tls
+}
+
 /// Databases that name the admin console rather than a server database.
 const ADMIN_DATABASES: [&str; 2] = ["pgsplit", "pgbouncer"];
 
@@ -406,8 +416,7 @@ impl Session {
         target: Arc<ServerTarget>,
     ) -> Result<(), SessionError> {
         if let Some((mut conn, old)) = self.home.take().map(|home| *home) {
-            let same = *conn.key() == target.key;
-            if same && conn.is_alive() {
+            if leads_to(&conn, &old, &target) && conn.is_alive() {
                 // The client's settings may have changed on a replica meanwhile (read back
                 // there): the connection is brought up to date, in one round trip if so.
                 let refused = match replay::apply(&mut conn, &self.state).await {
@@ -439,18 +448,40 @@ impl Session {
                 return Ok(());
             }
             debug!("the client's own primary connection is gone or moved; taking another");
-            if same {
-                // Closed by the server, or it sent something unasked: never pooled again.
-                conn.mark_broken();
-            }
-            let reset = self.ctx.snapshot.load().config.pool.reset_query.clone();
+            // Closed by the server, sent something unasked, or on a server that is no longer
+            // the primary (which may not answer a reset): closed, never pooled again.
+            conn.mark_broken();
             old.released();
-            let reset = (!conn.is_broken()).then_some(reset.as_str());
-            conn.release(reset).await;
+            conn.release(None).await;
         }
         self.attach(client, false, Arc::clone(&target)).await?;
         self.target = target;
         Ok(())
+    }
+
+    /// Session mode, before a read on a replica: closes the client's own connection if it no
+    /// longer leads to the primary (a failover, or a reload that moved it), so that it neither
+    /// holds a slot nor counts busy on a server that is not the primary any more.
+    pub(super) async fn drop_moved_home(&mut self) {
+        let snapshot = self.ctx.snapshot.load_full();
+        // No primary known (a failover under way): the connection is kept for now.
+        let Some(index) = snapshot.topology.primary else {
+            return;
+        };
+        let Some(primary) = self.router.target(&snapshot, &self.ctx.route_kit, index) else {
+            return;
+        };
+        if self
+            .home
+            .as_ref()
+            .is_some_and(|home| !leads_to(&home.0, &home.1, &primary))
+            && let Some((mut conn, old)) = self.home.take().map(|home| *home)
+        {
+            debug!("the primary moved; closing the client's own connection to the old one");
+            conn.mark_broken();
+            old.released();
+            conn.release(None).await;
+        }
     }
 
     /// Checks out a server connection and makes it carry the client's settings. At startup
@@ -489,6 +520,10 @@ impl Session {
             self.relay.sent_at = None;
         }
         self.registered.after_checkout(&checkout, waited);
+        if checkout.is_err() && self.home.is_some() {
+            // A session-mode client still holds its own connection.
+            self.registered.set_activity(Activity::Active);
+        }
         let metrics = &self.ctx.metrics;
         metrics.checkout_wait_seconds.observe(waited.as_secs_f64());
         let mut conn = match checkout {

@@ -603,7 +603,15 @@ async fn session_mode_reads_run_on_replicas_and_the_rest_on_its_own_connection()
             let other = px.client().await;
             let killed = value(&other, &format!("SELECT pg_terminate_backend({home})")).await;
             assert_eq!(killed, "t");
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            // Until the backend has exited (its goodbye is then on the connection).
+            let gone = format!(
+                "/* pgsplit: route=primary */ SELECT count(*) FROM pg_stat_activity WHERE pid = {home}"
+            );
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+            while value(&other, &gone).await != "0" {
+                assert!(tokio::time::Instant::now() < deadline, "backend {home} still there");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
             let pid = value(&c, "INSERT INTO t VALUES (-2) RETURNING pg_backend_pid()").await;
             assert_ne!(pid, home, "the write ran on a terminated backend");
             assert_eq!(

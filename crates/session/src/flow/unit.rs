@@ -99,6 +99,9 @@ impl Session {
             let attached = if self.mode == PoolMode::Session && target.role == NodeRole::Primary {
                 self.use_home(client, Arc::clone(&target)).await
             } else {
+                if self.home.is_some() {
+                    self.drop_moved_home().await;
+                }
                 self.attach(client, false, Arc::clone(&target)).await
             };
             match attached {
