@@ -34,6 +34,9 @@ use crate::outbox::Outbox;
 /// Stop reading from one side while the other side has this many bytes waiting.
 const HIGH_WATER: usize = 1024 * 1024;
 
+/// Client output below this size, queued before a unit, waits to go out with its answer.
+const HOLD: usize = 4096;
+
 /// How a relay ended without error.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum RelayEnd {
@@ -301,6 +304,10 @@ async fn relay_inner(
     // Messages may already be buffered (read while no server was attached, or pipelined
     // behind the startup packet): forward them before waiting for more.
     let mut terminated = from_client(client, state, cache, to_server)?;
+    // A little output queued before the unit (ParameterStatus for this server's values, say,
+    // when a read moved to a replica) waits for the start of the unit's answer: one write to
+    // the client instead of two. Only while a unit is sent, which the server always answers.
+    let mut hold = state.units_in_flight > 0 && !client.out.is_empty() && client.out.len() < HOLD;
     // The unit goes out at once, without a round of the loop below (which builds and polls
     // every branch); whatever the socket does not take now is written there.
     if !to_server.is_empty()
@@ -327,7 +334,7 @@ async fn relay_inner(
         // HIGH_WATER bytes queued, so the branches below get their turn.
         tokio::select! {
             biased;
-            res = client.out.write_some(&mut client.wr), if !client.out.is_empty() => {
+            res = client.out.write_some(&mut client.wr), if !client.out.is_empty() && !hold => {
                 res.map_err(SessionError::ClientIo)?;
             }
             res = to_server.write_some(swr), if !to_server.is_empty() => {
@@ -343,7 +350,7 @@ async fn relay_inner(
                         return Err(SessionError::ServerGone(addr.to_owned()));
                     }
                     Ok(0) => return Err(server_closed(client, addr, state).await),
-                    Ok(_) => {}
+                    Ok(_) => hold = false,
                     Err(source) => {
                         state.retry_failed = state.retryable();
                         return Err(server_io(addr, source));
