@@ -198,8 +198,9 @@ async fn serve(stream: TcpStream, id: u32, ctx: Ctx) {
         Ok(RelayEnd::Drained) => debug!("closed idle client while draining"),
         Ok(RelayEnd::IdleTimeout) => debug!("closed a client idle past client_idle_timeout"),
         Ok(_) => debug!("client terminated"),
-        Err(e) => end(client, e).await,
+        Err(e) => return end(client, e).await,
     }
+    client.close();
 }
 
 /// The server a new client's first checkout goes to: the known primary, else the configured
