@@ -342,6 +342,14 @@ async fn replicas_restart_limits_hold_and_writes_follow_a_promotion() {
         drop(primary);
         let yaml = proxy_yaml(&env).set("failover", "{ write_wait: 20s }");
         let handle = start_proxy(&yaml).await;
+        // Beside it, a session-pooling proxy and one client of it, which keeps its own
+        // connection to the old primary through the failover.
+        let session_handle = start_proxy(&yaml.clone().pool("mode", "session")).await;
+        let session_client = through(&session_handle).await.expect("session-mode client");
+        session_client
+            .execute("INSERT INTO acked VALUES (-1)", &[])
+            .await
+            .expect("a session-mode write before the failover");
         let acked = Arc::new(parking_lot::Mutex::new(Vec::<i64>::new()));
         let stop_writer = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = {
@@ -418,6 +426,16 @@ async fn replicas_restart_limits_hold_and_writes_follow_a_promotion() {
         let took = first_after - promoted;
         eprintln!("writes resumed {took:?} after the promotion ({before_stop} acknowledged before the stop)");
         assert!(took <= Duration::from_secs(2), "writes resumed only after {took:?}");
+        // The session-mode client did not notice: same connection, its next write runs on
+        // the promoted primary (on a new server connection of its own).
+        let port: i32 = session_client
+            .query_one("INSERT INTO acked VALUES (-2) RETURNING inet_server_port()", &[])
+            .await
+            .expect("a session-mode write after the failover")
+            .get(0);
+        assert_eq!(port, i32::from(replica1), "the session-mode write missed the new primary");
+        drop(session_client);
+        stop_proxy(session_handle).await;
         assert!(metric(&handle, "pgsplit_failovers_total").is_some_and(|v| v >= 1.0));
         let new_primary = connect_direct(
             &pgsplit_testkit::cluster::Node {
