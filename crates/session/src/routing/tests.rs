@@ -176,6 +176,47 @@ fn sessions_on_one_thread_route_with_the_current_busy_counts() {
     pg3.released();
 }
 
+/// New sessions, whatever their id, send their first tied read to the first replica (short
+/// sessions one after the other keep it warm); a session then stays where it read last while
+/// no replica is less busy, and a busier first replica sends new sessions to the other.
+#[test]
+fn new_sessions_break_their_first_tie_at_the_first_replica() {
+    use super::SessionRouter;
+    use pgsplit_router::Target;
+
+    let (kit, snapshot) = primary_and_two_replicas("balance: least_connections");
+    let classifier = Classifier::new(Options::default());
+    let read = classifier.classify_with("SELECT 1", true);
+    let replica = |router: &mut SessionRouter| match router
+        .route(&snapshot, None, &kit, &read, "SELECT 1")
+        .target
+    {
+        Target::Replica(i) => i,
+        other => panic!("a read went to {other:?}"),
+    };
+    for id in 1..=5 {
+        let mut session = SessionRouter::new("app", "app", "app", id);
+        assert_eq!(replica(&mut session), 1, "session {id}");
+    }
+    let mut moved = SessionRouter::new("app", "app", "app", 6);
+    let pg2 = moved.target(&snapshot, &kit, 1).expect("pg2");
+    pg2.checked_out();
+    assert_eq!(replica(&mut moved), 2, "pg2 is busier");
+    let mut fresh = SessionRouter::new("app", "app", "app", 7);
+    assert_eq!(
+        replica(&mut fresh),
+        2,
+        "a new session avoids the busier replica too"
+    );
+    pg2.released();
+    assert_eq!(
+        replica(&mut moved),
+        2,
+        "tied again: the session stays where it read last"
+    );
+    assert_eq!(replica(&mut fresh), 2);
+}
+
 /// A replica where the session's own pool (its login user and database) has every
 /// connection checked out takes none of that session's reads while another replica has room;
 /// sessions of another database still read there.
