@@ -22,8 +22,8 @@ impl Balancer {
         Balancer::default()
     }
 
-    /// A balancer whose first tie-break prefers node `index` (taken modulo the node count),
-    /// so that sessions starting together spread over tied servers.
+    /// A balancer whose first tie-break prefers node `index` (taken modulo the node count):
+    /// sessions start at the first replica, so that short sessions keep one server warm.
     pub fn starting_at(index: usize) -> Self {
         Balancer {
             next: index,
