@@ -36,6 +36,15 @@ async fn start_proxy(yaml: &ProxyYaml) -> pgsplit::ProxyHandle {
         .unwrap_or_else(|e| panic!("proxy failed to start: {e:#}\n{}", yaml.build()))
 }
 
+/// Waits until the health checker has found both replicas up (`health.rise` good probes
+/// each; the first probe of each server also logs in, so they do not come up together).
+async fn replicas_up(handle: &pgsplit::ProxyHandle) {
+    for server in ["replica1", "replica2"] {
+        let series = format!("pgsplit_server_up{{server=\"{server}\"}}");
+        metric_until(handle, &series, Duration::from_secs(5), |v| v == 1.0).await;
+    }
+}
+
 async fn stop_proxy(handle: pgsplit::ProxyHandle) {
     handle.shutdown();
     bounded(Duration::from_secs(15), "proxy stop", handle.wait())
@@ -147,6 +156,7 @@ async fn read_your_writes_with_replay_paused_and_lagging_replicas_excluded() {
             .set("consistency", "eventual")
             .set("balance", "round_robin");
         let handle = start_proxy(&yaml).await;
+        replicas_up(&handle).await;
         let stale = write_read_pairs(&handle, 2, 500).await;
         eprintln!("consistency eventual: {stale} stale reads of 1000");
         assert!(stale > 0, "eventual consistency never read the paused replica");
@@ -180,6 +190,12 @@ async fn read_your_writes_with_replay_paused_and_lagging_replicas_excluded() {
         let handle = start_proxy(&yaml).await;
         let excluded = "pgsplit_replica_lag_excluded{server=\"replica1\"}";
         metric_until(&handle, excluded, Duration::from_secs(3), |v| v == 1.0).await;
+        // replica2 must be up and within the limit too, else reads fall back to the primary
+        // (`primary_reads: fallback`): replica1 can be excluded before replica2's second
+        // probe, and replica2 may still be replaying the writes of the phases above.
+        replicas_up(&handle).await;
+        let included = "pgsplit_replica_lag_excluded{server=\"replica2\"}";
+        metric_until(&handle, included, Duration::from_secs(10), |v| v == 0.0).await;
         let c = through(&handle).await.unwrap();
         let mut ports = BTreeSet::new();
         for _ in 0..200 {
