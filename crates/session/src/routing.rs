@@ -354,8 +354,8 @@ fn kind_index(class: Class) -> usize {
 pub(crate) struct SessionRouter {
     /// What routing knows about the session (kept current by the session).
     pub(crate) view: SessionView,
-    /// Round-robin credits; started at a different phase per session so that short sessions
-    /// do not all begin on the same replica.
+    /// Round-robin credits, started at a phase of the session's own (`seed`), and the
+    /// least-connections tie-break position, started at the first replica (see `refresh`).
     balancer: Balancer,
     /// The config generation `targets` and `balancer` belong to.
     generation: u64,
