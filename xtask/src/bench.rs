@@ -68,7 +68,7 @@ pub(crate) fn main(args: Vec<String>) -> Result<()> {
     }
     let plan = Plan::from_flags(flags)?;
     println!(
-        "==> bench: {} measured run(s) of {} s ({} round(s) × {} workload(s) × clients {:?} × 3 targets), \
+        "==> bench: {} measured run(s) of {} s ({} round(s) × {} workload(s) × clients {:?} × 3 or 4 targets), \
          about {} min",
         plan.runs(),
         plan.secs,
@@ -111,7 +111,7 @@ pub(crate) fn main(args: Vec<String>) -> Result<()> {
     machine.push(format!(
         "Load average (1, 5, 15 min, from /proc/loadavg): {load_start} when the bench started, \
          {load_end} when it ended. The machine is shared (other engineers' tests may run during the bench), \
-         so the load varies between runs; the interleaved rounds spread it over the three targets"
+         so the load varies between runs; the interleaved rounds spread it over the targets"
     ));
 
     let setup = report::Setup {
@@ -119,7 +119,7 @@ pub(crate) fn main(args: Vec<String>) -> Result<()> {
         command,
         date,
         machine,
-        targets: describe_targets(&cluster, &bouncer_version),
+        targets: describe_targets(&cluster, &bouncer_version, &plan),
         prepared_mode,
         prepared_in_session: !services::keeps_prepared_in_transaction(&bouncer_version),
     };
@@ -182,7 +182,31 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
     cmd::run(&mut init)?;
     let md5_secret = create_md5_role(pg, cluster)?;
 
-    let mut pgsplit = services::start_pgsplit(pg, tools.pgsplit, cluster, work, "", &[])?;
+    let workers = format!("workers: {}\n", plan.workers_yaml());
+    let all_replicas = cluster.replica_nodes().len();
+    let mut pgsplit = services::start_pgsplit(
+        pg,
+        tools.pgsplit,
+        cluster,
+        &work.join("pgsplit"),
+        all_replicas,
+        &workers,
+        &[],
+    )?;
+    // The same pgsplit with only the first replica, for the workloads that compare it.
+    let mut pgsplit_one = if plan.needs_one_replica() && all_replicas > 1 {
+        Some(services::start_pgsplit(
+            pg,
+            tools.pgsplit,
+            cluster,
+            &work.join("pgsplit-one-replica"),
+            1,
+            &workers,
+            &[],
+        )?)
+    } else {
+        None
+    };
     let session_pool = plan.max_clients().max(services::POOL_SIZE);
     let secret = cluster.primary().query(
         pg,
@@ -210,20 +234,31 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
         .chain(cluster.replica_nodes())
         .filter_map(|node| cpu::postmaster_pid(&node.data_dir()))
         .collect();
+    let one = pgsplit_one
+        .as_ref()
+        .map(|p| (p.port, p.admin_port, p.service.pid()));
     let proxy_pids = [pgsplit.service.pid(), bouncer.service.pid()];
     let watch = |target: Target| pgbench::Watch {
         proxy: match target {
             Target::Direct => None,
             Target::Pgsplit => proxy_pids[0],
+            Target::PgsplitOneReplica => one.and_then(|(_, _, pid)| pid),
             Target::Pgbouncer => proxy_pids[1],
         },
         postmasters: &postmasters,
+    };
+    let admin_port = |target: Target| match target {
+        Target::Pgsplit => Some(pgsplit.admin_port),
+        Target::PgsplitOneReplica => one.map(|(_, admin, _)| admin),
+        Target::Direct | Target::Pgbouncer => None,
     };
     let bouncer_prepared = bouncer.prepared_database;
     let endpoint = |target: Target, kind: Kind| -> Endpoint {
         let (port, database) = match target {
             Target::Direct => (cluster.base_port, APP),
             Target::Pgsplit => (pgsplit_port, APP),
+            // Only planned when that pgsplit runs (`needs_one_replica`).
+            Target::PgsplitOneReplica => (one.map_or(pgsplit_port, |(port, _, _)| port), APP),
             Target::Pgbouncer if kind == Kind::SelectPrepared => (bouncer_port, bouncer_prepared),
             Target::Pgbouncer => (bouncer_port, APP),
         };
@@ -252,6 +287,9 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
     );
     let planned = |kind: Kind| plan.workloads.iter().any(|w| w.kind == kind);
     for target in Target::ALL {
+        if target == Target::PgsplitOneReplica && one.is_none() {
+            continue;
+        }
         let mut kinds = vec![Kind::SelectSimple];
         // The proxies pool per user: bench_md5's pools are filled by a run of their own.
         for kind in [Kind::SelectPrepared, Kind::ConnectMd5] {
@@ -288,7 +326,10 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
     for round in 1..=plan.rounds {
         for workload in &plan.workloads {
             for &clients in &plan.clients {
-                for target in Target::ALL {
+                for target in Target::for_kind(workload.kind) {
+                    if target == Target::PgsplitOneReplica && one.is_none() {
+                        continue;
+                    }
                     n += 1;
                     if workload.kind == Kind::TpcB {
                         cluster.primary().script(
@@ -313,12 +354,11 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
                         watch: watch(target),
                     };
                     // Where pgsplit sent the reads, from its counters around the run.
-                    let reads_before = (target == Target::Pgsplit)
-                        .then(|| scrape_reads(pgsplit.admin_port))
-                        .flatten();
+                    let admin = admin_port(target);
+                    let reads_before = admin.and_then(scrape_reads);
                     let figures = run.execute(pg, &runs_dir, &format!("run{n}"))?;
                     let reads = reads_before
-                        .zip(scrape_reads(pgsplit.admin_port))
+                        .zip(admin.and_then(scrape_reads))
                         .map(|(before, after)| before.delta(after));
                     print_figures(&figures, started, n, plan.runs());
                     if let Some(r) = reads {
@@ -335,10 +375,14 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
                         reads,
                     });
                     for (name, service) in [
-                        ("pgsplit", &mut pgsplit.service),
-                        ("pgbouncer", &mut bouncer.service),
+                        ("pgsplit", Some(&mut pgsplit.service)),
+                        (
+                            "pgsplit (one replica)",
+                            pgsplit_one.as_mut().map(|p| &mut p.service),
+                        ),
+                        ("pgbouncer", Some(&mut bouncer.service)),
                     ] {
-                        if service.exited() {
+                        if service.is_some_and(|s| s.exited()) {
                             anyhow::bail!(
                                 "{name} exited during the benchmark; see its log in {}",
                                 work.display()
@@ -350,6 +394,9 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
         }
     }
     pgsplit.service.stop()?;
+    if let Some(mut one) = pgsplit_one {
+        one.service.stop()?;
+    }
     bouncer.service.stop()?;
     Ok((samples, bouncer.prepared_mode))
 }
@@ -441,15 +488,26 @@ fn create_md5_role(pg: &Pg, cluster: &Cluster) -> Result<String> {
 }
 
 /// Bullet lines describing direct, pgsplit and PgBouncer as configured.
-fn describe_targets(cluster: &Cluster, bouncer_version: &str) -> Vec<String> {
+fn describe_targets(cluster: &Cluster, bouncer_version: &str, plan: &Plan) -> Vec<String> {
     let replicas: Vec<String> = cluster
         .replica_nodes()
         .iter()
         .map(|r| r.port.to_string())
         .collect();
     let pool = services::POOL_SIZE;
-    let loops = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    vec![
+    let workers = match plan.pgsplit_workers {
+        Some(1) => "`workers: 1` (one single-threaded event loop, as PgBouncer runs one thread; \
+                    `--pgsplit-workers` changes it)"
+            .to_owned(),
+        Some(n) => format!("`workers: {n}` ({n} event loops, from `--pgsplit-workers`)"),
+        None => {
+            let loops = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+            format!(
+                "`workers: auto` (one single-threaded event loop per core: {loops} here, from `--pgsplit-workers auto`)"
+            )
+        }
+    };
+    let mut lines = vec![
         format!(
             "cluster: PostgreSQL primary on 127.0.0.1:{} and {} streaming replica(s) on {} (`cargo xtask cluster` settings: \
              fsync off, synchronous_commit off, max_connections 200), SCRAM-SHA-256 for TCP logins except role \
@@ -461,7 +519,7 @@ fn describe_targets(cluster: &Cluster, bouncer_version: &str) -> Vec<String> {
         "direct: pgbench connects to the primary, one server process per client connection"
             .to_owned(),
         format!(
-            "pgsplit: release build, the default `workers: auto` (one single-threaded event loop per core: {loops} here; PgBouncer runs one), transaction pooling, pool size {pool} per server, the primary plus the replicas \
+            "pgsplit: release build, {workers}, transaction pooling, pool size {pool} per server, the primary plus the replicas \
              as role `replica` (read/write routing on, so select-only reads may go to replicas; default routing \
              settings, `consistency: session`, plus one rule: reads of application_name `{RW_APP_NAME}` (the rw-90-10 \
              workload) get `consistency: eventual`), user app/app with \
@@ -474,5 +532,19 @@ fn describe_targets(cluster: &Cluster, bouncer_version: &str) -> Vec<String> {
              its userlist (so app logs in with SCRAM: no key derivation per login; SCRAM pass-through to the server) \
              and {MD5_USER}'s md5 hash from pg_authid (md5 from the client and to the server), connection logging off"
         ),
-    ]
+    ];
+    if plan.needs_one_replica() && replicas.len() > 1 {
+        lines.insert(
+            3,
+            format!(
+                "pgsplit, one replica: a second pgsplit, the same build and configuration but with the primary and only \
+                 the first replica (127.0.0.1:{}), so that every read goes to one server, as through PgBouncer. \
+                 It runs the select-only workloads and md5 `-C`: on this machine the three servers share the cores, \
+                 and reads spread over two replicas cost the servers more CPU per read than the same reads on one \
+                 (see \"Two replicas on two cores\" in the hand-written part); its rows separate the proxy's cost from that one",
+                replicas[0]
+            ),
+        );
+    }
+    lines
 }

@@ -122,8 +122,15 @@ fn measure(t: &Tools<'_>) -> Result<(Counted, Counted, String)> {
     let split_dir = work.join("pgsplit");
     std::fs::create_dir_all(&split_dir)?;
     let out = split_dir.join("callgrind.out");
-    let mut pgsplit =
-        services::start_pgsplit(pg, t.binary, cluster, &split_dir, "", &valgrind(&out))?;
+    let mut pgsplit = services::start_pgsplit(
+        pg,
+        t.binary,
+        cluster,
+        &split_dir,
+        cluster.replica_nodes().len(),
+        "",
+        &valgrind(&out),
+    )?;
     let pid = pgsplit.service.pid().context("pgsplit exited at startup")?;
     let split = count(pg, pid, pgsplit.port, [APP; 3], &out, false)?;
     pgsplit.service.stop()?;

@@ -120,7 +120,15 @@ fn measure(
         "limits:\n  max_client_connections: {}\n",
         u64::from(clients) + 100
     );
-    let mut pgsplit = services::start_pgsplit(pg, binary, cluster, work, &limits, &[])?;
+    let mut pgsplit = services::start_pgsplit(
+        pg,
+        binary,
+        cluster,
+        work,
+        cluster.replica_nodes().len(),
+        &limits,
+        &[],
+    )?;
     let pid = pgsplit
         .service
         .pid()

@@ -135,7 +135,12 @@ pub(crate) fn rw_scripts(scale: u32) -> [(&'static str, String); 2] {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Target {
     Direct,
+    /// pgsplit with the primary and every replica of the cluster.
     Pgsplit,
+    /// A second pgsplit with the primary and only the first replica, so that its rows show the
+    /// proxy's cost apart from what spreading reads over two replicas costs servers that share
+    /// the machine's cores (see [`Kind::compares_one_replica`]).
+    PgsplitOneReplica,
     Pgbouncer,
 }
 
@@ -144,16 +149,45 @@ impl Kind {
     pub(crate) fn connects(self) -> bool {
         matches!(self, Kind::ConnectScram | Kind::ConnectMd5)
     }
+
+    /// Whether the workload also runs through pgsplit with one replica: the select-only
+    /// workloads whose every read goes to a replica, where PgBouncer sends them all to one
+    /// server (the primary). On a machine where all the servers share two cores, reads spread
+    /// over two replicas cost the servers more CPU than the same reads on one.
+    pub(crate) fn compares_one_replica(self) -> bool {
+        matches!(
+            self,
+            Kind::SelectSimple | Kind::SelectExtended | Kind::SelectPrepared | Kind::ConnectMd5
+        )
+    }
 }
 
 impl Target {
-    /// The order of every round: A B C, A B C, ...
-    pub(crate) const ALL: [Target; 3] = [Target::Direct, Target::Pgsplit, Target::Pgbouncer];
+    /// The order of every round: A B C D, A B C D, ... (the targets a workload runs, in this order).
+    pub(crate) const ALL: [Target; 4] = [
+        Target::Direct,
+        Target::Pgsplit,
+        Target::PgsplitOneReplica,
+        Target::Pgbouncer,
+    ];
+
+    /// The targets `kind` runs against, in round order.
+    pub(crate) fn for_kind(kind: Kind) -> impl Iterator<Item = Target> {
+        Target::ALL
+            .into_iter()
+            .filter(move |t| *t != Target::PgsplitOneReplica || kind.compares_one_replica())
+    }
+
+    /// Whether pgsplit serves this target (either configuration).
+    pub(crate) fn is_pgsplit(self) -> bool {
+        matches!(self, Target::Pgsplit | Target::PgsplitOneReplica)
+    }
 
     pub(crate) fn label(self) -> &'static str {
         match self {
             Target::Direct => "direct",
             Target::Pgsplit => "pgsplit",
+            Target::PgsplitOneReplica => "pgsplit, one replica",
             Target::Pgbouncer => "PgBouncer",
         }
     }
@@ -168,6 +202,8 @@ pub(crate) struct Plan {
     pub(crate) workloads: Vec<&'static Workload>,
     /// `--quick`: a smoke test whose figures are labelled as such.
     pub(crate) quick: bool,
+    /// pgsplit's `workers` (`--pgsplit-workers`): event loops, `None` for `auto`.
+    pub(crate) pgsplit_workers: Option<u32>,
 }
 
 const DEFAULT_ROUNDS: u32 = 3;
@@ -177,10 +213,15 @@ const DEFAULT_CLIENTS: [u32; 3] = [1, 16, 64];
 /// pgsplit's and PgBouncer's transaction pools (20 each) and PgBouncer's session pool for
 /// `-M prepared` (one per client), which stay open between runs.
 const MAX_CLIENTS: u32 = 64;
+/// pgsplit's `workers` unless `--pgsplit-workers` says otherwise: one event loop, as PgBouncer
+/// runs one thread. On this 2-core machine, shared with three servers and pgbench, a second
+/// loop adds CPU per transaction and run-queue waits and gains no throughput (the hand-run
+/// sections of docs/benchmarks.md).
+const DEFAULT_PGSPLIT_WORKERS: Option<u32> = Some(1);
 
 pub(crate) const USAGE: &str = "\
 usage: cargo xtask bench [--workloads LIST] [--rounds N] [--secs S] [--clients LIST] [--quick]
-                         [--no-criterion]
+                         [--pgsplit-workers N|auto] [--no-criterion]
        cargo xtask bench --criterion [--quick]
        cargo xtask bench --memory [--idle-clients N]
   --workloads LIST  comma-separated workloads, run in this order (default: all of
@@ -189,6 +230,8 @@ usage: cargo xtask bench [--workloads LIST] [--rounds N] [--secs S] [--clients L
   --rounds N        interleaved rounds (default 3)
   --secs S          duration of each pgbench run (default 15)
   --clients LIST    comma-separated client counts (default 1,16,64)
+  --pgsplit-workers N|auto
+                    pgsplit's event loops (`workers`; default 1, as PgBouncer runs one thread)
   --quick           smoke test: 1 round of 5 s, 16 clients, select-simple, connect-scram,
                     connect-md5 and rw-90-10 (explicit --workloads/--rounds/--secs/--clients
                     still win), no criterion
@@ -204,6 +247,7 @@ impl Plan {
         let secs = flags.value::<u32>("secs")?;
         let clients = flags.value::<String>("clients")?;
         let workloads = flags.value::<String>("workloads")?;
+        let workers = flags.value::<String>("pgsplit-workers")?;
         let extra = flags.finish()?;
         if !extra.is_empty() {
             bail!("unexpected arguments {extra:?}\n{USAGE}");
@@ -228,12 +272,21 @@ impl Plan {
                 })
                 .collect(),
         };
+        let pgsplit_workers = match workers.as_deref().map(str::trim) {
+            None => DEFAULT_PGSPLIT_WORKERS,
+            Some("auto") => None,
+            Some(n) => match n.parse::<u32>() {
+                Ok(n) if (1..=64).contains(&n) => Some(n),
+                _ => bail!("--pgsplit-workers: {n:?} is neither auto nor a number from 1 to 64"),
+            },
+        };
         let plan = Plan {
             rounds: rounds.unwrap_or(default_rounds),
             secs: secs.unwrap_or(default_secs),
             clients,
             workloads,
             quick,
+            pgsplit_workers,
         };
         if plan.rounds == 0 || plan.secs == 0 {
             bail!("--rounds and --secs must be at least 1\n{USAGE}");
@@ -243,7 +296,25 @@ impl Plan {
 
     /// The number of pgbench runs that are measured.
     pub(crate) fn runs(&self) -> usize {
-        self.rounds as usize * self.workloads.len() * self.clients.len() * Target::ALL.len()
+        let per_round: usize = self
+            .workloads
+            .iter()
+            .map(|w| Target::for_kind(w.kind).count())
+            .sum();
+        self.rounds as usize * self.clients.len() * per_round
+    }
+
+    /// Whether some workload runs through pgsplit with one replica.
+    pub(crate) fn needs_one_replica(&self) -> bool {
+        self.workloads.iter().any(|w| w.kind.compares_one_replica())
+    }
+
+    /// pgsplit's `workers` setting as YAML.
+    pub(crate) fn workers_yaml(&self) -> String {
+        match self.pgsplit_workers {
+            Some(n) => n.to_string(),
+            None => "auto".to_owned(),
+        }
     }
 
     pub(crate) fn max_clients(&self) -> u32 {
@@ -306,7 +377,10 @@ mod tests {
         assert_eq!(full.clients, vec![1, 16, 64]);
         assert_eq!(full.workloads.len(), 7);
         assert!(full.workloads.iter().any(|w| w.kind == Kind::ReadWrite9010));
-        assert_eq!(full.runs(), 3 * 7 * 3 * 3);
+        // Four targets for the three select-only workloads and connect-md5, three for the rest.
+        assert_eq!(full.runs(), 3 * 3 * (4 * 4 + 3 * 3));
+        assert!(full.needs_one_replica());
+        assert_eq!(full.pgsplit_workers, Some(1));
         let quick = plan(&["--quick"]).unwrap();
         assert_eq!(
             (quick.rounds, quick.secs, quick.clients.clone()),
@@ -324,6 +398,18 @@ mod tests {
         );
         let mixed = plan(&["--quick", "--secs", "2", "--clients=1, 4,4"]).unwrap();
         assert_eq!((mixed.secs, mixed.clients), (2, vec![1, 4]));
+        let auto = plan(&["--pgsplit-workers", "auto"]).unwrap();
+        assert_eq!(
+            (auto.pgsplit_workers, auto.workers_yaml()),
+            (None, "auto".to_owned())
+        );
+        let two = plan(&["--pgsplit-workers=2", "--workloads", "tpcb,rw-90-10"]).unwrap();
+        assert_eq!(
+            (two.pgsplit_workers, two.workers_yaml()),
+            (Some(2), "2".to_owned())
+        );
+        assert!(!two.needs_one_replica());
+        assert_eq!(two.runs(), 3 * 3 * 2 * 3);
     }
 
     #[test]
@@ -376,6 +462,8 @@ mod tests {
         assert!(plan(&["--clients", "x"]).is_err());
         assert!(plan(&["--clients", ","]).is_err());
         assert!(plan(&["--rounds", "0"]).is_err());
+        assert!(plan(&["--pgsplit-workers", "0"]).is_err());
+        assert!(plan(&["--pgsplit-workers", "many"]).is_err());
         assert!(plan(&["extra"]).is_err());
     }
 }

@@ -198,10 +198,11 @@ pub(crate) struct Pgsplit {
 /// The pgsplit configuration: the cluster's primary and replicas, user app/app with SCRAM and
 /// user bench_md5/bench_md5 with md5 (plain password, also used as its server password),
 /// transaction pooling with [`POOL_SIZE`] connections per server, the default `workers`
-/// (`auto`: one event loop per core), quiet logs, default routing
+/// (`auto`: one event loop per core) unless `extra` sets it, quiet logs, default routing
 /// (`consistency: session`) except one rule: the reads of the rw-90-10 workload (its own
-/// application_name) get `consistency: eventual`.
-fn pgsplit_config(cluster: &Cluster, port: u16, admin_port: u16) -> String {
+/// application_name) get `consistency: eventual`. Only the first `replicas` replicas are
+/// configured.
+fn pgsplit_config(cluster: &Cluster, port: u16, admin_port: u16, replicas: usize) -> String {
     let mut yaml = format!(
         "# Written by `cargo xtask bench`.\n\
          listen: 127.0.0.1:{port}\n\
@@ -217,7 +218,7 @@ fn pgsplit_config(cluster: &Cluster, port: u16, admin_port: u16) -> String {
          servers:\n  - name: primary\n    host: 127.0.0.1\n    port: {}\n    role: primary\n",
         cluster.base_port
     );
-    for (i, replica) in cluster.replica_nodes().iter().enumerate() {
+    for (i, replica) in cluster.replica_nodes().iter().take(replicas).enumerate() {
         let _ = write!(
             yaml,
             "  - name: replica{}\n    host: 127.0.0.1\n    port: {}\n    role: replica\n",
@@ -228,19 +229,22 @@ fn pgsplit_config(cluster: &Cluster, port: u16, admin_port: u16) -> String {
     yaml
 }
 
-/// Writes the configuration (plus `extra`, more top-level YAML keys) to `dir`, checks it with
+/// Writes the configuration (the first `replicas` replicas of the cluster, plus `extra`, more
+/// top-level YAML keys) to `dir`, checks it with
 /// `pgsplit check`, starts `binary` and waits until it answers. `wrapper` (a program and its arguments, e.g. valgrind), when not empty, runs pgsplit.
 pub(crate) fn start_pgsplit(
     pg: &Pg,
     binary: &Path,
     cluster: &Cluster,
     dir: &Path,
+    replicas: usize,
     extra: &str,
     wrapper: &[String],
 ) -> Result<Pgsplit> {
     let ports = free_ports(2)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("mkdir {}", dir.display()))?;
     let config = dir.join("pgsplit.yaml");
-    let yaml = pgsplit_config(cluster, ports[0], ports[1]) + extra;
+    let yaml = pgsplit_config(cluster, ports[0], ports[1], replicas) + extra;
     std::fs::write(&config, yaml).with_context(|| format!("write {}", config.display()))?;
     println!(
         "==> starting pgsplit on 127.0.0.1:{} ({})",
