@@ -510,7 +510,7 @@ fn describe_targets(cluster: &Cluster, bouncer_version: &str, plan: &Plan) -> Ve
     let mut lines = vec![
         format!(
             "cluster: PostgreSQL primary on 127.0.0.1:{} and {} streaming replica(s) on {} (`cargo xtask cluster` settings: \
-             fsync off, synchronous_commit off, max_connections 200), SCRAM-SHA-256 for TCP logins except role \
+             fsync off, synchronous_commit off, max_connections 300), SCRAM-SHA-256 for TCP logins except role \
              `{MD5_USER}` (md5, password stored as an md5 hash, member of `{APP}`; only the md5 `-C` workload uses it)",
             cluster.base_port,
             replicas.len(),

@@ -18,9 +18,11 @@ pub(crate) const SUPERUSER: &str = "postgres";
 
 /// Settings every node gets, written to `data/pgsplit.conf` before every start.
 /// `fsync` and `synchronous_commit` are off because this cluster is disposable and speed matters.
+/// `max_connections` leaves room for the bench's largest moment: 64 direct clients beside two
+/// pgsplit instances and PgBouncer holding their pools (see `bench/plan.rs`).
 const SETTINGS: &str = "\
 listen_addresses = '127.0.0.1'
-max_connections = 200
+max_connections = 300
 wal_level = replica
 max_wal_senders = 10
 max_replication_slots = 10

@@ -209,9 +209,10 @@ pub(crate) struct Plan {
 const DEFAULT_ROUNDS: u32 = 3;
 const DEFAULT_SECS: u32 = 15;
 const DEFAULT_CLIENTS: [u32; 3] = [1, 16, 64];
-/// Each node of the bench cluster allows 200 connections, shared by a direct run (one per client),
-/// pgsplit's and PgBouncer's transaction pools (20 each) and PgBouncer's session pool for
-/// `-M prepared` (one per client), which stay open between runs.
+/// Each node of the bench cluster allows 300 connections, shared by a direct run (one per client),
+/// the transaction pools of both pgsplit instances and PgBouncer (20 per user and server: up to
+/// 40 each on the primary) and PgBouncer's session pool for `-M prepared` (one per client), which
+/// stay open between runs: 64 + 3 × 40 + 64 = 248, plus the superuser's reserved slots.
 const MAX_CLIENTS: u32 = 64;
 /// pgsplit's `workers` unless `--pgsplit-workers` says otherwise: one event loop, as PgBouncer
 /// runs one thread. On this 2-core machine, shared with three servers and pgbench, a second
