@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use pgsplit_backend::{BackendError, ServerConn, StatementCache};
 use pgsplit_classify::{Effects, session_effects};
 
+use pgsplit_router::Lsn;
 use pgsplit_telemetry::Histogram;
 use pgsplit_wire::{
     ErrorFields, Frame, backend::tags as be, frontend::tags as fe, next_frame, sqlstate,
@@ -120,6 +121,15 @@ pub(crate) struct RelayState {
     txn_began: Option<Instant>,
     /// The client's byte counts already in `work` or reported: received, sent.
     bytes_seen: (u64, u64),
+    /// The routed unit may write (`consistency: session`): send pgsplit's write-position query
+    /// behind the client's message that ends its transaction, so that the position costs no
+    /// round trip of its own (see [`RelayState::take_capture`]).
+    pub(crate) capture_armed: bool,
+    /// Units sent over the session's life (wrapping).
+    units_sent: u32,
+    /// `units_sent` when the write-position query was sent behind the last of them; `None`
+    /// when it was not.
+    capture_after: Option<u32>,
 }
 
 impl RelayState {
@@ -154,7 +164,19 @@ impl RelayState {
             work_sink: None,
             txn_began: None,
             bytes_seen: (0, 0),
+            capture_armed: false,
+            units_sent: 0,
+            capture_after: None,
         }
+    }
+
+    /// The write position read by the query sent behind the client's last unit, when it tells
+    /// the position after that unit: the query ran outside a transaction (so after the commit)
+    /// and no client unit was sent after it. `Some(None)`: it ran but failed.
+    pub(crate) fn take_capture(&mut self) -> Option<Option<Lsn>> {
+        let after = self.capture_after.take();
+        let (lsn, status) = self.plan.take_captured()?;
+        (after == Some(self.units_sent) && status == b'I').then_some(lsn)
     }
 
     /// Adds what the session did since its last report (units, transactions, the client's
@@ -173,6 +195,7 @@ impl RelayState {
 
     /// A unit's last message (Query, Sync, FunctionCall) was queued for the server.
     fn unit_sent(&mut self) {
+        self.units_sent = self.units_sent.wrapping_add(1);
         self.units_in_flight = self.units_in_flight.saturating_add(1);
         let fresh = self.sent_at.take();
         let started = *self
@@ -491,6 +514,16 @@ fn from_client(
             }
             _ => {}
         }
+        let capture_here = state.capture_armed
+            && state.stop_at_boundary
+            && match tag {
+                fe::QUERY => {
+                    ends_transaction(cstr(frame.body()).map(|(sql, _)| sql), state.txn_status)
+                }
+                // An extended-protocol unit outside a transaction.
+                fe::SYNC => state.txn_status == b'I',
+                _ => false,
+            };
         rewrite_client(
             frame,
             &mut state.statements,
@@ -504,6 +537,18 @@ fn from_client(
         let ends_unit = matches!(tag, fe::QUERY | fe::SYNC | fe::FUNCTION_CALL);
         if ends_unit {
             state.unit_sent();
+            if capture_here {
+                // The position of the client's commit, asked in the same write: its answer
+                // follows the client's and is kept from it (see `RelayState::take_capture`).
+                state.capture_armed = false;
+                state.capture_after = Some(state.units_sent);
+                out.push(Bytes::from_static(CAPTURE_QUERY));
+                state.plan.push_capture();
+                // What the client sent next waits in its input: the session routes it after
+                // the boundary this answer brings (the relay stops there, `stop_at_boundary`).
+                state.held = true;
+                break;
+            }
         }
         if state.one_unit && ends_unit {
             // The rest waits for this unit's answer (see `one_unit`).
@@ -518,6 +563,33 @@ fn from_client(
     }
     flush_parts(&mut synthetic, &mut state.joined, &mut client.out);
     Ok(false)
+}
+
+/// pgsplit's write-position query (see `Session::capture_write_position`).
+pub(crate) const CAPTURE_SQL: &str = "SELECT pg_catalog.pg_current_wal_insert_lsn()";
+
+/// [`CAPTURE_SQL`] as a simple Query message.
+const CAPTURE_QUERY: &[u8] = b"Q\0\0\0\x32SELECT pg_catalog.pg_current_wal_insert_lsn()\0";
+
+/// Whether a simple Query of `sql`, sent while the server's transaction status is `status`,
+/// leaves no transaction open when it succeeds: a statement outside a transaction that does not
+/// start one, or the COMMIT (END) of one. A guess from the first word only: the status the
+/// write-position query reports after it is what decides whether its answer is used.
+fn ends_transaction(sql: Option<&str>, status: u8) -> bool {
+    let Some(sql) = sql else {
+        return false;
+    };
+    let word = sql
+        .trim_start()
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("");
+    let is = |w: &str| word.eq_ignore_ascii_case(w);
+    if status == b'I' {
+        !(is("begin") || is("start"))
+    } else {
+        is("commit") || is("end")
+    }
 }
 
 fn note_sql(state: &mut RelayState, sql: Option<&str>) {
@@ -614,7 +686,7 @@ pub(crate) fn from_server(
             }
             state.out_of_step = true;
         }
-        if ready {
+        if ready && !state.plan.take_internal_ready() {
             state.unit_answered();
         }
     }
@@ -690,3 +762,141 @@ fn is_fatal(body: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// The write-position query sent behind a commit.
+#[cfg(test)]
+mod capture_tests {
+    use super::*;
+    use crate::extended::{ClientStatements, rewrite_client};
+    use pgsplit_wire::{ErrorFields, SqlState, encode};
+
+    #[test]
+    fn the_capture_message_is_the_encoded_query() {
+        let mut buf = BytesMut::new();
+        encode::query(&mut buf, CAPTURE_SQL);
+        assert_eq!(&buf[..], CAPTURE_QUERY);
+    }
+
+    #[test]
+    fn which_queries_leave_no_transaction_open() {
+        assert!(ends_transaction(Some("UPDATE t SET x = 1"), b'I'));
+        assert!(ends_transaction(Some("commit"), b'I'));
+        assert!(!ends_transaction(Some("  begin;"), b'I'));
+        assert!(!ends_transaction(Some("START TRANSACTION"), b'I'));
+        assert!(ends_transaction(Some("END;"), b'T'));
+        assert!(ends_transaction(Some("\nCOMMIT"), b'T'));
+        assert!(!ends_transaction(Some("UPDATE t SET x = 1"), b'T'));
+        assert!(!ends_transaction(Some("ROLLBACK"), b'E'));
+        assert!(!ends_transaction(Some("committed_rows()"), b'T'));
+        assert!(!ends_transaction(None, b'I'));
+    }
+
+    /// A relay state after the client's `sql` went out with the capture query behind it, as
+    /// `from_client` sends them.
+    fn sent_with_capture(sql: &str) -> (RelayState, StatementCache) {
+        let mut state = RelayState::new(ClientStatements::new(Default::default()));
+        let mut cache = StatementCache::default();
+        let mut buf = BytesMut::new();
+        encode::query(&mut buf, sql);
+        let frame = pgsplit_wire::next_frame(&mut buf, 1 << 20)
+            .unwrap()
+            .unwrap();
+        let mut to_server = Vec::new();
+        rewrite_client(
+            frame,
+            &mut state.statements,
+            &mut cache,
+            &mut state.plan,
+            &mut to_server,
+        )
+        .unwrap();
+        state.unit_sent();
+        state.capture_after = Some(state.units_sent);
+        state.plan.push_capture();
+        (state, cache)
+    }
+
+    /// The server's answer to `COMMIT`: what the client must receive, byte for byte.
+    fn commit_answer() -> BytesMut {
+        let mut buf = BytesMut::new();
+        encode::command_complete(&mut buf, "COMMIT");
+        encode::ready_for_query(&mut buf, b'I');
+        buf
+    }
+
+    fn relay(state: &mut RelayState, cache: &mut StatementCache, server: &[u8]) -> Outbox {
+        let mut buf = BytesMut::from(server);
+        let mut to_client = Outbox::default();
+        from_server(&mut buf, 1 << 20, state, cache, &mut to_client).unwrap();
+        assert!(buf.is_empty());
+        to_client
+    }
+
+    #[test]
+    fn the_captured_position_is_read_and_kept_from_the_client() {
+        let (mut state, mut cache) = sent_with_capture("COMMIT");
+        let mut server = commit_answer();
+        encode::row_description(&mut server, &[("pg_current_wal_insert_lsn", 3220)]);
+        encode::data_row(&mut server, &[Some(b"0/3000148")]);
+        encode::command_complete(&mut server, "SELECT 1");
+        encode::ready_for_query(&mut server, b'I');
+        let to_client = relay(&mut state, &mut cache, &server);
+        // Only the commit's own answer reaches the client, and only one unit was answered.
+        assert_eq!(to_client.len(), commit_answer().len());
+        assert!(state.plan.is_empty());
+        assert_eq!(state.units_in_flight, 0);
+        assert_eq!(state.work.queries, 1);
+        assert_eq!(state.txn_status, b'I');
+        assert_eq!(state.take_capture(), Some(Some(Lsn(0x0300_0148))));
+        assert_eq!(state.take_capture(), None);
+    }
+
+    #[test]
+    fn the_relay_waits_for_the_captured_answer_before_the_boundary() {
+        let (mut state, mut cache) = sent_with_capture("COMMIT");
+        let to_client = relay(&mut state, &mut cache, &commit_answer());
+        assert_eq!(to_client.len(), commit_answer().len());
+        assert!(!state.plan.is_empty() && !state.idle());
+        assert_eq!(state.take_capture(), None);
+    }
+
+    #[test]
+    fn a_failed_capture_is_kept_from_the_client_and_reported_as_no_position() {
+        let (mut state, mut cache) = sent_with_capture("COMMIT");
+        let mut server = commit_answer();
+        encode::error_response(
+            &mut server,
+            &ErrorFields::error(SqlState::FEATURE_NOT_SUPPORTED, "no WAL here"),
+        );
+        encode::ready_for_query(&mut server, b'I');
+        let to_client = relay(&mut state, &mut cache, &server);
+        assert_eq!(to_client.len(), commit_answer().len());
+        assert!(state.plan.is_empty());
+        assert_eq!(state.take_capture(), Some(None));
+    }
+
+    #[test]
+    fn a_capture_inside_a_transaction_or_before_another_unit_is_not_used() {
+        let (mut state, mut cache) = sent_with_capture("UPDATE t SET x = 1");
+        let mut server = BytesMut::new();
+        encode::command_complete(&mut server, "UPDATE 1");
+        encode::ready_for_query(&mut server, b'T');
+        encode::row_description(&mut server, &[("pg_current_wal_insert_lsn", 3220)]);
+        encode::data_row(&mut server, &[Some(b"0/1")]);
+        encode::command_complete(&mut server, "SELECT 1");
+        encode::ready_for_query(&mut server, b'T');
+        relay(&mut state, &mut cache, &server);
+        assert_eq!(state.take_capture(), None, "ran inside the transaction");
+
+        let (mut state, mut cache) = sent_with_capture("COMMIT");
+        let mut server = commit_answer();
+        encode::row_description(&mut server, &[("pg_current_wal_insert_lsn", 3220)]);
+        encode::data_row(&mut server, &[Some(b"0/2")]);
+        encode::command_complete(&mut server, "SELECT 1");
+        encode::ready_for_query(&mut server, b'I');
+        relay(&mut state, &mut cache, &server);
+        // The client pipelined another unit behind the commit: the position is older than it.
+        state.unit_sent();
+        assert_eq!(state.take_capture(), None, "a unit was sent after it");
+    }
+}

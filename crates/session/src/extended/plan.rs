@@ -7,6 +7,7 @@ use std::fmt;
 
 use bytes::{Bytes, BytesMut};
 use pgsplit_backend::StatementCache;
+use pgsplit_router::Lsn;
 use pgsplit_wire::backend::{self as server_msg, tags as be};
 use pgsplit_wire::frame::HEADER_LEN;
 use pgsplit_wire::{Frame, SqlState, WireError, encode};
@@ -35,6 +36,13 @@ pub(crate) struct ResponsePlan {
     /// Parses sent per statement id and not answered yet; a failed Parse forgets the id only if
     /// no later Parse of it is still in flight.
     preparing: HashMap<u64, u32>,
+    /// The position in the row of pgsplit's write-position query
+    /// ([`ResponsePlan::push_capture`]); 0 for none (no row, NULL, an error).
+    capture_lsn: u64,
+    /// The transaction status its ReadyForQuery reported; 0 until it came.
+    capture_status: u8,
+    /// The ReadyForQuery just handled answered pgsplit's own query, not a client unit.
+    internal_ready: bool,
 }
 
 /// One request waiting for its response.
@@ -94,6 +102,9 @@ pub(super) enum Effect {
     Evict { id: u64 },
     /// A Bind or Describe of client name `name`, renamed to statement `id`.
     Renamed { id: u64, name: Name },
+    /// pgsplit's own Query sent behind a client unit (the write position of a commit): its
+    /// answer, errors included, never reaches the client.
+    Capture,
 }
 
 /// How a request ended.
@@ -183,6 +194,18 @@ fn step(expect: Expect, tag: u8) -> Step {
         | (Expect::Query, _) => Step::More,
         _ => Step::Unexpected,
     }
+}
+
+/// The first column of a DataRow body, as text (`None` for NULL or a malformed row).
+fn first_text(body: &[u8]) -> Option<&str> {
+    let count = u16::from_be_bytes([*body.first()?, *body.get(1)?]);
+    if count == 0 {
+        return None;
+    }
+    let len = i32::from_be_bytes(body.get(2..6)?.try_into().ok()?);
+    let len = usize::try_from(len).ok()?;
+    let value = body.get(6..6 + len)?;
+    std::str::from_utf8(value).ok()
 }
 
 /// What [`ResponsePlan::forward_run`] found.
@@ -366,6 +389,29 @@ impl ResponsePlan {
         }
     }
 
+    /// Plans the answer to pgsplit's own simple Query sent behind the client's messages: kept
+    /// from the client, its one value and its ReadyForQuery status end up in
+    /// [`ResponsePlan::take_captured`].
+    pub(crate) fn push_capture(&mut self) {
+        self.capture_lsn = 0;
+        self.capture_status = 0;
+        self.push(Expect::Query, false, Effect::Capture);
+    }
+
+    /// The answer to the last [`push_capture`](ResponsePlan::push_capture), once complete:
+    /// its value (`None` when it failed) and the transaction status it ended with.
+    pub(crate) fn take_captured(&mut self) -> Option<(Option<Lsn>, u8)> {
+        let status = std::mem::take(&mut self.capture_status);
+        let lsn = std::mem::take(&mut self.capture_lsn);
+        (status != 0).then_some(((lsn != 0).then_some(Lsn(lsn)), status))
+    }
+
+    /// Whether the ReadyForQuery just handled answered pgsplit's own query (then it answers no
+    /// client unit); reading it clears it.
+    pub(crate) fn take_internal_ready(&mut self) -> bool {
+        std::mem::take(&mut self.internal_ready)
+    }
+
     /// Plans a response.
     pub(super) fn push(&mut self, expect: Expect, forward: bool, effect: Effect) {
         self.entries.push_back(Entry {
@@ -421,7 +467,7 @@ impl ResponsePlan {
     ) {
         let ok = outcome == Outcome::Done;
         match entry.effect {
-            Effect::None => {}
+            Effect::None | Effect::Capture => {}
             Effect::Client {
                 name,
                 ticket,
@@ -486,6 +532,11 @@ impl ResponsePlan {
             to_client.push(frame.into_bytes());
             return;
         };
+        if matches!(front.effect, Effect::Capture) {
+            // pgsplit's own query failed: its ReadyForQuery still comes, and settles it.
+            self.capture_lsn = 0;
+            return;
+        }
         if matches!(front.expect, Expect::Sync | Expect::Query) {
             to_client.push(frame.into_bytes());
             return;
@@ -531,6 +582,16 @@ impl ResponsePlan {
             });
         };
         let forward = front.forward;
+        if matches!(front.effect, Effect::Capture) {
+            if tag == be::DATA_ROW && self.capture_lsn == 0 {
+                self.capture_lsn = first_text(frame.body())
+                    .and_then(Lsn::parse)
+                    .map_or(0, |lsn| lsn.0);
+            } else if tag == be::READY_FOR_QUERY {
+                self.capture_status = frame.body().first().copied().unwrap_or(b'I');
+                self.internal_ready = true;
+            }
+        }
         match step(front.expect, tag) {
             Step::More => {}
             Step::Described => front.expect = Expect::ParametersDescribed,

@@ -14,6 +14,7 @@ use tracing::debug;
 
 use super::{Session, fail_unit};
 use crate::client_io::ClientConn;
+use crate::relay::CAPTURE_SQL;
 use crate::routing::{Scan, ServerTarget, route_setting, scan_unit};
 use crate::{Ctx, ServerEvent, SessionError, internal};
 
@@ -108,6 +109,7 @@ impl Session {
                 Ok(()) => {
                     target.count_query(class.class);
                     self.capture = capture;
+                    self.relay.capture_armed = capture;
                     self.relay.retry_armed = retryable;
                     self.relay.retry_frames.clear();
                     self.relay.prescan(scanned.0, scanned.1);
@@ -284,19 +286,30 @@ impl Session {
     /// The insert position, not `pg_current_wal_lsn()` (the write position): with
     /// `synchronous_commit = off` a commit returns before its WAL is written out, so the
     /// write position can still be before the commit record.
+    ///
+    /// Usually the relay already sent this query behind the client's commit and kept its answer
+    /// (`RelayState::take_capture`): then no round trip is needed here.
     pub(super) async fn capture_write_position(&mut self) -> Result<(), SessionError> {
         self.capture = false;
-        let conn = self.conn.as_mut().expect("capture with a connection");
-        let out = internal::run(conn, "SELECT pg_catalog.pg_current_wal_insert_lsn()").await?;
-        let lsn = match out.error {
-            None => out
-                .rows
-                .first()
-                .and_then(|row| row.first().cloned().flatten())
-                .and_then(|text| Lsn::parse(&text)),
-            Some(e) => {
-                debug!(error = %e.message, "capturing the WAL position failed; reads go to the primary");
-                None
+        self.relay.capture_armed = false;
+        let lsn = if let Some(lsn) = self.relay.take_capture() {
+            if lsn.is_none() {
+                debug!("capturing the WAL position failed; reads go to the primary");
+            }
+            lsn
+        } else {
+            let conn = self.conn.as_mut().expect("capture with a connection");
+            let out = internal::run(conn, CAPTURE_SQL).await?;
+            match out.error {
+                None => out
+                    .rows
+                    .first()
+                    .and_then(|row| row.first().cloned().flatten())
+                    .and_then(|text| Lsn::parse(&text)),
+                Some(e) => {
+                    debug!(error = %e.message, "capturing the WAL position failed; reads go to the primary");
+                    None
+                }
             }
         };
         self.router.view.last_write = Some(LastWrite {
