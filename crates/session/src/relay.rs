@@ -824,6 +824,14 @@ mod capture_tests {
         buf
     }
 
+    /// The server's answer to the capture query: position `lsn`, then ReadyForQuery `status`.
+    fn capture_answer(server: &mut BytesMut, lsn: &[u8], status: u8) {
+        encode::row_description(server, &[("pg_current_wal_insert_lsn", 3220)]);
+        encode::data_row(server, &[Some(lsn)]);
+        encode::command_complete(server, "SELECT 1");
+        encode::ready_for_query(server, status);
+    }
+
     fn relay(state: &mut RelayState, cache: &mut StatementCache, server: &[u8]) -> Outbox {
         let mut buf = BytesMut::from(server);
         let mut to_client = Outbox::default();
@@ -836,10 +844,7 @@ mod capture_tests {
     fn the_captured_position_is_read_and_kept_from_the_client() {
         let (mut state, mut cache) = sent_with_capture("COMMIT");
         let mut server = commit_answer();
-        encode::row_description(&mut server, &[("pg_current_wal_insert_lsn", 3220)]);
-        encode::data_row(&mut server, &[Some(b"0/3000148")]);
-        encode::command_complete(&mut server, "SELECT 1");
-        encode::ready_for_query(&mut server, b'I');
+        capture_answer(&mut server, b"0/3000148", b'I');
         let to_client = relay(&mut state, &mut cache, &server);
         // Only the commit's own answer reaches the client, and only one unit was answered.
         assert_eq!(to_client.len(), commit_answer().len());
@@ -881,19 +886,13 @@ mod capture_tests {
         let mut server = BytesMut::new();
         encode::command_complete(&mut server, "UPDATE 1");
         encode::ready_for_query(&mut server, b'T');
-        encode::row_description(&mut server, &[("pg_current_wal_insert_lsn", 3220)]);
-        encode::data_row(&mut server, &[Some(b"0/1")]);
-        encode::command_complete(&mut server, "SELECT 1");
-        encode::ready_for_query(&mut server, b'T');
+        capture_answer(&mut server, b"0/1", b'T');
         relay(&mut state, &mut cache, &server);
         assert_eq!(state.take_capture(), None, "ran inside the transaction");
 
         let (mut state, mut cache) = sent_with_capture("COMMIT");
         let mut server = commit_answer();
-        encode::row_description(&mut server, &[("pg_current_wal_insert_lsn", 3220)]);
-        encode::data_row(&mut server, &[Some(b"0/2")]);
-        encode::command_complete(&mut server, "SELECT 1");
-        encode::ready_for_query(&mut server, b'I');
+        capture_answer(&mut server, b"0/2", b'I');
         relay(&mut state, &mut cache, &server);
         // The client pipelined another unit behind the commit: the position is older than it.
         state.unit_sent();
