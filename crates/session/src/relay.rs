@@ -514,16 +514,15 @@ fn from_client(
             }
             _ => {}
         }
+        // Only behind a simple Query: after an extended-protocol unit's Sync the server may
+        // be in COPY FROM STDIN (it ignores that Sync), where a Query would break the copy.
+        // Not while an extended-protocol batch is open: a server skipping to the next Sync
+        // would skip this query too.
         let capture_here = state.capture_armed
             && state.stop_at_boundary
-            && match tag {
-                fe::QUERY => {
-                    ends_transaction(cstr(frame.body()).map(|(sql, _)| sql), state.txn_status)
-                }
-                // An extended-protocol unit outside a transaction.
-                fe::SYNC => state.txn_status == b'I',
-                _ => false,
-            };
+            && tag == fe::QUERY
+            && !state.plan.awaiting_sync()
+            && ends_transaction(cstr(frame.body()).map(|(sql, _)| sql), state.txn_status);
         rewrite_client(
             frame,
             &mut state.statements,
@@ -572,13 +571,22 @@ pub(crate) const CAPTURE_SQL: &str = "SELECT pg_catalog.pg_current_wal_insert_ls
 const CAPTURE_QUERY: &[u8] = b"Q\0\0\0\x32SELECT pg_catalog.pg_current_wal_insert_lsn()\0";
 
 /// Whether a simple Query of `sql`, sent while the server's transaction status is `status`,
-/// leaves no transaction open when it succeeds: a statement outside a transaction that does not
-/// start one, or the COMMIT (END) of one. A guess from the first word only: the status the
-/// write-position query reports after it is what decides whether its answer is used.
+/// leaves no transaction open when it succeeds, so that pgsplit's write-position query may
+/// follow it: a statement outside a transaction that does not start one, or the COMMIT (END) of
+/// one. A guess from the first word: the status the write-position query reports after it is
+/// what decides whether its answer is used. Never where the text mentions COPY: during COPY FROM
+/// STDIN the server takes only copy messages from the client.
 fn ends_transaction(sql: Option<&str>, status: u8) -> bool {
     let Some(sql) = sql else {
         return false;
     };
+    if sql
+        .as_bytes()
+        .windows(4)
+        .any(|w| w.eq_ignore_ascii_case(b"copy"))
+    {
+        return false;
+    }
     let word = sql
         .trim_start()
         .split(|c: char| !c.is_ascii_alphabetic())
@@ -789,6 +797,11 @@ mod capture_tests {
         assert!(!ends_transaction(Some("ROLLBACK"), b'E'));
         assert!(!ends_transaction(Some("committed_rows()"), b'T'));
         assert!(!ends_transaction(None, b'I'));
+        assert!(!ends_transaction(Some("COPY t FROM STDIN"), b'I'));
+        assert!(!ends_transaction(
+            Some("insert into t values (1); copy t from stdin"),
+            b'I'
+        ));
     }
 
     /// A relay state after the client's `sql` went out with the capture query behind it, as

@@ -137,3 +137,61 @@ async fn copy_from_stdin_abandoned() {
         })
         .await;
 }
+
+/// psql's COPY FROM STDIN (the simple protocol, data inline in its script) through pgsplit with
+/// replicas and read-your-writes: pgsplit sends its write-position query behind a committing
+/// Query, but never behind one that starts a COPY, where the server takes only copy messages.
+/// The read after each write must see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn psql_copy_from_stdin_among_autocommit_writes() {
+    let Some(psql) = crate::tools::require_tool("psql") else {
+        return;
+    };
+    Case::new("copy_psql")
+        .replicas()
+        .yaml(|y| {
+            y.set("causal_wait", "5s")
+                .set("health", "{ interval: 100ms }")
+        })
+        .run(async |px| {
+            if px.skip_without_proxy() {
+                return;
+            }
+            let script = "CREATE TABLE t (id int4, payload text);\n\
+                          INSERT INTO t VALUES (0, 'zero');\n\
+                          COPY t FROM STDIN;\n1\tone\n2\ttwo\n3\tthree\n\\.\n\
+                          SELECT count(*) FROM t;\n\
+                          copy t (id, payload) from stdin;\n4\tfour\n\\.\n\
+                          INSERT INTO t VALUES (5, 'five');\n\
+                          SELECT count(*), sum(id) FROM t;\n";
+            let dir = std::env::temp_dir().join(format!("pgsplit-e2e-{}", px.db));
+            std::fs::create_dir_all(&dir).unwrap();
+            let file = dir.join("copy.sql");
+            std::fs::write(&file, script).unwrap();
+            let mut cmd = crate::tools::libpq_command(&psql, px);
+            cmd.args([
+                "-d",
+                &px.db,
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-f",
+            ])
+            .arg(&file);
+            let out = crate::tools::run(cmd, std::time::Duration::from_secs(60)).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "psql failed: {}\n{stdout}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let lines: Vec<&str> = stdout.lines().filter(|l| !l.is_empty()).collect();
+            assert_eq!(lines, ["4", "6|15"], "{stdout}");
+            assert_usable(&px.client().await).await;
+        })
+        .await;
+}
