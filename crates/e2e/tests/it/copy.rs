@@ -168,19 +168,8 @@ async fn psql_copy_from_stdin_among_autocommit_writes() {
             std::fs::create_dir_all(&dir).unwrap();
             let file = dir.join("copy.sql");
             std::fs::write(&file, script).unwrap();
-            let mut cmd = crate::tools::libpq_command(&psql, px);
-            cmd.args([
-                "-d",
-                &px.db,
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-f",
-            ])
-            .arg(&file);
+            let mut cmd = crate::tools::psql_quiet(&psql, px);
+            cmd.arg("-f").arg(&file);
             let out = crate::tools::run(cmd, std::time::Duration::from_secs(60)).await;
             let _ = std::fs::remove_dir_all(&dir);
             let stdout = String::from_utf8_lossy(&out.stdout);

@@ -66,6 +66,23 @@ pub(crate) fn libpq_command(tool: &Path, px: &Proxy) -> Command {
     cmd
 }
 
+/// psql on the test database through the proxy: no psqlrc, no command tags, unaligned tuples
+/// only, stopping at the first error.
+pub(crate) fn psql_quiet(psql: &Path, px: &Proxy) -> Command {
+    let mut cmd = libpq_command(psql, px);
+    cmd.args([
+        "-X",
+        "-q",
+        "-A",
+        "-t",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-d",
+        &px.db,
+    ]);
+    cmd
+}
+
 /// Runs a command to completion within `limit`, returning its output.
 pub(crate) async fn run(mut cmd: Command, limit: Duration) -> Output {
     let what = format!("{cmd:?}");
@@ -167,18 +184,8 @@ async fn psql_smoke() {
                 "SELECT current_user || '@' || current_database() = 'app@{}'",
                 px.db
             );
-            let mut cmd = libpq_command(&psql, px);
+            let mut cmd = psql_quiet(&psql, px);
             cmd.args([
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                &px.db,
-            ])
-            .args([
                 "-c",
                 "CREATE TABLE p (v int4); INSERT INTO p VALUES (20), (22)",
                 "-c",
