@@ -237,6 +237,8 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
     let one = pgsplit_one
         .as_ref()
         .map(|p| (p.port, p.admin_port, p.service.pid()));
+    // The one-replica target runs only when its pgsplit was started.
+    let running = |target: Target| target != Target::PgsplitOneReplica || one.is_some();
     let proxy_pids = [pgsplit.service.pid(), bouncer.service.pid()];
     let watch = |target: Target| pgbench::Watch {
         proxy: match target {
@@ -286,10 +288,7 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
         plan.max_clients()
     );
     let planned = |kind: Kind| plan.workloads.iter().any(|w| w.kind == kind);
-    for target in Target::ALL {
-        if target == Target::PgsplitOneReplica && one.is_none() {
-            continue;
-        }
+    for target in Target::ALL.into_iter().filter(|&t| running(t)) {
         let mut kinds = vec![Kind::SelectSimple];
         // The proxies pool per user: bench_md5's pools are filled by a run of their own.
         for kind in [Kind::SelectPrepared, Kind::ConnectMd5] {
@@ -326,10 +325,7 @@ fn measure(tools: &Tools<'_>, plan: &Plan) -> Result<(Vec<Sample>, String)> {
     for round in 1..=plan.rounds {
         for workload in &plan.workloads {
             for &clients in &plan.clients {
-                for target in Target::for_kind(workload.kind) {
-                    if target == Target::PgsplitOneReplica && one.is_none() {
-                        continue;
-                    }
+                for target in Target::for_kind(workload.kind).filter(|&t| running(t)) {
                     n += 1;
                     if workload.kind == Kind::TpcB {
                         cluster.primary().script(

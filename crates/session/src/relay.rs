@@ -170,6 +170,15 @@ impl RelayState {
         }
     }
 
+    /// Queues pgsplit's write-position query behind the unit just sent, in the same write: its
+    /// answer follows the client's and is kept from it (see [`RelayState::take_capture`]).
+    fn send_capture(&mut self, to_server: &mut Vec<Bytes>) {
+        self.capture_armed = false;
+        self.capture_after = Some(self.units_sent);
+        to_server.push(Bytes::from_static(CAPTURE_QUERY));
+        self.plan.push_capture();
+    }
+
     /// The write position read by the query sent behind the client's last unit, when it tells
     /// the position after that unit: the query ran outside a transaction (so after the commit)
     /// and no client unit was sent after it. `Some(None)`: it ran but failed.
@@ -537,12 +546,7 @@ fn from_client(
         if ends_unit {
             state.unit_sent();
             if capture_here {
-                // The position of the client's commit, asked in the same write: its answer
-                // follows the client's and is kept from it (see `RelayState::take_capture`).
-                state.capture_armed = false;
-                state.capture_after = Some(state.units_sent);
-                out.push(Bytes::from_static(CAPTURE_QUERY));
-                state.plan.push_capture();
+                state.send_capture(&mut out);
                 // What the client sent next waits in its input: the session routes it after
                 // the boundary this answer brings (the relay stops there, `stop_at_boundary`).
                 state.held = true;
@@ -580,24 +584,21 @@ fn ends_transaction(sql: Option<&str>, status: u8) -> bool {
     let Some(sql) = sql else {
         return false;
     };
-    if sql
-        .as_bytes()
-        .windows(4)
-        .any(|w| w.eq_ignore_ascii_case(b"copy"))
-    {
-        return false;
-    }
     let word = sql
         .trim_start()
         .split(|c: char| !c.is_ascii_alphabetic())
         .next()
         .unwrap_or("");
     let is = |w: &str| word.eq_ignore_ascii_case(w);
-    if status == b'I' {
+    let ends = if status == b'I' {
         !(is("begin") || is("start"))
     } else {
         is("commit") || is("end")
-    }
+    };
+    ends && !sql
+        .as_bytes()
+        .windows(4)
+        .any(|w| w.eq_ignore_ascii_case(b"copy"))
 }
 
 fn note_sql(state: &mut RelayState, sql: Option<&str>) {
@@ -770,145 +771,3 @@ fn is_fatal(body: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests;
-
-/// The write-position query sent behind a commit.
-#[cfg(test)]
-mod capture_tests {
-    use super::*;
-    use crate::extended::{ClientStatements, rewrite_client};
-    use pgsplit_wire::{ErrorFields, SqlState, encode};
-
-    #[test]
-    fn the_capture_message_is_the_encoded_query() {
-        let mut buf = BytesMut::new();
-        encode::query(&mut buf, CAPTURE_SQL);
-        assert_eq!(&buf[..], CAPTURE_QUERY);
-    }
-
-    #[test]
-    fn which_queries_leave_no_transaction_open() {
-        assert!(ends_transaction(Some("UPDATE t SET x = 1"), b'I'));
-        assert!(ends_transaction(Some("commit"), b'I'));
-        assert!(!ends_transaction(Some("  begin;"), b'I'));
-        assert!(!ends_transaction(Some("START TRANSACTION"), b'I'));
-        assert!(ends_transaction(Some("END;"), b'T'));
-        assert!(ends_transaction(Some("\nCOMMIT"), b'T'));
-        assert!(!ends_transaction(Some("UPDATE t SET x = 1"), b'T'));
-        assert!(!ends_transaction(Some("ROLLBACK"), b'E'));
-        assert!(!ends_transaction(Some("committed_rows()"), b'T'));
-        assert!(!ends_transaction(None, b'I'));
-        assert!(!ends_transaction(Some("COPY t FROM STDIN"), b'I'));
-        assert!(!ends_transaction(
-            Some("insert into t values (1); copy t from stdin"),
-            b'I'
-        ));
-    }
-
-    /// A relay state after the client's `sql` went out with the capture query behind it, as
-    /// `from_client` sends them.
-    fn sent_with_capture(sql: &str) -> (RelayState, StatementCache) {
-        let mut state = RelayState::new(ClientStatements::new(Default::default()));
-        let mut cache = StatementCache::default();
-        let mut buf = BytesMut::new();
-        encode::query(&mut buf, sql);
-        let frame = pgsplit_wire::next_frame(&mut buf, 1 << 20)
-            .unwrap()
-            .unwrap();
-        let mut to_server = Vec::new();
-        rewrite_client(
-            frame,
-            &mut state.statements,
-            &mut cache,
-            &mut state.plan,
-            &mut to_server,
-        )
-        .unwrap();
-        state.unit_sent();
-        state.capture_after = Some(state.units_sent);
-        state.plan.push_capture();
-        (state, cache)
-    }
-
-    /// The server's answer to `COMMIT`: what the client must receive, byte for byte.
-    fn commit_answer() -> BytesMut {
-        let mut buf = BytesMut::new();
-        encode::command_complete(&mut buf, "COMMIT");
-        encode::ready_for_query(&mut buf, b'I');
-        buf
-    }
-
-    /// The server's answer to the capture query: position `lsn`, then ReadyForQuery `status`.
-    fn capture_answer(server: &mut BytesMut, lsn: &[u8], status: u8) {
-        encode::row_description(server, &[("pg_current_wal_insert_lsn", 3220)]);
-        encode::data_row(server, &[Some(lsn)]);
-        encode::command_complete(server, "SELECT 1");
-        encode::ready_for_query(server, status);
-    }
-
-    fn relay(state: &mut RelayState, cache: &mut StatementCache, server: &[u8]) -> Outbox {
-        let mut buf = BytesMut::from(server);
-        let mut to_client = Outbox::default();
-        from_server(&mut buf, 1 << 20, state, cache, &mut to_client).unwrap();
-        assert!(buf.is_empty());
-        to_client
-    }
-
-    #[test]
-    fn the_captured_position_is_read_and_kept_from_the_client() {
-        let (mut state, mut cache) = sent_with_capture("COMMIT");
-        let mut server = commit_answer();
-        capture_answer(&mut server, b"0/3000148", b'I');
-        let to_client = relay(&mut state, &mut cache, &server);
-        // Only the commit's own answer reaches the client, and only one unit was answered.
-        assert_eq!(to_client.len(), commit_answer().len());
-        assert!(state.plan.is_empty());
-        assert_eq!(state.units_in_flight, 0);
-        assert_eq!(state.work.queries, 1);
-        assert_eq!(state.txn_status, b'I');
-        assert_eq!(state.take_capture(), Some(Some(Lsn(0x0300_0148))));
-        assert_eq!(state.take_capture(), None);
-    }
-
-    #[test]
-    fn the_relay_waits_for_the_captured_answer_before_the_boundary() {
-        let (mut state, mut cache) = sent_with_capture("COMMIT");
-        let to_client = relay(&mut state, &mut cache, &commit_answer());
-        assert_eq!(to_client.len(), commit_answer().len());
-        assert!(!state.plan.is_empty() && !state.idle());
-        assert_eq!(state.take_capture(), None);
-    }
-
-    #[test]
-    fn a_failed_capture_is_kept_from_the_client_and_reported_as_no_position() {
-        let (mut state, mut cache) = sent_with_capture("COMMIT");
-        let mut server = commit_answer();
-        encode::error_response(
-            &mut server,
-            &ErrorFields::error(SqlState::FEATURE_NOT_SUPPORTED, "no WAL here"),
-        );
-        encode::ready_for_query(&mut server, b'I');
-        let to_client = relay(&mut state, &mut cache, &server);
-        assert_eq!(to_client.len(), commit_answer().len());
-        assert!(state.plan.is_empty());
-        assert_eq!(state.take_capture(), Some(None));
-    }
-
-    #[test]
-    fn a_capture_inside_a_transaction_or_before_another_unit_is_not_used() {
-        let (mut state, mut cache) = sent_with_capture("UPDATE t SET x = 1");
-        let mut server = BytesMut::new();
-        encode::command_complete(&mut server, "UPDATE 1");
-        encode::ready_for_query(&mut server, b'T');
-        capture_answer(&mut server, b"0/1", b'T');
-        relay(&mut state, &mut cache, &server);
-        assert_eq!(state.take_capture(), None, "ran inside the transaction");
-
-        let (mut state, mut cache) = sent_with_capture("COMMIT");
-        let mut server = commit_answer();
-        capture_answer(&mut server, b"0/2", b'I');
-        relay(&mut state, &mut cache, &server);
-        // The client pipelined another unit behind the commit: the position is older than it.
-        state.unit_sent();
-        assert_eq!(state.take_capture(), None, "a unit was sent after it");
-    }
-}

@@ -1,7 +1,8 @@
-//! Unit tests of `relay.rs`: server messages reaching the client, forward runs, small batches, unit timing.
+//! Unit tests of `relay.rs`: server messages reaching the client, forward runs, small batches, unit timing,
+//! and the write-position query sent behind a commit.
 
 use super::*;
-use pgsplit_wire::encode;
+use pgsplit_wire::{ErrorFields, SqlState, encode};
 
 /// A relay state and statement cache after the client sent the simple query `sql`.
 fn after_query(sql: &str) -> (RelayState, StatementCache) {
@@ -338,4 +339,126 @@ fn a_fatal_before_the_client_saw_anything_is_retried_unseen() {
             assert!(st.param_updates.is_empty(), "values the client never saw");
         }
     }
+}
+
+// The write-position query sent behind a commit.
+
+#[test]
+fn the_capture_message_is_the_encoded_query() {
+    let mut buf = BytesMut::new();
+    encode::query(&mut buf, CAPTURE_SQL);
+    assert_eq!(&buf[..], CAPTURE_QUERY);
+}
+
+#[test]
+fn which_queries_leave_no_transaction_open() {
+    assert!(ends_transaction(Some("UPDATE t SET x = 1"), b'I'));
+    assert!(ends_transaction(Some("commit"), b'I'));
+    assert!(!ends_transaction(Some("  begin;"), b'I'));
+    assert!(!ends_transaction(Some("START TRANSACTION"), b'I'));
+    assert!(ends_transaction(Some("END;"), b'T'));
+    assert!(ends_transaction(Some("\nCOMMIT"), b'T'));
+    assert!(!ends_transaction(Some("UPDATE t SET x = 1"), b'T'));
+    assert!(!ends_transaction(Some("ROLLBACK"), b'E'));
+    assert!(!ends_transaction(Some("committed_rows()"), b'T'));
+    assert!(!ends_transaction(None, b'I'));
+    assert!(!ends_transaction(Some("COPY t FROM STDIN"), b'I'));
+    assert!(!ends_transaction(
+        Some("insert into t values (1); copy t from stdin"),
+        b'I'
+    ));
+}
+
+/// A relay state after the client's `sql` went out with the capture query behind it, as
+/// `from_client` sends them.
+fn sent_with_capture(sql: &str) -> (RelayState, StatementCache) {
+    let (mut state, cache) = after_query(sql);
+    state.unit_sent();
+    let mut to_server = Vec::new();
+    state.send_capture(&mut to_server);
+    assert_eq!(to_server, [Bytes::from_static(CAPTURE_QUERY)]);
+    (state, cache)
+}
+
+/// The server's answer to `COMMIT`: what the client must receive, byte for byte.
+fn commit_answer() -> BytesMut {
+    let mut buf = BytesMut::new();
+    encode::command_complete(&mut buf, "COMMIT");
+    encode::ready_for_query(&mut buf, b'I');
+    buf
+}
+
+/// The server's answer to the capture query: position `lsn`, then ReadyForQuery `status`.
+fn capture_answer(server: &mut BytesMut, lsn: &[u8], status: u8) {
+    encode::row_description(server, &[("pg_current_wal_insert_lsn", 3220)]);
+    encode::data_row(server, &[Some(lsn)]);
+    encode::command_complete(server, "SELECT 1");
+    encode::ready_for_query(server, status);
+}
+
+fn relay_answer(state: &mut RelayState, cache: &mut StatementCache, server: &[u8]) -> Outbox {
+    let mut buf = BytesMut::from(server);
+    let mut to_client = Outbox::default();
+    from_server(&mut buf, 1 << 20, state, cache, &mut to_client).unwrap();
+    assert!(buf.is_empty());
+    to_client
+}
+
+#[test]
+fn the_captured_position_is_read_and_kept_from_the_client() {
+    let (mut state, mut cache) = sent_with_capture("COMMIT");
+    let mut server = commit_answer();
+    capture_answer(&mut server, b"0/3000148", b'I');
+    let to_client = relay_answer(&mut state, &mut cache, &server);
+    // Only the commit's own answer reaches the client, and only one unit was answered.
+    assert_eq!(to_client.len(), commit_answer().len());
+    assert!(state.plan.is_empty());
+    assert_eq!(state.units_in_flight, 0);
+    assert_eq!(state.work.queries, 1);
+    assert_eq!(state.txn_status, b'I');
+    assert_eq!(state.take_capture(), Some(Some(Lsn(0x0300_0148))));
+    assert_eq!(state.take_capture(), None);
+}
+
+#[test]
+fn the_relay_waits_for_the_captured_answer_before_the_boundary() {
+    let (mut state, mut cache) = sent_with_capture("COMMIT");
+    let to_client = relay_answer(&mut state, &mut cache, &commit_answer());
+    assert_eq!(to_client.len(), commit_answer().len());
+    assert!(!state.plan.is_empty() && !state.idle());
+    assert_eq!(state.take_capture(), None);
+}
+
+#[test]
+fn a_failed_capture_is_kept_from_the_client_and_reported_as_no_position() {
+    let (mut state, mut cache) = sent_with_capture("COMMIT");
+    let mut server = commit_answer();
+    encode::error_response(
+        &mut server,
+        &ErrorFields::error(SqlState::FEATURE_NOT_SUPPORTED, "no WAL here"),
+    );
+    encode::ready_for_query(&mut server, b'I');
+    let to_client = relay_answer(&mut state, &mut cache, &server);
+    assert_eq!(to_client.len(), commit_answer().len());
+    assert!(state.plan.is_empty());
+    assert_eq!(state.take_capture(), Some(None));
+}
+
+#[test]
+fn a_capture_inside_a_transaction_or_before_another_unit_is_not_used() {
+    let (mut state, mut cache) = sent_with_capture("UPDATE t SET x = 1");
+    let mut server = BytesMut::new();
+    encode::command_complete(&mut server, "UPDATE 1");
+    encode::ready_for_query(&mut server, b'T');
+    capture_answer(&mut server, b"0/1", b'T');
+    relay_answer(&mut state, &mut cache, &server);
+    assert_eq!(state.take_capture(), None, "ran inside the transaction");
+
+    let (mut state, mut cache) = sent_with_capture("COMMIT");
+    let mut server = commit_answer();
+    capture_answer(&mut server, b"0/2", b'I');
+    relay_answer(&mut state, &mut cache, &server);
+    // The client pipelined another unit behind the commit: the position is older than it.
+    state.unit_sent();
+    assert_eq!(state.take_capture(), None, "a unit was sent after it");
 }
